@@ -1,0 +1,3 @@
+"""Constants for the Audio-Interaction integration."""
+
+DOMAIN = "audio_interaction"

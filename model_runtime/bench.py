@@ -1,0 +1,26 @@
+"""`audio-interaction bench TARGET`: speed and memory figures, printed (never asserted).
+
+Each target lives in its own module exposing `add_arguments(parser)` and
+`main(args) -> int`; add a line to BENCHMARKS when a module provides one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# (target, module, help)
+BENCHMARKS: tuple[tuple[str, str, str], ...] = ()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
+    for name, module_name, help_text in BENCHMARKS:
+        module = importlib.import_module(module_name)
+        target = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(target)
+        target.set_defaults(bench_main=module.main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return int(args.bench_main(args) or 0)

@@ -1,0 +1,126 @@
+"""The engine interface every engine implements: feed PCM, get events.
+
+One `Engine` holds what is shared and expensive (model weights, classifiers)
+and is created once per process. Each audio stream (one room, one file) gets
+its own `EngineStream` from `engine.open_stream()` holding only that stream's
+state, so a server can serve many rooms from one loaded model.
+
+Audio handed to a stream is always 16 kHz mono float32 in [-1, 1] (see
+`audio.py` for conversions); it may arrive in pieces of any length.
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from . import constants as c
+from .events import Event
+
+
+@dataclass
+class EngineOptions:
+    """Options shared by the CLI, the server and the add-on; each engine reads the ones it uses."""
+
+    engine: str = c.DEFAULT_ENGINE
+    # audio-interaction engine
+    model: str = c.DEFAULT_MODEL_REPO
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    system_prompt: str = c.DEFAULT_SYSTEM_PROMPT
+    max_response_tokens: int = 128
+    context_seconds: float = 300.0  # sliding window of recent audio kept in the KV cache
+    async_encoder: bool = False  # encoder runs ahead of the LM (upstream's FIFO mode)
+    threads: int | None = None
+    # lite engine
+    wake_words: list[str] = field(default_factory=lambda: ["okay_nabu"])
+
+
+class EngineStream(abc.ABC):
+    """The per-stream state of an engine. Not thread-safe: one caller at a time."""
+
+    @abc.abstractmethod
+    def feed(self, audio: np.ndarray) -> list[Event]:
+        """Consume 16 kHz mono float32 samples; return the events they completed."""
+
+    def instruct(self, text: str) -> list[Event]:
+        """An in-stream instruction ("translate into English", "transcribe")."""
+        return []
+
+    @abc.abstractmethod
+    def finish(self) -> list[Event]:
+        """End of stream: flush what is pending (the last partial chunk, open sounds)."""
+
+    def close(self) -> None:
+        """Free everything the stream holds."""
+
+
+class Engine(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def open_stream(self) -> EngineStream: ...
+
+    def wake_words(self) -> list[str]:
+        """Names a wake-word client may ask for; a detection carries one of them."""
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def create_engine(options: EngineOptions) -> Engine:
+    """Build the engine named in `options` (imports lazily: lite never loads torch)."""
+    if options.engine == c.ENGINE_LITE:
+        from .lite import LiteEngine
+
+        return LiteEngine(options)
+    if options.engine == c.ENGINE_AUDIO_INTERACTION:
+        from .interaction.engine import InteractionEngine
+
+        return InteractionEngine(options)
+    raise ValueError(f"unknown engine {options.engine!r}; choose one of: {', '.join(c.ENGINES)}")
+
+
+def run_stream(stream: EngineStream, audio: np.ndarray, piece_samples: int = 1_600) -> Iterable[Event]:
+    """Feed a whole signal in live-sized pieces (0.1 s by default) and yield events as they come."""
+    for start in range(0, len(audio), piece_samples):
+        yield from stream.feed(audio[start : start + piece_samples])
+    yield from stream.finish()
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = EngineOptions()
+    g = parser.add_argument_group("engine")
+    g.add_argument("--engine", choices=c.ENGINES, default=defaults.engine, help="default: %(default)s")
+    g.add_argument("--model", default=defaults.model, help="checkpoint folder or HF repo id (audio-interaction engine)")
+    g.add_argument("--device", default=defaults.device, help="auto, cpu or cuda[:N]")
+    g.add_argument("--dtype", default=defaults.dtype, choices=["auto", "float32", "bfloat16", "float16"])
+    g.add_argument("--system-prompt", default=defaults.system_prompt)
+    g.add_argument("--max-response-tokens", type=int, default=defaults.max_response_tokens)
+    g.add_argument("--context-seconds", type=float, default=defaults.context_seconds,
+                   help="seconds of recent audio kept in the model's context (default %(default)s)")
+    g.add_argument("--async-encoder", action="store_true", help="encode audio ahead of the LM (FIFO mode)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    g.add_argument("--wake-word", dest="wake_words", action="append", default=None,
+                   help="lite engine wake word (repeatable; default okay_nabu)")
+
+
+def options_from_args(args: argparse.Namespace) -> EngineOptions:
+    defaults = EngineOptions()
+    return EngineOptions(
+        engine=args.engine,
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        system_prompt=args.system_prompt,
+        max_response_tokens=args.max_response_tokens,
+        context_seconds=args.context_seconds,
+        async_encoder=args.async_encoder,
+        threads=args.threads,
+        wake_words=args.wake_words or defaults.wake_words,
+    )

@@ -18,6 +18,7 @@ from .errors import UserError
 # (command, module, help) in the order a user meets them.
 COMMANDS = (
     ("analyze", "model_runtime.analyze", "print the events an engine hears in an audio file"),
+    ("serve", "model_runtime.server.app", "run the Wyoming server (wake word detection + audio-interaction events)"),
 )
 
 

@@ -116,3 +116,16 @@ WYOMING_EVENT_PREFIX = "audio-interaction-"
 WYOMING_LISTEN = WYOMING_EVENT_PREFIX + "listen"  # data: {"room": str | None}
 WYOMING_INSTRUCT = WYOMING_EVENT_PREFIX + "instruct"  # data: {"text": str}
 DEFAULT_PORT = 10500
+# Codes of the standard Wyoming `error` event (data: text, code) the server sends.
+WYOMING_ERROR_MALFORMED_FRAME = "malformed-frame"  # not a Wyoming frame
+WYOMING_ERROR_FRAME_TOO_LARGE = "frame-too-large"  # header/data/payload over the limits
+WYOMING_ERROR_UNKNOWN_EVENT = "unknown-event"  # an event type this server does not handle
+WYOMING_ERROR_BAD_EVENT = "bad-event"  # a known event with missing or invalid data
+WYOMING_ERROR_AUDIO_FORMAT = "audio-format"  # rate/width/channels that cannot be converted
+WYOMING_ERROR_AUDIO_BEFORE_START = "audio-before-start"  # audio-chunk/stop without audio-start
+WYOMING_ERROR_UNKNOWN_WAKE_WORD = "unknown-wake-word"  # detect names none of the served models
+WYOMING_ERROR_AUDIO_SKIPPED = "audio-skipped"  # the engine fell behind: backlog dropped
+WYOMING_ERROR_TOO_MANY_STREAMS = "too-many-streams"  # server at --max-streams
+WYOMING_ERROR_TOO_MANY_ERRORS = "too-many-errors"  # connection closed after repeated errors
+WYOMING_ERROR_ENGINE_FAILED = "engine-failed"  # the engine raised; that stream stops
+PROJECT_URL = "https://github.com/audio-interaction/home-assistant"

@@ -1,0 +1,245 @@
+"""`audio-interaction serve`: the Wyoming server, one shared engine, one engine stream per client."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+from wyoming.info import Attribution, Info, WakeModel, WakeProgram
+from wyoming.server import AsyncServer, AsyncTcpServer
+
+from .. import __version__
+from .. import constants as c
+from ..engine import Engine, add_engine_arguments, create_engine, options_from_args
+from ..errors import UserError
+from .handler import ClientHandler
+
+_LOGGER = logging.getLogger("model_runtime.server")
+
+DEFAULT_URI = f"tcp://0.0.0.0:{c.DEFAULT_PORT}"
+DEFAULT_MAX_STREAMS = 64
+DEFAULT_MAX_BACKLOG_SECONDS = 10.0
+ZEROCONF_TYPE = "_wyoming._tcp.local."
+
+
+def build_info(engine: Engine) -> Info:
+    """`describe` -> this: one wake program whose models are the engine's wake words and the model's decision."""
+    project = Attribution(name="Audio-Interaction", url=c.PROJECT_URL)
+    models = [
+        WakeModel(
+            name=name,
+            description=name.replace("_", " "),
+            phrase=name.replace("_", " "),
+            attribution=project,
+            installed=True,
+            languages=["en"],
+            version=__version__,
+        )
+        for name in engine.wake_words()
+        if name != c.MODEL_DECISION_NAME
+    ]
+    models.append(
+        WakeModel(
+            name=c.MODEL_DECISION_NAME,
+            description="Audio-Interaction decides to respond",
+            phrase=None,
+            attribution=Attribution(name="zhifeixie", url=f"https://huggingface.co/{c.DEFAULT_MODEL_REPO}"),
+            installed=True,
+            languages=["en"],
+            version=__version__,
+        )
+    )
+    program = WakeProgram(
+        name="audio-interaction",
+        description=f"Audio-Interaction always-listening audio model ({engine.name} engine)",
+        attribution=project,
+        installed=True,
+        version=__version__,
+        models=models,
+    )
+    return Info(wake=[program])  # never a satellite: HA would then load no wake platform
+
+
+class WyomingServer:
+    """The server: start, serve many clients, stop. Used by `serve` and by the tests in-process."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        max_backlog_seconds: float = DEFAULT_MAX_BACKLOG_SECONDS,
+    ) -> None:
+        self.engine = engine
+        self.info = build_info(engine)
+        self.wake_models = [m.name for m in self.info.wake[0].models]
+        self.max_streams = max_streams
+        self.max_backlog_seconds = max_backlog_seconds
+        # One thread per open stream at most: a slow stream holds its own thread, never another's.
+        self.executor = ThreadPoolExecutor(max_workers=max_streams, thread_name_prefix="engine-stream")
+        self.handlers: set[ClientHandler] = set()
+        self._open_streams = 0
+        self._server: AsyncServer | None = None
+        self.address: tuple[str, int] | None = None
+
+    @property
+    def open_streams(self) -> int:
+        return self._open_streams
+
+    def reserve_stream(self) -> bool:
+        if self._open_streams >= self.max_streams:
+            return False
+        self._open_streams += 1
+        return True
+
+    def release_stream(self) -> None:
+        self._open_streams -= 1
+
+    def _new_handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> ClientHandler:
+        handler = ClientHandler(self, reader, writer)
+        self.handlers.add(handler)  # the handler removes itself when it ends
+        return handler
+
+    async def start(self, uri: str) -> None:
+        self._server = server_for_uri(uri)
+        await self._server.start(self._new_handler)
+        if isinstance(self._server, AsyncTcpServer):
+            sock = self._server._server.sockets[0]  # noqa: SLF001 - the port actually bound (port 0 = any)
+            self.address = sock.getsockname()[:2]
+        _LOGGER.info(
+            "serving %s (engine %s, wake models: %s)",
+            f"tcp://{self.address[0]}:{self.address[1]}" if self.address else uri,
+            self.engine.name,
+            ", ".join(self.wake_models),
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, end every connection, wait until each has freed its stream."""
+        if self._server is not None:
+            await self._server.stop()
+        handlers = list(self.handlers)
+        for handler in handlers:
+            await handler.stop()
+        if handlers:
+            await asyncio.wait([asyncio.ensure_future(h.finished.wait()) for h in handlers], timeout=30)
+        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)
+
+
+def server_for_uri(uri: str) -> AsyncServer:
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("tcp", "unix"):
+        raise UserError(f"--uri {uri!r}: use tcp://HOST:PORT (e.g. {DEFAULT_URI}) or unix:///path/to/socket")
+    try:
+        return AsyncServer.from_uri(uri)
+    except ValueError as err:
+        raise UserError(f"--uri {uri!r}: {err}; e.g. {DEFAULT_URI}") from None
+
+
+class ZeroconfAdvert:
+    """Announces the server as `_wyoming._tcp.local.`, as HA's own Wyoming add-ons do."""
+
+    def __init__(self, name: str, port: int, host: str | None) -> None:
+        self.name, self.port, self.host = name, port, host
+        self._zc = None
+        self._info = None
+
+    async def start(self) -> None:
+        from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+        host = self.host or _local_ip()
+        self._info = AsyncServiceInfo(
+            ZEROCONF_TYPE,
+            f"{self.name}.{ZEROCONF_TYPE}",
+            addresses=[socket.inet_aton(host)],
+            port=self.port,
+        )
+        self._zc = AsyncZeroconf()
+        await self._zc.async_register_service(self._info)
+        _LOGGER.info("zeroconf: advertising %s at %s:%d", self._info.name, host, self.port)
+
+    async def stop(self) -> None:
+        if self._zc is not None:
+            await self._zc.async_unregister_service(self._info)
+            await self._zc.async_close()
+
+
+def _local_ip() -> str:
+    """The address other machines reach us at: the source address of a route to the mDNS group."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("224.0.0.251", 5353))
+            return sock.getsockname()[0]
+        except OSError as err:
+            raise UserError(f"--zeroconf: cannot find this machine's network address ({err}); "
+                            "give it with --zeroconf-host") from None
+
+
+# --- the CLI command ---------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--uri", default=DEFAULT_URI, help="where to listen: tcp://HOST:PORT or unix://PATH (default %(default)s)")
+    parser.add_argument("--max-streams", type=_positive_int, default=DEFAULT_MAX_STREAMS,
+                        help="most audio streams open at once (default %(default)s)")
+    parser.add_argument("--max-backlog-seconds", type=_positive_float, default=DEFAULT_MAX_BACKLOG_SECONDS,
+                        help="audio a stream may queue for a busy engine before the backlog is skipped (default %(default)s)")
+    parser.add_argument("--zeroconf", nargs="?", const="audio-interaction", default=None, metavar="NAME",
+                        help="advertise the server by zeroconf as _wyoming._tcp.local. (service name default audio-interaction)")
+    parser.add_argument("--zeroconf-host", default=None, help="address to advertise (default: this machine's LAN address)")
+    # SUPPRESS: without the flag here, the top-level `audio-interaction --debug serve` still counts.
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
+    add_engine_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    if getattr(args, "debug", False):
+        logging.getLogger().setLevel(logging.DEBUG)
+    server_for_uri(args.uri)  # a bad --uri fails before the engine loads
+    engine = create_engine(options_from_args(args))
+    try:
+        asyncio.run(_serve(engine, args))
+    finally:
+        engine.close()
+    return 0
+
+
+async def _serve(engine: Engine, args: argparse.Namespace) -> None:
+    server = WyomingServer(engine, max_streams=args.max_streams, max_backlog_seconds=args.max_backlog_seconds)
+    try:
+        await server.start(args.uri)
+    except OSError as err:
+        raise UserError(f"cannot listen on {args.uri}: {err.strerror or err}") from None
+    advert = None
+    if args.zeroconf:
+        if server.address is None:
+            raise UserError("--zeroconf needs a tcp:// --uri")
+        advert = ZeroconfAdvert(args.zeroconf, server.address[1], args.zeroconf_host)
+        await advert.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        _LOGGER.info("stopping")
+    finally:
+        if advert is not None:
+            await advert.stop()
+        await server.stop()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value

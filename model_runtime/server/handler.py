@@ -1,0 +1,281 @@
+"""One client connection: standard Wyoming wake flow plus our own audio-interaction events.
+
+Flows (README "Wyoming protocol" has examples):
+- `describe` -> `info`; `ping` -> `pong`.
+- Wake word (as HA's `wyoming` integration does it): `detect` {names}, `audio-start`,
+  `audio-chunk`s, then `audio-stop` or just closing the socket. The server sends
+  `detection` {name, timestamp} when the engine decides to respond with a name the
+  client asked for (none asked = any), `not-detected` on `audio-stop` if none came.
+- Ours: `audio-interaction-listen` {room} once; each engine event of type X then
+  arrives as `audio-interaction-X` with the event's fields. `audio-interaction-instruct`
+  {text} goes to the engine stream in order with the audio.
+A client that sends neither `detect` nor `listen` gets the wake flow with any name.
+Everything a client gets wrong is answered with Wyoming's `error` {text, code}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event as WyomingEvent
+from wyoming.info import Describe
+from wyoming.ping import Ping, Pong
+from wyoming.server import AsyncEventHandler
+from wyoming.wake import Detect, Detection, NotDetected
+
+from .. import constants as c
+from ..errors import UserError
+from ..events import Event
+from .audio_in import AudioInput, audio_format
+from .framing import FrameError, read_frame
+from .session import StreamSession
+
+if TYPE_CHECKING:
+    from .app import WyomingServer
+
+_LOGGER = logging.getLogger("model_runtime.server")
+
+# A client that keeps sending bad frames is cut off after this many errors.
+MAX_ERRORS_PER_CONNECTION = 100
+
+
+class ProtocolError(UserError):
+    """What a client got wrong; `code` goes out as the Wyoming error's code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ClientHandler(AsyncEventHandler):
+    def __init__(self, server: "WyomingServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__(reader, writer)
+        self.server = server
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "client")
+        self.room: str | None = None
+        self.finished = asyncio.Event()  # set when the connection is fully cleaned up
+        self._listening = False  # sent audio-interaction-listen: wants our events
+        self._wake_names: list[str] | None = None
+        self._detect_requested = False
+        self._detected = False
+        self._session: StreamSession | None = None
+        self._audio = AudioInput()
+        self._pending_instructions: list[str] = []
+        self._errors = 0
+        self._gone = False  # writing failed: the client left
+        self._connected_at = time.monotonic()
+        self._audio_seconds = 0.0  # heard over all streams of this connection, for the log
+
+    # --- reading -------------------------------------------------------------
+    async def run(self) -> None:
+        """Like wyoming's loop, but a bad frame is answered with an error instead of a silent hang-up."""
+        self._is_running = True
+        _LOGGER.info("%s connected (%d open)", self.peer, len(self.server.handlers))
+        try:
+            while self._is_running and not self._gone:
+                try:
+                    event = await read_frame(self.reader)
+                except FrameError as err:
+                    await self.send_error(err.code, str(err))
+                    if err.fatal or await self._too_many_errors():
+                        break
+                    continue
+                if event is None:
+                    break
+                if not await self.handle_event(event):
+                    break
+        except (ConnectionError, OSError):
+            pass  # the client vanished; cleanup below
+        finally:
+            try:
+                await self.disconnect()
+            finally:
+                self.writer.close()
+                self.server.handlers.discard(self)
+                self.finished.set()
+
+    async def handle_event(self, event: WyomingEvent) -> bool:
+        try:
+            await self._dispatch(event)
+        except UserError as err:
+            await self.send_error(getattr(err, "code", c.WYOMING_ERROR_BAD_EVENT), str(err))
+            return not await self._too_many_errors()
+        return True
+
+    async def _dispatch(self, event: WyomingEvent) -> None:
+        etype, data = event.type, event.data or {}
+        if AudioChunk.is_type(etype):
+            await self._on_chunk(data, event.payload or b"")
+        elif Describe.is_type(etype):
+            await self.write_event(self.server.info.event())
+        elif Detect.is_type(etype):
+            self._on_detect(data)
+        elif etype == c.WYOMING_LISTEN:
+            room = data.get("room")
+            if room is not None and not isinstance(room, str):
+                raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"{etype}: 'room' must be a string, got {room!r}")
+            self._listening, self.room = True, room
+            _LOGGER.debug("%s listens for room %r", self.peer, room)
+        elif AudioStart.is_type(etype):
+            await self._on_start(data)
+        elif AudioStop.is_type(etype):
+            await self._on_stop()
+        elif etype == c.WYOMING_INSTRUCT:
+            self._on_instruct(data)
+        elif Ping.is_type(etype):
+            await self.write_event(Pong(text=data.get("text")).event())
+        else:
+            raise ProtocolError(
+                c.WYOMING_ERROR_UNKNOWN_EVENT,
+                f"unknown event type {etype!r}: this server handles describe, ping, detect, audio-start, "
+                f"audio-chunk, audio-stop, {c.WYOMING_LISTEN} and {c.WYOMING_INSTRUCT}",
+            )
+
+    # --- events --------------------------------------------------------------
+    def _on_detect(self, data: dict[str, Any]) -> None:
+        names = data.get("names")
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"detect: 'names' must be a list of strings, got {names!r}")
+        self._detect_requested = True
+        self._wake_names = names or None
+        unknown = [n for n in names or [] if n not in self.server.wake_models]
+        if unknown:
+            raise ProtocolError(
+                c.WYOMING_ERROR_UNKNOWN_WAKE_WORD,
+                f"detect: unknown wake word(s) {', '.join(unknown)}; this server detects "
+                f"{', '.join(self.server.wake_models)}",
+            )
+
+    async def _on_start(self, data: dict[str, Any]) -> None:
+        fmt = audio_format(data, "audio-start")  # checked before anything changes
+        if self._session is not None:  # a new stream on the same connection ends the old one
+            await self._on_stop()
+        if not self.server.reserve_stream():
+            raise ProtocolError(
+                c.WYOMING_ERROR_TOO_MANY_STREAMS,
+                f"server busy: {self.server.max_streams} streams already open; try again later "
+                "or start the server with a larger --max-streams",
+            )
+        try:
+            self._session = await StreamSession.open(
+                self.server.engine,
+                self.server.executor,
+                emit=self._on_engine_event,
+                on_skip=self._on_skip,
+                on_failure=self.send_error,
+                max_backlog_seconds=self.server.max_backlog_seconds,
+            )
+        except BaseException:
+            self.server.release_stream()
+            raise
+        self._audio = AudioInput()
+        self._detected = False
+        for text in self._pending_instructions:
+            self._session.push_instruction(text)
+        self._pending_instructions.clear()
+        _LOGGER.debug("%s audio-start rate=%d width=%d channels=%d", self.peer, *fmt)
+
+    async def _on_chunk(self, data: dict[str, Any], payload: bytes) -> None:
+        if self._session is None:
+            raise ProtocolError(
+                c.WYOMING_ERROR_AUDIO_BEFORE_START,
+                "audio-chunk before audio-start: send audio-start {rate, width, channels} first",
+            )
+        rate, width, channels = audio_format(data, "audio-chunk")
+        self._session.push_audio(self._audio.convert(rate, width, channels, payload))
+
+    async def _on_stop(self) -> None:
+        if self._session is None:
+            raise ProtocolError(c.WYOMING_ERROR_AUDIO_BEFORE_START, "audio-stop without audio-start")
+        session, self._session = self._session, None
+        try:
+            await session.finish()
+        finally:
+            await self._close_session(session)
+        if self._wants_detections() and not self._detected:
+            await self.write_event(NotDetected().event())
+
+    def _on_instruct(self, data: dict[str, Any]) -> None:
+        text = data.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"{c.WYOMING_INSTRUCT}: 'text' must be a non-empty string")
+        if self._session is None:
+            self._pending_instructions.append(text)  # applied when the stream starts
+        else:
+            self._session.push_instruction(text)
+
+    # --- engine output -------------------------------------------------------
+    async def _on_engine_event(self, event: Event) -> None:
+        if self._listening:
+            fields = event.to_dict()
+            fields.pop("type")
+            await self.write_event(WyomingEvent(type=c.WYOMING_EVENT_PREFIX + event.type, data=fields))
+        if self._wants_detections() and event.type == c.EVENT_DECISION and event.data.get("respond"):
+            name = event.data.get("name") or c.MODEL_DECISION_NAME
+            if self._wake_names is None or name in self._wake_names:
+                self._detected = True
+                await self.write_event(Detection(name=name, timestamp=int(round(event.t * 1000))).event())
+
+    async def _on_skip(self, seconds: float) -> None:
+        session = self._session
+        total = session.samples_skipped / c.SAMPLE_RATE if session else seconds
+        text = (
+            f"the engine fell behind: skipped {seconds:.2f} s of queued audio (more than "
+            f"{self.server.max_backlog_seconds:g} s were waiting) and jumped to live audio; "
+            f"{total:.2f} s skipped on this stream so far"
+        )
+        _LOGGER.warning("%s: %s", self.peer, text)
+        event = Error(text=text, code=c.WYOMING_ERROR_AUDIO_SKIPPED).event()
+        event.data["skipped_seconds"] = round(seconds, 3)
+        event.data["total_skipped_seconds"] = round(total, 3)
+        await self.write_event(event)
+
+    def _wants_detections(self) -> bool:
+        return self._detect_requested or not self._listening
+
+    # --- writing and cleanup -------------------------------------------------
+    async def write_event(self, event: WyomingEvent) -> None:
+        if self._gone:
+            return
+        try:
+            await super().write_event(event)
+        except (ConnectionError, OSError, RuntimeError):
+            # The client went away; the read loop ends on its own, nothing else to tell.
+            self._gone = True
+
+    async def send_error(self, code: str, text: str) -> None:
+        self._errors += 1
+        _LOGGER.warning("%s error %s: %s", self.peer, code, text)
+        await self.write_event(Error(text=text, code=code).event())
+
+    async def _too_many_errors(self) -> bool:
+        if self._errors < MAX_ERRORS_PER_CONNECTION:
+            return False
+        await self.send_error(c.WYOMING_ERROR_TOO_MANY_ERRORS, f"closing the connection after {self._errors} errors")
+        return True
+
+    async def _close_session(self, session: StreamSession) -> None:
+        self._audio_seconds += session.samples_in / c.SAMPLE_RATE
+        try:
+            await session.close()
+        finally:
+            self.server.release_stream()
+
+    async def disconnect(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await self._close_session(session)
+        _LOGGER.info(
+            "%s disconnected after %.1f s (%.1f s of audio, %d errors; %d open)",
+            self.peer,
+            time.monotonic() - self._connected_at,
+            self._audio_seconds,
+            self._errors,
+            len(self.server.handlers) - 1,
+        )

@@ -1,0 +1,178 @@
+"""One audio stream's engine work, off the event loop, with a bounded backlog.
+
+Engine calls (`feed`, `instruct`, `finish`, `close`) run one at a time in a
+worker thread, in the order the client sent them; the event loop only queues
+work and sends results, so a slow stream never stalls another.
+
+Backpressure rule: audio waiting for the engine is capped at
+`max_backlog_seconds`. When a new piece would push the backlog past the cap,
+the whole waiting backlog is dropped (never the instructions between it) and
+the stream jumps to live audio; `on_skip(seconds)` reports how much was lost.
+Memory per stream stays under the cap, and the delay of events never exceeds
+it plus one engine call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from concurrent.futures import Executor
+from typing import Awaitable, Callable
+
+import numpy as np
+
+from .. import constants as c
+from ..constants import SAMPLE_RATE
+from ..engine import Engine, EngineStream
+from ..errors import UserError
+from ..events import Event
+
+_LOGGER = logging.getLogger(__name__)
+
+_AUDIO, _INSTRUCT, _FINISH = "audio", "instruct", "finish"
+
+EmitEvent = Callable[[Event], Awaitable[None]]
+ReportSkip = Callable[[float], Awaitable[None]]
+ReportFailure = Callable[[str, str], Awaitable[None]]  # (error code, message)
+
+
+class StreamSession:
+    """The engine stream of one client's audio; create with `await StreamSession.open(...)`."""
+
+    def __init__(
+        self,
+        stream: EngineStream,
+        executor: Executor,
+        *,
+        emit: EmitEvent,
+        on_skip: ReportSkip,
+        on_failure: ReportFailure,
+        max_backlog_seconds: float,
+    ) -> None:
+        self._stream = stream
+        self._executor = executor
+        self._emit = emit
+        self._on_skip = on_skip
+        self._on_failure = on_failure
+        self._max_backlog = int(max_backlog_seconds * SAMPLE_RATE)
+        self._items: collections.deque[tuple[str, object]] = collections.deque()
+        self._backlog = 0  # samples queued, not yet handed to the engine
+        self._pending_skip = 0
+        self._wakeup = asyncio.Event()
+        self._failed = False
+        self._closing = False
+        self.samples_in = 0
+        self.samples_skipped = 0
+        self.events_out = 0
+        self._worker = asyncio.create_task(self._work(), name="audio-interaction stream")
+
+    @classmethod
+    async def open(cls, engine: Engine, executor: Executor, **kwargs) -> "StreamSession":
+        loop = asyncio.get_running_loop()
+        stream = await loop.run_in_executor(executor, engine.open_stream)
+        return cls(stream, executor, **kwargs)
+
+    @property
+    def failed(self) -> bool:
+        return self._failed
+
+    def push_audio(self, samples: np.ndarray) -> None:
+        if self._failed or samples.size == 0:
+            return
+        self.samples_in += samples.size
+        if self._backlog + samples.size > self._max_backlog:
+            kept = [item for item in self._items if item[0] != _AUDIO]
+            self._pending_skip += self._backlog
+            self.samples_skipped += self._backlog
+            self._items = collections.deque(kept)
+            self._backlog = 0
+        self._items.append((_AUDIO, samples))
+        self._backlog += samples.size
+        self._wakeup.set()
+
+    def push_instruction(self, text: str) -> None:
+        self._items.append((_INSTRUCT, text))
+        self._wakeup.set()
+
+    async def finish(self) -> None:
+        """Flush the stream: every queued piece reaches the engine, then its `finish()` events are sent."""
+        done = asyncio.get_running_loop().create_future()
+        self._items.append((_FINISH, done))
+        self._wakeup.set()
+        await asyncio.shield(done)
+
+    async def close(self) -> None:
+        """Drop queued work and free the engine stream, after the engine call in progress returns.
+
+        The worker is not cancelled: a cancelled `run_in_executor` leaves its
+        thread running, and `close()` must never overlap a `feed()`.
+        """
+        self._closing = True
+        self._wakeup.set()
+        try:
+            await self._worker
+        except Exception:  # noqa: BLE001 - a send that failed must not keep the stream open
+            _LOGGER.exception("stream worker ended with an error")
+        for kind, value in self._items:
+            if kind == _FINISH and not value.done():  # type: ignore[union-attr]
+                value.set_result(None)  # type: ignore[union-attr]
+        self._items.clear()
+        self._backlog = 0
+        try:
+            await self._call(self._stream.close)
+        except Exception:  # noqa: BLE001
+            _LOGGER.exception("engine stream close failed")
+
+    async def _work(self) -> None:
+        while not self._closing:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._items and not self._closing:
+                if self._pending_skip:
+                    skipped, self._pending_skip = self._pending_skip, 0
+                    await self._on_skip(skipped / SAMPLE_RATE)
+                kind, value = self._items.popleft()
+                if kind == _AUDIO:
+                    audio = self._take_audio(value)  # type: ignore[arg-type]
+                    events = await self._engine_call(self._stream.feed, audio)
+                elif kind == _INSTRUCT:
+                    events = await self._engine_call(self._stream.instruct, value)
+                else:
+                    events = await self._engine_call(self._stream.finish)
+                for event in events:
+                    self.events_out += 1
+                    await self._emit(event)
+                if kind == _FINISH:
+                    future: asyncio.Future = value  # type: ignore[assignment]
+                    if not future.done():
+                        future.set_result(None)
+
+    def _take_audio(self, first: np.ndarray) -> np.ndarray:
+        """The first piece and every audio piece right behind it: one engine call for all."""
+        pieces = [first]
+        while self._items and self._items[0][0] == _AUDIO:
+            pieces.append(self._items.popleft()[1])  # type: ignore[arg-type]
+        audio = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        self._backlog -= audio.size
+        return audio
+
+    async def _engine_call(self, fn, *args) -> list[Event]:
+        if self._failed:
+            return []
+        try:
+            return list(await self._call(fn, *args))
+        except UserError as err:  # e.g. an instruction the engine cannot follow: tell, go on
+            await self._on_failure(c.WYOMING_ERROR_BAD_EVENT, str(err))
+            return []
+        except Exception as err:  # an engine bug: stop this stream only, keep the server
+            _LOGGER.exception("engine failed on a stream")
+            self._failed = True
+            self._items.clear()
+            self._backlog = 0
+            await self._on_failure(c.WYOMING_ERROR_ENGINE_FAILED, f"the engine failed on this stream ({type(err).__name__}: {err}); "
+                                   "its audio is ignored until the next audio-start")
+            return []
+
+    async def _call(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -1,1 +1,86 @@
 """The Audio-Interaction integration: rooms that listen, via the Audio-Interaction Wyoming server."""
+
+from __future__ import annotations
+
+from homeassistant.const import CONF_HOST, CONF_PORT, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.typing import ConfigType
+
+from .api import CannotConnect, NotOurServer, async_get_server_info
+from .const import DOMAIN, SUBENTRY_ROOM
+from .models import AudioInteractionConfigEntry, AudioInteractionData
+from .room import Room
+from .services import async_register_services
+
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR, Platform.SWITCH]
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions (once, whether or not an entry is loaded)."""
+    async_register_services(hass)
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: AudioInteractionConfigEntry) -> bool:
+    """Connect to the server, create a device per room, start the rooms streaming."""
+    try:
+        server = await async_get_server_info(entry.data[CONF_HOST], entry.data[CONF_PORT])
+    except CannotConnect as err:
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN, translation_key="cannot_connect", translation_placeholders={"error": str(err)}
+        ) from err
+    except NotOurServer as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="not_our_server",
+            translation_placeholders={"host": entry.data[CONF_HOST], "port": str(entry.data[CONF_PORT])},
+        ) from err
+
+    data = AudioInteractionData(server=server)
+    devices = dr.async_get(hass)
+    devices.async_get_or_create(
+        config_entry_id=entry.entry_id,
+        identifiers={(DOMAIN, entry.entry_id)},
+        name=entry.title,
+        manufacturer=server.attribution,
+        model=server.name,
+        sw_version=server.version,
+        entry_type=dr.DeviceEntryType.SERVICE,
+    )
+    for subentry in entry.subentries.values():
+        if subentry.subentry_type != SUBENTRY_ROOM:
+            continue
+        room = Room(hass, entry, subentry)
+        room.device_id = devices.async_get_or_create(
+            config_entry_id=entry.entry_id,
+            config_subentry_id=subentry.subentry_id,
+            identifiers={(DOMAIN, subentry.subentry_id)},
+            name=subentry.title,
+            suggested_area=subentry.title,
+            manufacturer=server.attribution,
+            model="Listening room",
+            via_device=(DOMAIN, entry.entry_id),
+        ).id
+        data.rooms[subentry.subentry_id] = room
+    entry.runtime_data = data
+
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    # Entities exist (and the mute switch has restored its state): start listening.
+    for room in data.rooms.values():
+        room.async_start()
+    entry.async_on_unload(entry.add_update_listener(_async_reload))
+    return True
+
+
+async def _async_reload(hass: HomeAssistant, entry: AudioInteractionConfigEntry) -> None:
+    """Rooms added, edited or removed, or the server moved: start again with the new set."""
+    await hass.config_entries.async_reload(entry.entry_id)
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: AudioInteractionConfigEntry) -> bool:
+    """Unload platforms; the rooms' tasks (and their ffmpeg processes) end with the entry."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)

@@ -1,3 +1,92 @@
 """Constants for the Audio-Interaction integration."""
 
-DOMAIN = "audio_interaction"
+from __future__ import annotations
+
+from typing import Final
+
+DOMAIN: Final = "audio_interaction"
+
+# --- Copied from model_runtime/constants.py -----------------------------------
+# Home Assistant runs in its own Python environment and cannot import the
+# runtime package, so the few wire-protocol names we need are copied here.
+# model_runtime/constants.py stays the one source of truth:
+# tests/ha/test_constants_in_step.py parses it and fails if a copy drifts.
+SAMPLE_RATE: Final = 16_000
+WYOMING_EVENT_PREFIX: Final = "audio-interaction-"
+WYOMING_LISTEN: Final = WYOMING_EVENT_PREFIX + "listen"  # data: {"room": str | None}
+WYOMING_INSTRUCT: Final = WYOMING_EVENT_PREFIX + "instruct"  # data: {"text": str}
+MODEL_DECISION_NAME: Final = "audio_interaction"
+DEFAULT_PORT: Final = 10500
+EVENT_DECISION: Final = "decision"
+EVENT_RESPONSE: Final = "response"
+EVENT_SOUND: Final = "sound"
+EVENT_SPEECH: Final = "speech"
+EVENT_TRANSCRIPT: Final = "transcript"
+EVENT_ERROR: Final = "error"
+SOUND_LABELS: Final = (
+    "smoke_alarm",
+    "co_alarm",
+    "beeping",
+    "glass_break",
+    "knock",
+    "doorbell",
+    "dog_bark",
+    "cat_meow",
+    "baby_cry",
+    "cough",
+    "sneeze",
+    "scream",
+    "water_running",
+    "music",
+    "speech",
+    "loud_noise",
+)
+# -------------------------------------------------------------------------------
+
+# Audio sent to the server: 16-bit mono PCM at SAMPLE_RATE.
+SAMPLE_WIDTH: Final = 2
+CHANNELS: Final = 1
+# Bytes per audio-chunk event: 0.1 s, small enough that a reply is never late
+# because audio sat in a buffer.
+CHUNK_BYTES: Final = SAMPLE_RATE * SAMPLE_WIDTH // 10
+
+# Config entry (the server) and room subentries.
+SUBENTRY_ROOM: Final = "room"
+CONF_CAMERA: Final = "camera"
+CONF_SOURCE: Final = "source"
+CONF_MEDIA_PLAYER: Final = "media_player"
+CONF_TTS: Final = "tts"
+CONF_NOTIFY: Final = "notify"
+CONF_SILENT: Final = "silent"
+
+# Bus events for YAML users and Node-RED; device triggers listen to them too.
+BUS_EVENT_SOUND: Final = "audio_interaction_sound"
+BUS_EVENT_RESPONSE: Final = "audio_interaction_response"
+
+# Device trigger types: "<label>_detected" per sound label, plus these two.
+TRIGGER_RESPONDED: Final = "responded"
+TRIGGER_URGENT_RESPONSE: Final = "urgent_response"
+SOUND_TRIGGER_SUFFIX: Final = "_detected"
+
+# Response event entity types.
+RESPONSE_EVENT_TYPES: Final = ("response", "urgent_response")
+
+# Services.
+SERVICE_INSTRUCT: Final = "instruct"
+SERVICE_ANALYZE_FILE: Final = "analyze_file"
+ATTR_ROOM: Final = "room"
+ATTR_TEXT: Final = "text"
+ATTR_FILE: Final = "file"
+ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
+
+# Reconnect / restart backoff, seconds: doubles from MIN to MAX. MAX stays
+# well under 10 s so streaming resumes within 10 s of the server returning.
+BACKOFF_MIN: Final = 0.5
+BACKOFF_MAX: Final = 4.0
+# A failing audio source is retried with the same doubling, up to this.
+SOURCE_BACKOFF_MAX: Final = 30.0
+# An audio source that fails this many times in a row raises a repair issue.
+SOURCE_FAILURES_FOR_REPAIR: Final = 5
+
+# Dispatcher signal a room sends when its state changes: format with the subentry id.
+SIGNAL_ROOM_UPDATED: Final = f"{DOMAIN}_room_updated_{{}}"

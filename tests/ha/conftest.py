@@ -1,13 +1,133 @@
-"""Home Assistant tests (pytest-homeassistant-custom-component, Python >= 3.13)."""
+"""Home Assistant tests (pytest-homeassistant-custom-component, Python >= 3.13).
+
+The integration talks to the real Audio-Interaction server, started as a
+subprocess from the runtime environment (lite engine), exactly as the add-on
+runs it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from contextlib import contextmanager
+import os
+from pathlib import Path
+import socket
+import subprocess
+import time
+
 import pytest
+import pytest_socket
 
 pytest_plugins = "pytest_homeassistant_custom_component"
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_FLAC = REPO / "model_runtime" / "samples" / "kitchen_smoke_alarm.flac"
 
 
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations):
     """Let HA's loader find custom_components/ in every test."""
     yield
+
+
+@pytest.fixture(autouse=True)
+def local_sockets(socket_enabled: None) -> None:
+    """The harness blocks sockets; ours reach only the local server (127.0.0.1)."""
+    pytest_socket.socket_allow_hosts(["127.0.0.1"])
+
+
+@contextmanager
+def sockets_allowed() -> Generator[None]:
+    """For session fixtures, set up before `local_sockets` runs."""
+    pytest_socket.enable_socket()
+    try:
+        yield
+    finally:
+        pytest_socket.disable_socket(allow_unix_socket=True)
+
+
+def runtime_python() -> str:
+    """The runtime environment's interpreter (scripts/test exports it)."""
+    python = os.environ.get("AUDIO_INTERACTION_RUNTIME_PYTHON", str(REPO / ".venv" / "runtime" / "bin" / "python"))
+    if not Path(python).exists():
+        pytest.fail(f"runtime Python {python} not found: run scripts/setup-envs runtime")
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AudioServer:
+    """`audio-interaction serve --engine lite` on a localhost port, as a subprocess."""
+
+    def __init__(self, port: int) -> None:
+        self.host = "127.0.0.1"
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.process = subprocess.Popen(
+            [runtime_python(), "-m", "model_runtime", "serve", "--uri", f"tcp://{self.host}:{self.port}", "--engine", "lite"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"the server exited with code {self.process.returncode} at start-up")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"the server did not listen on port {self.port} within {timeout} s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def audio_server() -> Generator[AudioServer]:
+    """One server for the whole session (tests that kill a server start their own)."""
+    with sockets_allowed():
+        server = AudioServer(free_port())
+        server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def own_audio_server() -> Generator[AudioServer]:
+    """A server this test may kill and restart."""
+    server = AudioServer(free_port())
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="session")
+def smoke_alarm_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repo's kitchen smoke-alarm recording as a WAV file (made with ffmpeg)."""
+    wav = tmp_path_factory.mktemp("audio") / "kitchen_smoke_alarm.wav"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(SAMPLE_FLAC), str(wav)], check=True
+    )
+    return wav
+
+
+@pytest.fixture
+def silence_wav(tmp_path: Path) -> Path:
+    wav = tmp_path / "silence.wav"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3", str(wav)],
+        check=True,
+    )
+    return wav
+

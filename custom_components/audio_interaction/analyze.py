@@ -1,0 +1,107 @@
+"""Analyze an audio file from the media folder through the server: file in, events out.
+
+The file is decoded by HA's ffmpeg into a pipe and streamed through its own
+connection, exactly like a room's audio; nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+import shlex
+from typing import Any
+
+from wyoming.audio import AudioChunk, AudioStop
+from wyoming.ping import Ping, Pong
+
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+
+from .api import async_open_stream, engine_event
+from .const import CHANNELS, DOMAIN, EVENT_DECISION, SAMPLE_RATE, SAMPLE_WIDTH
+from .source import async_read_pcm
+
+MEDIA_SOURCE_PREFIX = "media-source://media_source/"
+# The server handles a connection's events in order and flushes the stream on
+# `audio-stop` before reading on, so its `pong` to our `ping` marks the end.
+END_MARKER = "analysis-complete"
+# However long the file, the server must finish within this after the last audio.
+FLUSH_TIMEOUT = 60.0
+
+
+def resolve_media_file(hass: HomeAssistant, file: str) -> Path:
+    """`local/x.wav`, `x.wav` or `media-source://media_source/local/x.wav` -> a file in a media folder."""
+    media_dirs = hass.config.media_dirs
+    relative = file.removeprefix(MEDIA_SOURCE_PREFIX)
+    folder_id, _, rest = relative.partition("/")
+    if folder_id in media_dirs and rest:
+        folder, relative = media_dirs[folder_id], rest
+    elif file.startswith(MEDIA_SOURCE_PREFIX) or not media_dirs:
+        raise _invalid_file(file)
+    else:
+        folder = next(iter(media_dirs.values()))
+    base = Path(folder).resolve()
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base) or not path.is_file():
+        raise _invalid_file(file)
+    return path
+
+
+def _invalid_file(file: str) -> ServiceValidationError:
+    return ServiceValidationError(
+        translation_domain=DOMAIN, translation_key="invalid_media_file", translation_placeholders={"file": file}
+    )
+
+
+async def async_analyze_file(hass: HomeAssistant, host: str, port: int, path: Path) -> list[dict[str, Any]]:
+    """Stream the file's audio to the server; return its events (decisions only when it responds)."""
+    try:
+        client = await async_open_stream(host, port, room=None)
+    except OSError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN, translation_key="cannot_connect", translation_placeholders={"error": str(err)}
+        ) from err
+    events: list[dict[str, Any]] = []
+
+    async def receive() -> None:
+        with contextlib.suppress(OSError):  # the server went away: keep what came
+            while (event := await client.read_event()) is not None:
+                if Pong.is_type(event.type) and Pong.from_event(event).text == END_MARKER:
+                    return
+                if (parsed := engine_event(event)) is None:
+                    continue
+                kind, data = parsed
+                if kind != EVENT_DECISION or data.get("respond"):
+                    events.append({"type": kind, **data})
+
+    audio: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def send() -> None:
+        while (chunk := await audio.get()) is not None:
+            await client.write_event(
+                AudioChunk(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS, audio=chunk).event()
+            )
+        await client.write_event(AudioStop().event())
+        await client.write_event(Ping(text=END_MARKER).event())
+
+    receiver = asyncio.create_task(receive())
+    sender = asyncio.create_task(send())
+    try:
+        delivered, reason = await async_read_pcm(hass, shlex.join(["-i", str(path)]), audio.put_nowait)
+        if delivered == 0:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="undecodable_file",
+                translation_placeholders={"file": path.name, "reason": reason},
+            )
+        audio.put_nowait(None)
+        await sender
+        async with asyncio.timeout(FLUSH_TIMEOUT):
+            await receiver
+    finally:
+        for task in (sender, receiver):
+            task.cancel()
+        await asyncio.wait([sender, receiver])
+        await client.disconnect()
+    return events

@@ -1,0 +1,106 @@
+"""Talking to the Audio-Interaction Wyoming server: identify it, open a room stream.
+
+The wire format is standard Wyoming (JSON header line, optional data and
+payload); our own events carry the engine event's fields as their data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+import logging
+from typing import Any
+
+from wyoming.audio import AudioStart
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
+from wyoming.info import Describe, Info
+
+from .const import (
+    CHANNELS,
+    MODEL_DECISION_NAME,
+    SAMPLE_RATE,
+    SAMPLE_WIDTH,
+    WYOMING_EVENT_PREFIX,
+    WYOMING_LISTEN,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+INFO_TIMEOUT = 5.0
+
+
+class CannotConnect(Exception):
+    """The server could not be reached or did not answer `describe`."""
+
+
+class NotOurServer(Exception):
+    """A Wyoming server answered, but it is not an Audio-Interaction server."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the server says about itself (from its Wyoming `info`)."""
+
+    name: str
+    version: str | None
+    attribution: str | None
+    wake_words: tuple[str, ...]
+
+    @property
+    def title(self) -> str:
+        """The config entry's title: "Audio-Interaction" for our server."""
+        return self.attribution or self.name
+
+
+def server_info_from(info: Info) -> ServerInfo:
+    """Our server advertises a wake program with the model `audio_interaction`.
+
+    (A detection under that name is the model deciding to respond.) Any other
+    Wyoming server (Piper, Whisper, openWakeWord, a satellite) lacks it.
+    """
+    for program in info.wake:
+        models = [model.name for model in program.models]
+        if MODEL_DECISION_NAME in models:
+            return ServerInfo(
+                name=program.name,
+                version=program.version,
+                attribution=program.attribution.name if program.attribution else None,
+                wake_words=tuple(models),
+            )
+    raise NotOurServer
+
+
+async def async_get_server_info(host: str, port: int, timeout: float = INFO_TIMEOUT) -> ServerInfo:
+    """Ask the server to describe itself; raise CannotConnect or NotOurServer."""
+    try:
+        async with asyncio.timeout(timeout), AsyncTcpClient(host, port) as client:
+            await client.write_event(Describe().event())
+            while (event := await client.read_event()) is not None:
+                if Info.is_type(event.type):
+                    return server_info_from(Info.from_event(event))
+    except (OSError, TimeoutError) as err:
+        raise CannotConnect(f"{host}:{port}: {err or type(err).__name__}") from err
+    raise CannotConnect(f"{host}:{port} closed the connection without answering describe")
+
+
+async def async_open_stream(host: str, port: int, room: str | None) -> AsyncTcpClient:
+    """Connect and start a stream: `audio-interaction-listen` once, then `audio-start`."""
+    client = AsyncTcpClient(host, port)
+    await client.connect()
+    try:
+        await client.write_event(Event(type=WYOMING_LISTEN, data={"room": room}))
+        await client.write_event(
+            AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event()
+        )
+    except OSError:
+        await client.disconnect()
+        raise
+    return client
+
+
+def engine_event(event: Event) -> tuple[str, dict[str, Any]] | None:
+    """`audio-interaction-sound` with data {...} -> ("sound", {...}); other events -> None."""
+    if not event.type.startswith(WYOMING_EVENT_PREFIX):
+        return None
+    return event.type.removeprefix(WYOMING_EVENT_PREFIX), dict(event.data or {})

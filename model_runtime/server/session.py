@@ -65,6 +65,7 @@ class StreamSession:
         self.samples_in = 0
         self.samples_skipped = 0
         self.events_out = 0
+        self.peak_backlog = 0  # samples: the most audio that ever waited (<= the cap)
         self._worker = asyncio.create_task(self._work(), name="audio-interaction stream")
 
     @classmethod
@@ -72,10 +73,6 @@ class StreamSession:
         loop = asyncio.get_running_loop()
         stream = await loop.run_in_executor(executor, engine.open_stream)
         return cls(stream, executor, **kwargs)
-
-    @property
-    def failed(self) -> bool:
-        return self._failed
 
     def push_audio(self, samples: np.ndarray) -> None:
         if self._failed or samples.size == 0:
@@ -89,6 +86,7 @@ class StreamSession:
             self._backlog = 0
         self._items.append((_AUDIO, samples))
         self._backlog += samples.size
+        self.peak_backlog = max(self.peak_backlog, self._backlog)
         self._wakeup.set()
 
     def push_instruction(self, text: str) -> None:
@@ -114,9 +112,7 @@ class StreamSession:
             await self._worker
         except Exception:  # noqa: BLE001 - a send that failed must not keep the stream open
             _LOGGER.exception("stream worker ended with an error")
-        for kind, value in self._items:
-            if kind == _FINISH and not value.done():  # type: ignore[union-attr]
-                value.set_result(None)  # type: ignore[union-attr]
+        self._resolve_finish_requests()
         self._items.clear()
         self._backlog = 0
         try:
@@ -125,6 +121,17 @@ class StreamSession:
             _LOGGER.exception("engine stream close failed")
 
     async def _work(self) -> None:
+        try:
+            await self._work_items()
+        finally:  # however the worker ends, nobody may wait for a flush forever
+            self._resolve_finish_requests()
+
+    def _resolve_finish_requests(self) -> None:
+        for kind, value in self._items:
+            if kind == _FINISH and not value.done():  # type: ignore[union-attr]
+                value.set_result(None)  # type: ignore[union-attr]
+
+    async def _work_items(self) -> None:
         while not self._closing:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -168,10 +175,14 @@ class StreamSession:
         except Exception as err:  # an engine bug: stop this stream only, keep the server
             _LOGGER.exception("engine failed on a stream")
             self._failed = True
-            self._items.clear()
+            # Drop the queued work, but keep the flush requests: someone awaits them.
+            self._items = collections.deque(item for item in self._items if item[0] == _FINISH)
             self._backlog = 0
-            await self._on_failure(c.WYOMING_ERROR_ENGINE_FAILED, f"the engine failed on this stream ({type(err).__name__}: {err}); "
-                                   "its audio is ignored until the next audio-start")
+            await self._on_failure(
+                c.WYOMING_ERROR_ENGINE_FAILED,
+                f"the engine failed on this stream ({type(err).__name__}: {err}); "
+                "its audio is ignored until the next audio-start",
+            )
             return []
 
     async def _call(self, fn, *args):

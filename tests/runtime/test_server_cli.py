@@ -1,0 +1,104 @@
+"""`audio-interaction serve` as a user runs it: a real subprocess, zeroconf, signals, bad options."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
+from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+from model_runtime import cli
+from model_runtime import constants as c
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "model_runtime", "serve", *args],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+    )
+    deadline = time.monotonic() + 60
+    while "serving tcp://" not in log.read_text():
+        assert proc.poll() is None, f"server exited: {log.read_text()}"
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+    return proc, log
+
+
+async def describe(port: int) -> Info:
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Describe().event())
+        return Info.from_event(await asyncio.wait_for(client.read_event(), 5))
+
+
+async def zeroconf_lookup(name: str) -> AsyncServiceInfo | None:
+    zc = AsyncZeroconf()
+    try:
+        info = AsyncServiceInfo("_wyoming._tcp.local.", f"{name}._wyoming._tcp.local.")
+        return info if await info.async_request(zc.zeroconf, 5000) else None
+    finally:
+        await zc.async_close()
+
+
+async def test_serve_answers_advertises_by_zeroconf_logs_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    name = f"ai-test-{os.getpid()}"
+    proc, log = start_server(tmp_path, "--uri", f"tcp://127.0.0.1:{port}", "--zeroconf", name, "--debug")
+    try:
+        info = await describe(port)
+        assert [m.name for m in info.wake[0].models][-1] == c.MODEL_DECISION_NAME
+        advert = await zeroconf_lookup(name)
+        assert advert is not None and advert.port == port and advert.parsed_addresses() == ["127.0.0.1"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert text.count(" connected (") == 1 and text.count(" disconnected after ") == 1
+    assert "zeroconf: advertising" in text and "stopping" in text
+
+
+def test_bad_options_fail_with_one_clear_line(capsys):
+    # In-process: the same cli.main a user runs, without paying for a Python start per case.
+    for args, words in (
+        (["--uri", "http://localhost:1"], "use tcp://HOST:PORT"),
+        (["--uri", "tcp://localhost"], "port"),
+        (["--max-streams", "0"], "must be at least 1"),
+        (["--max-backlog-seconds", "-1"], "must be above 0"),
+    ):
+        try:
+            code = cli.main(["serve", *args])
+        except SystemExit as exit_:  # argparse's own errors
+            code = exit_.code
+        err = capsys.readouterr().err
+        assert code == 2, (args, err)
+        assert words in err and "Traceback" not in err
+
+
+def test_a_taken_port_is_a_clear_error(capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        code = cli.main(["serve", "--uri", f"tcp://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"cannot listen on tcp://127.0.0.1:{port}" in err and "Traceback" not in err

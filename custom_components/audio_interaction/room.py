@@ -92,6 +92,7 @@ class Room:
             self.config.get(CONF_SOURCE),
             self.config.get(CONF_CAMERA),
             self._on_audio,
+            self._update,
         )
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_CHUNKS)
         self._client: AsyncTcpClient | None = None

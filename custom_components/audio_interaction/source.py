@@ -147,8 +147,10 @@ class AudioSource:
         source: str | None,
         camera_entity: str | None,
         on_audio: Callable[[bytes], None],
+        on_change: Callable[[], None],
     ) -> None:
         self.hass = hass
+        self.on_change = on_change
         self.room_name = room_name
         self.issue_id = issue_id
         self.source = source
@@ -165,11 +167,14 @@ class AudioSource:
     async def run(self) -> None:
         """Read the source forever (until cancelled), restarting it when it stops."""
         delay = const.BACKOFF_MIN
+        # An issue from before (another config, another HA run) is raised again if still true.
+        ir.async_delete_issue(self.hass, DOMAIN, self.issue_id)
         try:
             while True:
                 try:
                     input_args = await async_ffmpeg_input(self.hass, self.source, self.camera_entity)
                     self.running = True
+                    self.on_change()
                     delivered, reason = await async_read_pcm(self.hass, input_args, self.on_audio)
                 except SourceError as err:
                     delivered, reason = 0, str(err)
@@ -181,6 +186,7 @@ class AudioSource:
                 else:
                     self._failed(reason)
                     delay = min(delay * 2, const.SOURCE_BACKOFF_MAX)
+                self.on_change()
                 _LOGGER.warning(
                     "Audio source %s of room %s stopped (%s); restarting in %.1f s",
                     self.description, self.room_name, reason, delay,

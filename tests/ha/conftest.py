@@ -7,7 +7,8 @@ runs it.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import asyncio
+from collections.abc import AsyncGenerator, Generator
 from contextlib import contextmanager
 import os
 from pathlib import Path
@@ -16,7 +17,11 @@ import subprocess
 import time
 
 import pytest
+from ha_helpers import free_port
 import pytest_socket
+from wyoming.event import Event
+from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
+from wyoming.server import AsyncEventHandler
 
 pytest_plugins = "pytest_homeassistant_custom_component"
 
@@ -52,12 +57,6 @@ def runtime_python() -> str:
     if not Path(python).exists():
         pytest.fail(f"runtime Python {python} not found: run scripts/setup-envs runtime")
     return python
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class AudioServer:
@@ -131,3 +130,32 @@ def silence_wav(tmp_path: Path) -> Path:
     )
     return wav
 
+
+
+class OtherWyomingHandler(AsyncEventHandler):
+    """A Wyoming TTS server that is not ours (as Piper describes itself)."""
+
+    async def handle_event(self, event: Event) -> bool:
+        if Describe.is_type(event.type):
+            attribution = Attribution(name="rhasspy", url="https://github.com/rhasspy/piper")
+            voice = TtsVoice(
+                name="en_US-lessac-medium", attribution=attribution, installed=True,
+                description="Lessac", version=None, languages=["en_US"],
+            )
+            program = TtsProgram(
+                name="piper", attribution=attribution, installed=True, description="Piper", version="1.5.0",
+                voices=[voice],
+            )
+            await self.write_event(Info(tts=[program]).event())
+        return True
+
+
+@pytest.fixture
+async def other_wyoming_server() -> AsyncGenerator[tuple[str, int]]:
+    """A real Wyoming server on localhost that is not an Audio-Interaction server."""
+    server = await asyncio.start_server(
+        lambda reader, writer: OtherWyomingHandler(reader, writer).run(), "127.0.0.1", 0
+    )
+    yield "127.0.0.1", server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -44,3 +45,10 @@ async def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: st
 
 def room_of(entry: MockConfigEntry, title: str):
     return next(r for r in entry.runtime_data.rooms.values() if r.name == title)
+
+
+def free_port() -> int:
+    """A localhost port nobody listens on (yet)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,105 @@
+"""Reliability: the server killed and restarted, a source that keeps failing, mute, restore."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+from pytest_homeassistant_custom_component.common import async_capture_events, mock_restore_cache
+
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant, State
+from homeassistant.helpers import issue_registry as ir
+
+from custom_components.audio_interaction import const
+from custom_components.audio_interaction.const import BUS_EVENT_SOUND, DOMAIN
+from ha_helpers import add_entry, room, room_of, wait_for
+
+
+def ffmpeg_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if p.name() == "ffmpeg"]
+
+
+async def test_server_killed_and_restarted(hass: HomeAssistant, own_audio_server, smoke_alarm_wav) -> None:
+    hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+    entry = await add_entry(hass, own_audio_server, room("Kitchen", source=str(smoke_alarm_wav)))
+    kitchen = room_of(entry, "Kitchen")
+    connection = "binary_sensor.kitchen_server_connection"
+    await wait_for(lambda: hass.states.get(connection).state == STATE_ON)
+
+    own_audio_server.kill()
+    await wait_for(lambda: hass.states.get(connection).state == STATE_OFF)
+    assert hass.states.get("event.kitchen_sound").state == STATE_UNAVAILABLE
+    assert hass.states.get("sensor.kitchen_last_response").state == STATE_UNAVAILABLE
+    assert hass.states.get("switch.kitchen_mute").state == STATE_OFF  # muting works offline
+    assert len(ffmpeg_children()) == 1  # the source keeps running; its audio is dropped, not stored
+
+    await hass.async_add_executor_job(own_audio_server.start)
+    back = time.monotonic()
+    sounds = async_capture_events(hass, BUS_EVENT_SOUND)
+    await wait_for(lambda: hass.states.get(connection).state == STATE_ON, timeout=10)
+    assert time.monotonic() - back < 10
+    assert hass.states.get("event.kitchen_sound").state != STATE_UNAVAILABLE
+    assert kitchen.stats.connects == 2
+    # Streaming resumed: the looping recording's alarm is heard again, each sound once.
+    await wait_for(lambda: len(sounds) >= 3, timeout=15)
+    keys = [(e.data["label"], e.data["start"]) for e in sounds]
+    assert len(keys) == len(set(keys))
+
+
+async def test_failing_source_raises_a_repair_issue(hass: HomeAssistant, audio_server, monkeypatch) -> None:
+    monkeypatch.setattr(const, "BACKOFF_MIN", 0.01)
+    monkeypatch.setattr(const, "SOURCE_BACKOFF_MAX", 0.02)
+    entry = await add_entry(
+        hass,
+        audio_server,
+        room("Porch", source="rtsp://127.0.0.1:1/stream"),  # nothing listens: ffmpeg fails at once
+        room("Attic", source="/no/such/recording.wav"),
+    )
+    issues = ir.async_get(hass)
+    for subentry_id in entry.runtime_data.rooms:
+        await wait_for(lambda: issues.async_get_issue(DOMAIN, f"source_failing_{subentry_id}"), timeout=30)
+    porch = issues.async_get_issue(DOMAIN, f"source_failing_{room_of(entry, 'Porch').subentry_id}")
+    assert porch.translation_key == "source_failing"
+    assert porch.translation_placeholders["room"] == "Porch"
+    assert porch.translation_placeholders["source"] == "rtsp://127.0.0.1/stream"
+    assert "ffmpeg exited" in porch.translation_placeholders["reason"]
+    attic = issues.async_get_issue(DOMAIN, f"source_failing_{room_of(entry, 'Attic').subentry_id}")
+    assert attic.translation_placeholders["reason"] == "no such file: /no/such/recording.wav"
+    attributes = hass.states.get("binary_sensor.porch_server_connection").attributes
+    assert attributes["source_failures"] >= const.SOURCE_FAILURES_FOR_REPAIR
+
+    # Unloading stops the retry loops and every ffmpeg process.
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert ffmpeg_children() == []
+
+
+async def test_mute_stops_the_source(hass: HomeAssistant, audio_server, smoke_alarm_wav) -> None:
+    hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+    entry = await add_entry(hass, audio_server, room("Kitchen", source=str(smoke_alarm_wav)))
+    kitchen = room_of(entry, "Kitchen")
+    await wait_for(lambda: kitchen.stats.chunks_sent > 5)
+
+    await hass.services.async_call("switch", "turn_on", {"entity_id": "switch.kitchen_mute"}, blocking=True)
+    assert hass.states.get("switch.kitchen_mute").state == STATE_ON
+    assert ffmpeg_children() == []  # nothing reads the microphone any more
+    sent = kitchen.stats.chunks_sent
+    await hass.async_block_till_done()
+    assert kitchen.stats.chunks_sent == sent
+    await hass.services.async_call("switch", "turn_on", {"entity_id": "switch.kitchen_mute"}, blocking=True)
+
+    await hass.services.async_call("switch", "turn_off", {"entity_id": "switch.kitchen_mute"}, blocking=True)
+    assert hass.states.get("switch.kitchen_mute").state == STATE_OFF
+    await wait_for(lambda: kitchen.stats.chunks_sent > sent)
+    assert len(ffmpeg_children()) == 1
+
+
+async def test_muted_room_stays_muted_after_restart(hass: HomeAssistant, audio_server, smoke_alarm_wav) -> None:
+    hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+    mock_restore_cache(hass, [State("switch.kitchen_mute", STATE_ON)])
+    entry = await add_entry(hass, audio_server, room("Kitchen", source=str(smoke_alarm_wav)))
+    await wait_for(lambda: hass.states.get("binary_sensor.kitchen_server_connection").state == STATE_ON)
+    assert hass.states.get("switch.kitchen_mute").state == STATE_ON
+    assert room_of(entry, "Kitchen").muted
+    assert ffmpeg_children() == []  # the source was never opened

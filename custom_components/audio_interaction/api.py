@@ -13,11 +13,13 @@ from typing import Any
 
 from wyoming.audio import AudioStart
 from wyoming.client import AsyncTcpClient
+from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 
 from .const import (
     CHANNELS,
+    EVENT_ERROR,
     MODEL_DECISION_NAME,
     SAMPLE_RATE,
     SAMPLE_WIDTH,
@@ -100,7 +102,14 @@ async def async_open_stream(host: str, port: int, room: str | None) -> AsyncTcpC
 
 
 def engine_event(event: Event) -> tuple[str, dict[str, Any]] | None:
-    """`audio-interaction-sound` with data {...} -> ("sound", {...}); other events -> None."""
+    """`audio-interaction-sound` with data {...} -> ("sound", {...}); other events -> None.
+
+    Wyoming's own `error` {text, code} (what the server says we got wrong) is
+    read as our `error` {message, code}.
+    """
+    if Error.is_type(event.type):
+        error = Error.from_event(event)
+        return EVENT_ERROR, {"message": error.text, "code": error.code}
     if not event.type.startswith(WYOMING_EVENT_PREFIX):
         return None
     return event.type.removeprefix(WYOMING_EVENT_PREFIX), dict(event.data or {})

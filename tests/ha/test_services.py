@@ -1,0 +1,100 @@
+"""Actions (instruct, analyze_file), device trigger listing and diagnostics, against the real server."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
+
+from homeassistant.components.device_automation import DeviceAutomationType, async_get_device_automations
+from homeassistant.const import STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.setup import async_setup_component
+
+from custom_components.audio_interaction.const import DOMAIN, SOUND_LABELS
+from ha_helpers import add_entry, room, room_of, wait_for
+
+
+async def test_analyze_file(hass: HomeAssistant, audio_server, smoke_alarm_wav, tmp_path) -> None:
+    media = tmp_path / "media"
+    (media / "recordings").mkdir(parents=True)
+    shutil.copy(smoke_alarm_wav, media / "recordings" / "kitchen.wav")
+    (media / "notes.wav").write_text("not audio")
+    hass.config.media_dirs = {"local": str(media)}
+    entry = await add_entry(hass, audio_server)
+
+    async def analyze(file: str, **extra) -> dict:
+        return await hass.services.async_call(
+            DOMAIN, "analyze_file", {"file": file, **extra}, blocking=True, return_response=True
+        )
+
+    result = await analyze("recordings/kitchen.wav")
+    sounds = [e for e in result["events"] if e["type"] == "sound"]
+    assert sounds and all(e["label"] in SOUND_LABELS for e in sounds)
+    assert sounds[0]["start"] >= 1.5  # the alarm starts 2 s in
+    assert sounds[-1]["end"] is not None  # flushed at the end of the file
+    assert all(e["type"] != "decision" or e["respond"] for e in result["events"])
+    # The same through a media-source id and an explicit server: the same events.
+    same = await analyze("media-source://media_source/local/recordings/kitchen.wav", config_entry_id=entry.entry_id)
+    assert same == result
+
+    for bad in ("../outside.wav", "recordings/missing.wav", "media-source://media_source/other/x.wav"):
+        with pytest.raises(ServiceValidationError) as err:
+            await analyze(bad)
+        assert err.value.translation_key == "invalid_media_file"
+    with pytest.raises(HomeAssistantError) as err:
+        await analyze("notes.wav")
+    assert err.value.translation_key == "undecodable_file"
+    with pytest.raises(ServiceValidationError) as err:
+        await analyze("recordings/kitchen.wav", config_entry_id="no-such-entry")
+    assert err.value.translation_key == "no_server"
+
+
+async def test_instruct(hass: HomeAssistant, audio_server) -> None:
+    entry = await add_entry(hass, audio_server, room("Office", source="pulse:no-such-device"))
+    office = room_of(entry, "Office")
+    await wait_for(lambda: office.connected)
+
+    await hass.services.async_call(
+        DOMAIN, "instruct", {"room": office.device_id, "text": "translate into English"}, blocking=True
+    )
+    # A blank instruction reaches the server, which answers with an error the room logs.
+    await hass.services.async_call(DOMAIN, "instruct", {"room": office.device_id, "text": " "}, blocking=True)
+    await wait_for(lambda: office.stats.errors)
+    assert len(office.stats.errors) == 1 and "text" in office.stats.errors[0]
+
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, "instruct", {"room": "no-such-device", "text": "hi"}, blocking=True)
+    assert err.value.translation_key == "unknown_room"
+
+
+async def test_device_triggers_listed(hass: HomeAssistant, audio_server) -> None:
+    entry = await add_entry(hass, audio_server, room("Hall", source="pulse:no-such-device"))
+    hall = room_of(entry, "Hall")
+    server_device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, entry.entry_id)})
+    triggers = await async_get_device_automations(
+        hass, DeviceAutomationType.TRIGGER, [hall.device_id, server_device.id]
+    )
+    types = {t["type"] for t in triggers[hall.device_id] if t["domain"] == DOMAIN}
+    assert types == {f"{label}_detected" for label in SOUND_LABELS} | {"responded", "urgent_response"}
+    assert not [t for t in triggers[server_device.id] if t["domain"] == DOMAIN]
+
+
+async def test_diagnostics(hass: HomeAssistant, hass_client, audio_server) -> None:
+    assert await async_setup_component(hass, "diagnostics", {})
+    entry = await add_entry(
+        hass,
+        audio_server,
+        room("Porch", source="rtsp://admin:secret@127.0.0.1:1/live", notify="notify.mobile_app_phone"),
+    )
+    await wait_for(lambda: hass.states.get("binary_sensor.porch_server_connection").state == STATE_ON)
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["entry"]["data"]["host"] == "**REDACTED**"
+    assert diagnostics["server"]["name"] == "audio-interaction"
+    (porch,) = diagnostics["rooms"]
+    assert porch["title"] == "Porch" and porch["connected"] is True
+    assert porch["config"] == {"source": "**REDACTED**", "notify": "**REDACTED**"}
+    assert "secret" not in str(diagnostics)

@@ -62,14 +62,15 @@ def runtime_python() -> str:
 class AudioServer:
     """`audio-interaction serve --engine lite` on a localhost port, as a subprocess."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *engine_args: str) -> None:
         self.host = "127.0.0.1"
         self.port = port
+        self.engine_args = engine_args or ("--engine", "lite")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> None:
         self.process = subprocess.Popen(
-            [runtime_python(), "-m", "model_runtime", "serve", "--uri", f"tcp://{self.host}:{self.port}", "--engine", "lite"],
+            [runtime_python(), "-m", "model_runtime", "serve", "--uri", f"tcp://{self.host}:{self.port}", *self.engine_args],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -109,6 +110,32 @@ def own_audio_server() -> Generator[AudioServer]:
     server.start()
     yield server
     server.kill()
+
+
+@pytest.fixture(scope="session")
+def interaction_server(tmp_path_factory: pytest.TempPathFactory) -> Generator[AudioServer]:
+    """The real model's engine on the runtime's rigged tiny checkpoint: a 1 kHz tone makes it reply."""
+    checkpoint = tmp_path_factory.mktemp("tiny-checkpoint")
+    subprocess.run(
+        [runtime_python(), "-m", "model_runtime", "make-tiny-checkpoint", str(checkpoint)],
+        cwd=REPO, check=True, stdout=subprocess.DEVNULL,
+    )
+    with sockets_allowed():
+        server = AudioServer(free_port(), "--engine", "audio-interaction", "--model", str(checkpoint), "--device", "cpu")
+        server.start(timeout=180)
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="session")
+def trigger_tone_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint's trigger: a loud 1 kHz tone (2 s, between 1 s of silence each side)."""
+    wav = tmp_path_factory.mktemp("audio") / "tone.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(wav), "synth", "2", "sine", "1000", "vol", "0.5", "pad", "1", "1"],
+        check=True,
+    )
+    return wav
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ here. Two parts:
   complete wake-word streams, custom-event streams in other formats, streams
   dropped mid-stream, and bad frames, until `--soak-frames` frames were sent.
   Prints frames sent, streams completed/dropped, errors returned (by code),
-  and the server's memory (RSS) before and after, and its peak.
+  and the server's memory (RSS) before and after, and its peak, per round
+  (`--soak-rounds` on the same server: a leak grows every round).
 - latency: 1 and 16 (`--latency-streams`) concurrent streams sending 16 kHz
   audio in real time, 10 ms chunks (as Home Assistant does), a loud burst every
   second. For each event, latency = when it arrived - when the chunk holding
@@ -45,6 +46,9 @@ RATE = 16_000
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--soak-frames", type=int, default=100_000, help="frames to send in the soak (default %(default)s)")
     parser.add_argument("--soak-clients", type=int, default=50, help="clients at once in the soak (default %(default)s)")
+    parser.add_argument("--soak-rounds", type=int, default=2,
+                        help="soak rounds on the same server: memory that grows in every round is a leak, "
+                             "growth in the first only is warm-up (default %(default)s)")
     parser.add_argument("--latency-streams", default="1,16", help="stream counts to measure latency for (default %(default)s)")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="audio per latency run (default %(default)s)")
     parser.add_argument("--server-args", default="--engine lite", help="extra `serve` arguments (default %(default)r)")
@@ -55,9 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     streams = [int(n) for n in args.latency_streams.split(",") if n.strip()]
-    with _server(args.server_args, max_streams=max([args.soak_clients, *streams]) + 4) as (port, pid):
+    # Room for each client's new stream while the server still drains its previous connection.
+    with _server(args.server_args, max_streams=2 * max([args.soak_clients, *streams])) as (port, pid):
         if not args.skip_soak:
-            asyncio.run(_soak(port, pid, args.soak_frames, args.soak_clients, random.Random(args.seed)))
+            rng = random.Random(args.seed)
+            for round_ in range(1, args.soak_rounds + 1):
+                print(f"soak round {round_} of {args.soak_rounds}:")
+                asyncio.run(_soak(port, pid, args.soak_frames, args.soak_clients, rng))
         if not args.skip_latency:
             for n in streams:
                 asyncio.run(_latency(port, n, args.latency_seconds))
@@ -119,13 +127,16 @@ async def _soak(port: int, pid: int, total_frames: int, clients: int, rng: rando
     elapsed = time.monotonic() - started
     await asyncio.sleep(1.0)  # let the server finish closing the last streams
     after = _memory_kb(pid)
-    print(f"soak: {stats['frames']} frames sent by {clients} clients at once in {elapsed:.1f} s "
+    print(f"  {stats['frames']} frames sent by {clients} clients at once in {elapsed:.1f} s "
           f"({stats['frames'] / elapsed:.0f} frames/s, {stats['audio_seconds']:.0f} s of audio)")
-    print(f"soak: {stats['connections']} connections: {stats['completed']} streams completed "
+    print(f"  {stats['connections']} connections: {stats['completed']} streams completed "
           f"(not-detected received after audio-stop), {stats['listened']} custom-event streams, "
-          f"{stats['dropped']} dropped mid-stream, {stats['bad']} sending bad frames")
-    print(f"soak: {sum(errors.values())} errors returned: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items())))
-    print(f"soak: server RSS before {before['VmRSS'] / 1024:.1f} MiB, after {after['VmRSS'] / 1024:.1f} MiB, "
+          f"{stats['dropped']} dropped mid-stream, {stats['bad']} sending bad frames, "
+          f"{stats['refused']} refused (server at --max-streams)")
+    print(f"  {sum(errors.values())} errors returned: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items())))
+    failures = {k: v for k, v in stats.items() if k.startswith("client failure")}
+    print(f"  client-side failures (timeouts, resets): {failures or 'none'}")
+    print(f"  server RSS before {before['VmRSS'] / 1024:.1f} MiB, after {after['VmRSS'] / 1024:.1f} MiB, "
           f"peak {after['VmHWM'] / 1024:.1f} MiB")
 
 
@@ -140,8 +151,8 @@ async def _one_stream(port: int, stats, errors, rng: random.Random, kind: str) -
                 replies.append(event)
                 if event.type == "error":
                     errors[event.data.get("code")] += 1
-                if event.type == "not-detected":
-                    return
+                if event.type == "not-detected" or event.data.get("code") == c.WYOMING_ERROR_TOO_MANY_STREAMS:
+                    return  # the stream's answer: done, or refused (server at --max-streams)
 
     reading = asyncio.create_task(read_all())
     try:
@@ -159,6 +170,9 @@ async def _one_stream(port: int, stats, errors, rng: random.Random, kind: str) -
             chunks = rng.randint(1, chunks)
         samples = rate * CHUNK_MS // 1000
         for i in range(chunks):
+            if reading.done():  # refused or cut off: this stream is over
+                stats["refused"] += 1
+                return
             audio = (rng.random() * 0.01 if i % 100 else 0.5) * np.random.default_rng(i).standard_normal(samples * channels)
             pcm = (np.clip(audio, -1, 1) * (2 ** (8 * width - 1) - 1)).astype(f"<i{width}").tobytes()
             await _send(writer, AudioChunk(rate=rate, width=width, channels=channels, audio=pcm).event())

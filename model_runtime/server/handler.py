@@ -42,6 +42,8 @@ _LOGGER = logging.getLogger("model_runtime.server")
 
 # A client that keeps sending bad frames is cut off after this many errors.
 MAX_ERRORS_PER_CONNECTION = 100
+# Instructions queue in order with the audio; a client may not pile up more than this.
+MAX_WAITING_INSTRUCTIONS = 16
 
 
 class ProtocolError(UserError):
@@ -92,6 +94,10 @@ class ClientHandler(AsyncEventHandler):
                     break
         except (ConnectionError, OSError):
             pass  # the client vanished; cleanup below
+        except Exception as err:  # a server bug: this connection ends, the server and the others go on
+            _LOGGER.exception("%s: unexpected error", self.peer)
+            await self.send_error(c.WYOMING_ERROR_INTERNAL, f"internal server error ({type(err).__name__}); "
+                                  "closing this connection")
         finally:
             try:
                 await self.disconnect()
@@ -121,7 +127,9 @@ class ClientHandler(AsyncEventHandler):
             if room is not None and not isinstance(room, str):
                 raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"{etype}: 'room' must be a string, got {room!r}")
             self._listening, self.room = True, room
-            _LOGGER.debug("%s listens for room %r", self.peer, room)
+            if room:
+                self.peer = f"{self.peer} ({room})"  # every later log line names the room
+            _LOGGER.debug("%s listens for our events", self.peer)
         elif AudioStart.is_type(etype):
             await self._on_start(data)
         elif AudioStop.is_type(etype):
@@ -205,6 +213,12 @@ class ClientHandler(AsyncEventHandler):
         text = data.get("text")
         if not isinstance(text, str) or not text.strip():
             raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"{c.WYOMING_INSTRUCT}: 'text' must be a non-empty string")
+        waiting = self._session.instructions_waiting if self._session else len(self._pending_instructions)
+        if waiting >= MAX_WAITING_INSTRUCTIONS:
+            raise ProtocolError(
+                c.WYOMING_ERROR_BAD_EVENT,
+                f"{c.WYOMING_INSTRUCT}: {waiting} instructions already wait for the engine; send fewer",
+            )
         if self._session is None:
             self._pending_instructions.append(text)  # applied when the stream starts
         else:

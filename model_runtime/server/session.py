@@ -89,6 +89,10 @@ class StreamSession:
         self.peak_backlog = max(self.peak_backlog, self._backlog)
         self._wakeup.set()
 
+    @property
+    def instructions_waiting(self) -> int:
+        return sum(1 for kind, _ in self._items if kind == _INSTRUCT)
+
     def push_instruction(self, text: str) -> None:
         self._items.append((_INSTRUCT, text))
         self._wakeup.set()

@@ -125,6 +125,15 @@ async def test_streams_over_the_limit_are_refused_until_one_ends():
         await third.close()
 
 
+async def test_instructions_cannot_pile_up():
+    async with running_server() as server:
+        client = await Client.connect(server)
+        await client.send(*[Event(c.WYOMING_INSTRUCT, {"text": f"transcribe {i}"}) for i in range(17)])
+        error = await client.read()
+        assert error.data["code"] == c.WYOMING_ERROR_BAD_EVENT and "16 instructions already wait" in error.data["text"]
+        await client.close()
+
+
 # --- a slow engine and a broken engine (the conditions are made; the server is real) --------
 class SlowEngine(LiteEngine):
     """The lite engine where the first stream runs on a CPU far too slow: each of its feeds takes 0.2 s."""

@@ -33,7 +33,7 @@ def build_info(engine: Engine) -> Info:
     models = [
         WakeModel(
             name=name,
-            description=name.replace("_", " "),
+            description=name.replace("_", " ").title(),  # what HA shows: "Okay Nabu"
             phrase=name.replace("_", " "),
             attribution=project,
             installed=True,

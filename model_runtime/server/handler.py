@@ -226,6 +226,7 @@ class ClientHandler(AsyncEventHandler):
 
     # --- engine output -------------------------------------------------------
     async def _on_engine_event(self, event: Event) -> None:
+        _LOGGER.debug("%s event %s", self.peer, event.to_dict())
         if self._listening:
             fields = event.to_dict()
             fields.pop("type")

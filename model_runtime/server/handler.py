@@ -68,6 +68,7 @@ class ClientHandler(AsyncEventHandler):
         self._detected = False
         self._session: StreamSession | None = None
         self._audio = AudioInput()
+        self._start_format: dict[str, int] = {}
         self._pending_instructions: list[str] = []
         self._errors = 0
         self._gone = False  # writing failed: the client left
@@ -187,6 +188,7 @@ class ClientHandler(AsyncEventHandler):
         for text in self._pending_instructions:
             self._session.push_instruction(text)
         self._pending_instructions.clear()
+        self._start_format = dict(zip(("rate", "width", "channels"), fmt))
         _LOGGER.debug("%s audio-start rate=%d width=%d channels=%d", self.peer, *fmt)
 
     async def _on_chunk(self, data: dict[str, Any], payload: bytes) -> None:
@@ -195,7 +197,8 @@ class ClientHandler(AsyncEventHandler):
                 c.WYOMING_ERROR_AUDIO_BEFORE_START,
                 "audio-chunk before audio-start: send audio-start {rate, width, channels} first",
             )
-        rate, width, channels = audio_format(data, "audio-chunk")
+        # A chunk carries its own format; one that leaves it out has audio-start's.
+        rate, width, channels = audio_format({**self._start_format, **data}, "audio-chunk")
         self._session.push_audio(self._audio.convert(rate, width, channels, payload))
 
     async def _on_stop(self) -> None:

@@ -7,6 +7,7 @@ payload); our own events carry the engine event's fields as their data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 import logging
 from typing import Any
@@ -96,9 +97,15 @@ async def async_open_stream(host: str, port: int, room: str | None) -> AsyncTcpC
             AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event()
         )
     except OSError:
-        await client.disconnect()
+        await async_close(client)
         raise
     return client
+
+
+async def async_close(client: AsyncTcpClient) -> None:
+    """Close a stream; a connection the server already reset is closed too."""
+    with contextlib.suppress(OSError):
+        await client.disconnect()
 
 
 def engine_event(event: Event) -> tuple[str, dict[str, Any]] | None:

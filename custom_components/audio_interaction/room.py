@@ -24,7 +24,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from . import const
-from .api import async_open_stream, engine_event
+from .api import async_close, async_open_stream, engine_event
 from .const import (
     BUS_EVENT_RESPONSE,
     BUS_EVENT_SOUND,
@@ -192,7 +192,7 @@ class Room:
             self.connected = False
             self.speech = False
             self._update()
-            await client.disconnect()
+            await async_close(client)
 
     async def _send_audio(self, client: AsyncTcpClient) -> None:
         try:

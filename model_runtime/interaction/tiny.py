@@ -50,12 +50,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .. import constants as c
 from ..errors import UserError
-from . import checkpoint as ckpt
 from .features import log_mel_raw_offline, mel_filters, normalise
+
+# torch, transformers and `checkpoint` (which imports them) are imported inside the
+# functions that use them: the CLI imports this module to list its arguments, and
+# `audio-interaction analyze` with the lite engine must not pay for torch.
 
 # --- what tests rely on -----------------------------------------------------------
 
@@ -168,6 +170,16 @@ _TOKENIZER_CORPUS = (
 
 def build_tokenizer():
     """A byte-level BPE tokenizer: a small vocabulary for text, special tokens at upstream's ids."""
+    from tokenizers import Tokenizer
+
+    built = Tokenizer.from_str(_tokenizer_json())
+    for i, name in _SPECIAL_TOKEN_NAMES.items():
+        assert built.token_to_id(name) == i, (name, i, built.token_to_id(name))
+    return built
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer_json() -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -196,10 +208,7 @@ def build_tokenizer():
         }
         for i in range(_FIRST_SPECIAL, _LAST_SPECIAL + 1)
     ]
-    built = Tokenizer.from_str(json.dumps(spec))
-    for i, name in _SPECIAL_TOKEN_NAMES.items():
-        assert built.token_to_id(name) == i, (name, i, built.token_to_id(name))
-    return built
+    return json.dumps(spec)
 
 
 def rigged_text_ids(tokenizer) -> list[int]:
@@ -221,9 +230,13 @@ class _Random:
     """Seeded tensors drawn in a fixed order (CPU generator: same seed, same bytes)."""
 
     def __init__(self, seed: int) -> None:
+        import torch
+
         self.gen = torch.Generator().manual_seed(seed)
 
     def normal(self, *shape: int, std: float = 1.0, mean: float = 0.0) -> torch.Tensor:
+        import torch
+
         return torch.randn(*shape, generator=self.gen, dtype=torch.float32) * std + mean
 
 
@@ -253,6 +266,7 @@ def _random_lm(rnd: _Random, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def _random_encoder(rnd: _Random, audio_config) -> dict[str, torch.Tensor]:
+    import torch
     from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
 
     with torch.device("meta"):
@@ -276,6 +290,7 @@ def _random_encoder(rnd: _Random, audio_config) -> dict[str, torch.Tensor]:
 
 def _rope_query_key(cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """Constant q and k of one head whose RoPE score peaks at relative distance 1."""
+    import torch
     hs = cfg["head_size"]
     half = hs // 2
     theta = 1.0 / (float(cfg["rope_base"]) ** (np.arange(0, hs, 2) / hs))
@@ -426,6 +441,8 @@ def _chunk_features(chunk: np.ndarray, headroom: float) -> np.ndarray:
 
 def _decision_values(lm, encoder, chunks: list[np.ndarray]) -> np.ndarray:
     """The DEC value the rigged head writes at ASSISTANT, per chunk (fp32, chunk alone in context)."""
+    import torch
+    from . import checkpoint as ckpt
     mels = [_chunk_features(ch, headroom) for ch in chunks for headroom in (0.0, 1.0)]
     audio = ckpt.encode_chunks_with(encoder, np.concatenate(mels, axis=1))  # (N, 10, d)
     embed = lm.model.embed_tokens
@@ -442,6 +459,7 @@ def _decision_values(lm, encoder, chunks: list[np.ndarray]) -> np.ndarray:
 
 def fuse_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: str, n_head: int, n_groups: int, head_size: int):
     """transformers q/k/v -> LitGPT's fused matrix: `qkv` (stacked) or the older `attn` (interleaved)."""
+    import torch
     if layout == "qkv":
         return torch.cat([q, k, v])
     q_per_kv = n_head // n_groups
@@ -452,6 +470,7 @@ def fuse_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: str, n_h
 
 
 def hf_to_litgpt(w: dict[str, torch.Tensor], cfg: dict[str, Any], layout: str) -> dict[str, torch.Tensor]:
+    from . import checkpoint as ckpt
     out = {}
     reverse_global = {hf: lit for lit, hf in ckpt._GLOBAL_NAMES.items()}
     reverse_layer = {hf: lit for lit, hf in ckpt._LAYER_NAMES.items()}
@@ -472,6 +491,8 @@ def hf_to_litgpt(w: dict[str, torch.Tensor], cfg: dict[str, Any], layout: str) -
 
 
 def _write_lm(folder: Path, state: dict[str, torch.Tensor], weights: str) -> None:
+    import torch
+    from . import checkpoint as ckpt
     if weights == "pt":
         torch.save(state, folder / PT_WEIGHTS)
         return
@@ -490,6 +511,7 @@ def _write_lm(folder: Path, state: dict[str, torch.Tensor], weights: str) -> Non
 
 
 def _write_metadata(folder: Path, tokenizer) -> None:
+    from . import checkpoint as ckpt
     import yaml
 
     (folder / ckpt.MODEL_CONFIG).write_text(yaml.safe_dump(TINY_LITGPT_CONFIG, sort_keys=False))
@@ -515,6 +537,8 @@ def _write_metadata(folder: Path, tokenizer) -> None:
 
 def make_tiny_checkpoint(folder: str | Path, seed: int = 0, layout: str = "qkv", weights: str = "safetensors") -> Path:
     """Write a rigged tiny checkpoint in the release layout into `folder` (created) and return it."""
+    import torch
+    from . import checkpoint as ckpt
     if layout not in LAYOUTS:
         raise UserError(f"unknown layout {layout!r}: choose {' or '.join(LAYOUTS)}")
     if weights not in WEIGHT_FORMATS:
@@ -542,6 +566,7 @@ def rigged_weights(seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, to
 
     Cached per seed: the layouts and weight formats of one seed share the same tensors.
     """
+    from . import checkpoint as ckpt
     leak = rope_leak(TINY_LITGPT_CONFIG)
     if leak > 1e-6:
         raise AssertionError(f"rigged attention head leaks {leak:.2e} of its weight off distance 1")
@@ -559,6 +584,8 @@ def rigged_weights(seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, to
 
 def _calibrate_bias(cfg, audio_config, lm_w, enc_w) -> float:
     """ASSISTANT's BIAS: the geometric mean of the weakest trigger's and strongest non-trigger's DEC."""
+    import torch
+    from . import checkpoint as ckpt
     device, dtype = torch.device("cpu"), torch.float32
     lm = ckpt.lm_from_hf_state(ckpt.qwen2_config_from_litgpt(cfg), dict(lm_w), device, dtype)
     encoder = ckpt.encoder_from_state(audio_config, dict(enc_w), device, dtype)

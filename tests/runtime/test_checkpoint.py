@@ -178,10 +178,17 @@ def test_offline_download_fails_clearly(tmp_path, monkeypatch):
     assert c.DEFAULT_MODEL_REPO in message and "--model" in message and "cache" in message
 
 
-def test_cli_make_tiny_checkpoint_and_bad_target(cli, tmp_path):
+def test_cli_make_tiny_checkpoint_and_bad_target(tmp_path, capsys):
+    # in-process through the real CLI entry point (a subprocess would spend its time importing torch)
+    from model_runtime.cli import main
+
     target = tmp_path / "tiny"
-    result = cli("make-tiny-checkpoint", str(target), "--layout", "attn", "--weights", "pt", "--seed", "3")
-    assert result.returncode == 0, result.stderr
-    assert "1 kHz" in result.stdout and (target / tiny.PT_WEIGHTS).is_file()
-    again = cli("make-tiny-checkpoint", str(target))
-    assert again.returncode == 2 and "not an empty folder" in again.stderr and "Traceback" not in again.stderr
+    assert main(["make-tiny-checkpoint", str(target), "--layout", "attn", "--weights", "pt", "--seed", "0"]) == 0
+    assert "1 kHz" in capsys.readouterr().out and (target / tiny.PT_WEIGHTS).is_file()
+    ckpt.check_release_layout(target)
+    # a bad target is one clear line on stderr and exit 2, nothing overwritten
+    before = sorted(p.name for p in target.iterdir())
+    assert main(["make-tiny-checkpoint", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "not an empty folder" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in target.iterdir()) == before

@@ -8,9 +8,15 @@ trigger that runs an automation, and a spoken reply requested for the room.
 from __future__ import annotations
 
 import psutil
-from pytest_homeassistant_custom_component.common import async_capture_events, async_mock_service
+from pytest_homeassistant_custom_component.common import (
+    MockPlatform,
+    async_capture_events,
+    async_mock_service,
+    mock_platform,
+)
 
 from homeassistant.components import automation
+from homeassistant.components.camera import Camera, CameraEntityFeature
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
@@ -82,3 +88,38 @@ async def test_smoke_alarm_room(hass: HomeAssistant, audio_server, smoke_alarm_w
     assert ffmpeg_children() == []
     # A sound alone is never spoken: only responses are (tests/ha/test_replies.py).
     assert tts_calls == []
+
+
+class RecordingCamera(Camera):
+    """A camera whose stream is a recording (what `generic` does with a stream URL)."""
+
+    _attr_supported_features = CameraEntityFeature.STREAM
+
+    def __init__(self, name: str, stream: str | None) -> None:
+        super().__init__()
+        self._attr_name = name
+        self._attr_unique_id = name
+        self._stream = stream
+
+    async def stream_source(self) -> str | None:
+        return self._stream
+
+
+async def test_camera_stream_as_source(hass: HomeAssistant, audio_server, smoke_alarm_wav) -> None:
+    hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+
+    async def setup_platform(hass, config, async_add_entities, discovery_info=None):
+        async_add_entities([RecordingCamera("Door", str(smoke_alarm_wav)), RecordingCamera("Attic", None)])
+
+    mock_platform(hass, "test.camera", MockPlatform(async_setup_platform=setup_platform))
+    assert await async_setup_component(hass, "camera", {"camera": {"platform": "test"}})
+    await hass.async_block_till_done()
+    sounds = async_capture_events(hass, BUS_EVENT_SOUND)
+    entry = await add_entry(
+        hass, audio_server, room("Hall", camera="camera.door"), room("Attic", camera="camera.attic")
+    )
+    await wait_for(lambda: [e for e in sounds if e.data["room"] == "Hall"])
+    attic = room_of(entry, "Attic")
+    await wait_for(lambda: attic.source.last_error)
+    assert attic.source.last_error == "camera camera.attic has no stream source"
+    assert room_of(entry, "Hall").source.last_error is None

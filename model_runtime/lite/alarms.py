@@ -1,0 +1,406 @@
+"""`smoke_alarm`, `co_alarm` and `beeping`: tonal beeps, then their temporal pattern.
+
+1. `TonalTracker` gives each frequency channel's tonal salience every 10 ms.
+2. Per channel, a small state machine cuts salience into beeps (onset, offset,
+   frequency). A beep ends when the tone stops standing out *or* its level
+   falls well below the beep's peak, so a room's reverb tail does not glue
+   two beeps together; a new beep needs a fresh rise in level.
+3. Per channel, the last beeps are matched against the two standard
+   patterns, with tolerances wide enough for real units, jitter and reverb:
+   - temporal-three (ISO 8201, smoke): 3 beeps of ~0.5 s, one per ~1 s, then a pause;
+   - temporal-four (CO): 4 beeps of ~0.1 s, one per ~0.2 s, then a pause.
+   The pause is what tells an alarm from any regular beeper, so a match is
+   confirmed once the time a next regular beep would have started has passed
+   without one: about 3.3 s after a T3 starts, 1 s after a T4 starts.
+4. Regular beeps that are not (and cannot still become) an alarm pattern are
+   `beeping`: a microwave, an oven timer, a truck reversing. Never an alarm.
+
+Each lasting sound is reported once when it starts (end=None) and once when
+it ends. An alarm also produces an urgent final `response`, so a home can
+react with no model loaded.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import events
+from ..events import Event
+from .tonal import FRAME_SECONDS, TonalFrames, TonalTracker
+
+# Beep segmentation (dB).
+ON_DB = 8.0  # salience that starts a beep
+STAY_DB = 4.0  # salience that keeps it going
+DECAY_DB = 9.0  # a beep ends when its level falls this far below its peak (reverb tails)
+RISE_DB = 6.0  # a new beep after a decayed one needs this much fresh rise
+END_FRAMES = 3  # off this many frames (30 ms) ends a beep
+MIN_BEEP_S = 0.04
+MAX_BEEP_S = 2.0  # longer is a continuous tone, not a beep
+FREQ_TOLERANCE = 0.12  # beeps of one sounder agree in frequency within 12 %
+KEEP_BEEPS = 8
+ONSET_FRAMES = 30  # levels kept to place a beep's onset
+ECHO_DB, ECHO_S = 12.0, 1.0
+MERGE_GAP_S = 0.04  # shorter gaps may be dropouts inside one beep (T4's gaps are 0.1 s)
+# A beep follows one tone: a jump larger than this (per 10 ms) is another sound. Sweeps move less.
+FREQ_STEP_HZ, FREQ_STEP = 70.0, 0.06
+BATCH_SAMPLES = 1_600  # decisions every 0.1 s of stream time
+
+RESPONSE_TEXT = {"smoke_alarm": "Smoke alarm sounding", "co_alarm": "Carbon monoxide alarm sounding"}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    label: str
+    beeps: int
+    duration: tuple[float, float]  # accepted beep length (s)
+    interval: tuple[float, float]  # accepted onset-to-onset time within a group (s)
+    interval_spread: float  # max difference between intervals in one group (s)
+    min_gap: float  # silence between beeps (s)
+    min_pause: float  # silence before the group (s) when an earlier beep of the same sounder is known
+    confirm_after: float  # seconds past the next regular onset before the pause counts
+    hold: float  # an active alarm ends after this long without a beep of its sounder
+
+    def timing_fits(self, group: list["Beep"]) -> bool:
+        if not all(self.duration[0] <= b.duration <= self.duration[1] for b in group):
+            return False
+        intervals = [b.on - a.on for a, b in zip(group, group[1:])]
+        return (
+            all(self.interval[0] <= i <= self.interval[1] for i in intervals)
+            and max(intervals) - min(intervals) <= self.interval_spread
+            and all(b.on - a.off >= self.min_gap for a, b in zip(group, group[1:]))
+        )
+
+
+# Nominal T3: 0.5 on / 0.5 off x3, 1.5 pause. Nominal T4: 0.1 on / 0.1 off x4, 5 s pause.
+T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.75, 1.3), 0.2, 0.2, 0.9, 0.3, 3.5)
+T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.3), 0.08, 0.03, 1.0, 0.8, 6.5)
+PATTERNS = (T3, T4)
+
+# An alarm is loud (85 dB SPL at 3 m) and clearly tonal: fainter things are artefacts.
+ALARM_MIN_LEVEL_DB = -60.0
+ALARM_MIN_SALIENCE = 9.0
+
+# Beeping: regular tonal beeps of one sounder.
+BEEPING_MIN_BEEPS = 3
+BEEPING_DURATION = (0.07, 1.5)
+BEEPING_INTERVAL = (0.12, 3.0)
+BEEPING_REGULARITY = 0.15  # each interval within 15 % of the next
+BEEPING_FREQ = 0.04  # one sounder: frequency within 4 %
+BEEPING_LEVEL_DB = 6.0  # and loudness within 6 dB
+BEEPING_LENGTH_RATIO = 1.5  # and beep lengths within 1.5x
+BEEPING_MIN_SALIENCE = 12.0  # clearly tonal
+BEEPING_MAX_SAG_DB = 3.0  # and steady: an electronic beep, not a piano note or a bark
+BEEPING_HOLD_MIN_S = 3.0
+
+
+@dataclass(frozen=True)
+class Beep:
+    on: float
+    off: float
+    freq: float
+    salience: float
+    peak: float  # dB
+    sag: float  # dB the mean level lies below the peak: ~1 for a steady beep, more for a struck or sung note
+
+    @property
+    def duration(self) -> float:
+        return self.off - self.on
+
+
+def is_echo(beep: Beep, before: Beep) -> bool:
+    """A much weaker beep soon after a strong one: its reverb or a flutter of noise, not a beep."""
+    return beep.peak < before.peak - ECHO_DB and beep.on - before.off < ECHO_S
+
+
+def same_sounder(a: float, b: float) -> bool:
+    return abs(a - b) <= FREQ_TOLERANCE * min(a, b)
+
+
+@dataclass
+class _ChannelState:
+    active: bool = False
+    start: float = 0.0
+    peak: float = -200.0
+    trough: float = -np.inf  # -inf: ready for a beep; else a new beep must rise RISE_DB above it
+    off_frames: int = 0
+    off_since: float = 0.0
+    freq_sum: float = 0.0
+    sal_sum: float = 0.0
+    lev_sum: float = 0.0
+    n: int = 0
+    last_freq: float = 0.0
+    onset_levels: list = field(default_factory=list)  # (time, level) of the first on-frames
+    beeps: deque = field(default_factory=lambda: deque(maxlen=KEEP_BEEPS))
+
+
+@dataclass
+class _Lasting:
+    """A sound that is on: reported at start, and again at its end."""
+
+    label: str
+    start: float
+    last: float  # end of its latest beep
+    freq: float
+    hold: float
+    score: float
+
+
+class AlarmDetector:
+    def __init__(self) -> None:
+        self._tracker = TonalTracker()
+        self._channels = [_ChannelState() for _ in self._tracker.channels]
+        self._alarms: dict[str, _Lasting] = {}
+        self._beeping: _Lasting | None = None
+        self._now = 0.0
+        self._fed = 0
+
+    # --- streaming -------------------------------------------------------------
+
+    def process(self, audio: np.ndarray) -> list[Event]:
+        # Work in batches that end on the same stream positions whatever the piece
+        # sizes, so a file fed whole and a live stream fed in 10 ms pieces agree.
+        out: list[Event] = []
+        audio = np.asarray(audio, dtype=np.float32)
+        while len(audio):
+            take = min(len(audio), BATCH_SAMPLES - self._fed % BATCH_SAMPLES)
+            self._fed += take
+            out += self._process_batch(audio[:take])
+            audio = audio[take:]
+        return out
+
+    def _process_batch(self, audio: np.ndarray) -> list[Event]:
+        frames = self._tracker.process(audio)
+        if frames is None:
+            return []
+        out: list[Event] = []
+        new_beeps = self._segment(frames)
+        self._now = float(frames.times[-1])
+        for channel, beep in new_beeps:
+            out += self._on_beep(channel, beep)
+        out += self._confirm_alarms()
+        out += self._expire()
+        return out
+
+    def finish(self) -> list[Event]:
+        out = []
+        for label in list(self._alarms):
+            out.append(self._end(self._alarms.pop(label)))
+        if self._beeping is not None:
+            out.append(self._end(self._beeping))
+            self._beeping = None
+        return out
+
+    # --- beeps -----------------------------------------------------------------
+
+    def _segment(self, frames: TonalFrames) -> list[tuple[int, Beep]]:
+        """Cut each channel's salience into beeps; return the beeps that ended, in time order."""
+        found: list[tuple[int, Beep]] = []
+        loud = np.max(frames.salience, axis=0) >= ON_DB
+        for c, st in enumerate(self._channels):
+            sal, lev = frames.salience[:, c], frames.level[:, c]
+            if not (st.active or loud[c]):
+                # No beep can start in this batch: only keep the rise requirement up to date.
+                if st.trough > -np.inf:
+                    st.trough = -np.inf if np.any(sal < STAY_DB) else min(st.trough, float(np.min(lev)))
+                continue
+            freq = frames.freq[:, c]
+            for i in range(len(frames.times)):
+                t = frames.times[i]
+                if st.active and sal[i] >= ON_DB and abs(freq[i] - st.last_freq) > max(FREQ_STEP_HZ, FREQ_STEP * st.last_freq):
+                    # Another tone took over the channel (a note, a second sounder): they are different beeps.
+                    st.off_since = t - FRAME_SECONDS
+                    beep = self._close(st, lev[i])
+                    if beep is not None:
+                        found.append((c, beep))
+                    st.trough = -np.inf
+                if st.active:
+                    st.peak = max(st.peak, lev[i])
+                    if sal[i] < STAY_DB or lev[i] < st.peak - DECAY_DB:
+                        if st.off_frames == 0:
+                            st.off_since = t - FRAME_SECONDS
+                        st.off_frames += 1
+                        if st.off_frames >= END_FRAMES:
+                            beep = self._close(st, lev[i])
+                            if beep is not None:
+                                found.append((c, beep))
+                    else:
+                        st.off_frames = 0
+                        st.n += 1
+                        st.freq_sum += freq[i]
+                        st.sal_sum += sal[i]
+                        st.lev_sum += lev[i]
+                        st.last_freq = freq[i]
+                        if len(st.onset_levels) < ONSET_FRAMES:
+                            st.onset_levels.append((t, lev[i]))
+                elif sal[i] < STAY_DB:
+                    st.trough = -np.inf  # the tone is gone: the next one is a fresh beep
+                else:
+                    st.trough = min(st.trough, lev[i])
+                    if sal[i] >= ON_DB and lev[i] >= st.trough + RISE_DB:
+                        st.active, st.start, st.peak = True, t - FRAME_SECONDS, lev[i]
+                        st.off_frames, st.n, st.freq_sum, st.sal_sum, st.lev_sum = 0, 1, freq[i], sal[i], lev[i]
+                        st.onset_levels = [(t, lev[i])]
+                        st.last_freq = freq[i]
+        found.sort(key=lambda cb: cb[1].off)
+        return found
+
+    @staticmethod
+    def _close(st: _ChannelState, level: float) -> Beep | None:
+        st.active = False
+        st.trough = level  # if the tone lingers (reverb), a new beep must rise again from here
+        # The beep starts where its level comes within DECAY_DB of its peak: a weak
+        # lead-in (the last beep's reverb, noise) does not move its onset.
+        start = next((t - FRAME_SECONDS for t, lev in st.onset_levels if lev >= st.peak - DECAY_DB), st.start)
+        if not MIN_BEEP_S <= st.off_since - start <= MAX_BEEP_S:
+            return None
+        beep = Beep(start, st.off_since, st.freq_sum / st.n, st.sal_sum / st.n, st.peak, st.peak - st.lev_sum / st.n)
+        if st.beeps and is_echo(beep, st.beeps[-1]):
+            return None
+        st.beeps.append(beep)
+        return beep
+
+    # --- patterns --------------------------------------------------------------
+
+    def _on_beep(self, channel: int, beep: Beep) -> list[Event]:
+        for alarm in self._alarms.values():
+            if same_sounder(alarm.freq, beep.freq):
+                alarm.last = max(alarm.last, beep.off)
+        if self._alarms:
+            return []  # while an alarm sounds, its beeps (in any channel) are never `beeping`
+        return self._check_beeping(self._channels[channel].beeps)
+
+    def _confirm_alarms(self) -> list[Event]:
+        """A pattern counts once its pause has begun: the next regular beep did not come."""
+        out: list[Event] = []
+        for st in self._channels:
+            for pattern in PATTERNS:
+                group = self._pattern_group(st, pattern)
+                if group is None:
+                    continue
+                alarm = self._alarms.get(pattern.label)
+                if alarm is not None:
+                    alarm.last = max(alarm.last, group[-1].off)
+                    continue
+                score = float(np.clip(np.mean([b.salience for b in group]) / 20.0, 0.5, 1.0))
+                alarm = _Lasting(pattern.label, group[0].on, group[-1].off, float(np.mean([b.freq for b in group])), pattern.hold, score)
+                self._alarms[pattern.label] = alarm
+                out.append(events.sound(self._now, alarm.label, score, alarm.start, None, freq_hz=round(alarm.freq)))
+                out.append(events.response(self._now, RESPONSE_TEXT[alarm.label], final=True, emotion="urgent", urgent=True))
+                if self._beeping is not None and same_sounder(self._beeping.freq, alarm.freq):
+                    out.append(self._end(self._beeping))  # it was the alarm all along
+                    self._beeping = None
+        return out
+
+    def _pattern_group(self, st: _ChannelState, pattern: Pattern) -> list[Beep] | None:
+        """The channel's latest beeps of one sounder, if they form `pattern` and its pause has begun."""
+        # Only beeps as long as the pattern's count; shorter or longer ones (a click,
+        # a note, a sweep's split-off tail) are other sounds sharing the channel.
+        fitting = [
+            b
+            for b in self._mend(st.beeps, pattern)
+            if pattern.duration[0] <= b.duration <= pattern.duration[1] and b.peak >= ALARM_MIN_LEVEL_DB and b.salience >= ALARM_MIN_SALIENCE
+        ]
+        if len(fitting) < pattern.beeps:
+            return None
+        last = fitting[-1]
+        sounder = [b for b in fitting if same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB]
+        if len(sounder) < pattern.beeps:
+            return None
+        group = sounder[-pattern.beeps :]
+        intervals = [b.on - a.on for a, b in zip(group, group[1:])]
+        next_onset = last.on + float(np.mean(intervals))
+        if not next_onset + pattern.confirm_after <= self._now <= next_onset + pattern.confirm_after + 1.0:
+            return None  # too early to know the pause has begun, or decided long ago
+        if not pattern.timing_fits(group):
+            return None
+        # The pause: nothing of this sounder, as loud, since the group's last beep.
+        for b in st.beeps:
+            if b.on > last.off and same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB:
+                return None
+        if st.active and st.start > last.off and same_sounder(st.last_freq, last.freq) and st.peak >= last.peak - ECHO_DB:
+            return None
+        if len(sounder) > pattern.beeps and group[0].on - sounder[-pattern.beeps - 1].off < pattern.min_pause:
+            return None  # no pause before the group: part of a longer run (a beeper, music), not this alarm
+        return group
+
+    @staticmethod
+    def _mend(beeps: deque, pattern: Pattern) -> list[Beep]:
+        """Join pieces of one beep that a dropout (noise, a reverb null, a codec) split, if the whole still fits the pattern."""
+        out: list[Beep] = []
+        for b in beeps:
+            prev = out[-1] if out else None
+            if prev is not None and b.on - prev.off <= MERGE_GAP_S and same_sounder(b.freq, prev.freq) and b.off - prev.on <= pattern.duration[1]:
+                out[-1] = Beep(prev.on, b.off, (prev.freq + b.freq) / 2, max(prev.salience, b.salience), max(prev.peak, b.peak), max(prev.sag, b.sag))
+            else:
+                out.append(b)
+        return out
+
+    def _check_beeping(self, beeps: deque) -> list[Event]:
+        run = self._regular_run(list(beeps))
+        if len(run) < BEEPING_MIN_BEEPS:
+            return []
+        # A run that may still turn out to be an alarm waits until it has more beeps than the alarm has.
+        # (Judged by spacing alone: part of a sweeping alarm's beep may be all a channel hears.)
+        intervals = [b.on - a.on for a, b in zip(run, run[1:])]
+        for pattern in PATTERNS:
+            if len(run) <= pattern.beeps and all(pattern.interval[0] <= i <= pattern.interval[1] for i in intervals):
+                return []
+        period = float(np.median([b.on - a.on for a, b in zip(run, run[1:])]))
+        hold = max(BEEPING_HOLD_MIN_S, 2.5 * period)
+        last = run[-1]
+        if self._beeping is not None:
+            self._beeping.last = max(self._beeping.last, last.off)
+            self._beeping.hold = max(self._beeping.hold, hold)
+            return []
+        self._beeping = _Lasting("beeping", run[0].on, last.off, last.freq, hold, 0.8)
+        return [events.sound(self._now, "beeping", 0.8, run[0].on, None, freq_hz=round(last.freq), period_s=round(period, 2))]
+
+    @staticmethod
+    def _regular_run(beeps: list[Beep]) -> list[Beep]:
+        """The longest run of alike, evenly spaced beeps of one sounder ending with the latest beep.
+
+        Alike: same frequency (within BEEPING_FREQ), similar length and loudness,
+        clearly tonal. Speech and music make tonal bits too, but not a run of these.
+        """
+        last = beeps[-1] if beeps else None
+        if last is None or not (
+            BEEPING_DURATION[0] <= last.duration <= BEEPING_DURATION[1] and last.salience >= BEEPING_MIN_SALIENCE and last.sag <= BEEPING_MAX_SAG_DB
+        ):
+            return []
+        run = [last]
+        for b in reversed(beeps[:-1]):
+            if not (
+                abs(b.freq - last.freq) <= BEEPING_FREQ * last.freq
+                and b.salience >= BEEPING_MIN_SALIENCE
+                and b.sag <= BEEPING_MAX_SAG_DB
+                and abs(b.peak - last.peak) <= BEEPING_LEVEL_DB
+                and max(b.duration, last.duration) <= BEEPING_LENGTH_RATIO * min(b.duration, last.duration)
+            ):
+                continue  # another sound in the channel between two beeps
+            interval = run[0].on - b.on
+            if not BEEPING_INTERVAL[0] <= interval <= BEEPING_INTERVAL[1]:
+                break
+            if len(run) >= 2:
+                ref = run[1].on - run[0].on
+                if abs(interval - ref) > BEEPING_REGULARITY * ref:
+                    break
+            run.insert(0, b)
+        return run
+
+    # --- lasting sounds --------------------------------------------------------
+
+    def _expire(self) -> list[Event]:
+        out = []
+        for label, alarm in list(self._alarms.items()):
+            if self._now - alarm.last > alarm.hold:
+                out.append(self._end(self._alarms.pop(label)))
+        if self._beeping is not None and self._now - self._beeping.last > self._beeping.hold:
+            out.append(self._end(self._beeping))
+            self._beeping = None
+        return out
+
+    def _end(self, sound: _Lasting) -> Event:
+        return events.sound(self._now, sound.label, sound.score, sound.start, sound.last, freq_hz=round(sound.freq))

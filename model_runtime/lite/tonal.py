@@ -1,0 +1,135 @@
+"""Tonal energy tracking across the band alarm sounders use (about 450 Hz to 3.7 kHz).
+
+Every 10 ms a 32 ms spectrum is taken. A bin is *salient* when it stands out
+both across frequency (a narrow peak above its neighbours: a tone, not noise)
+and across time (above that bin's own recent floor: something new, not the
+fridge's hum or a vacuum's whine). Salience is pooled into overlapping
+frequency channels of several widths, so a fixed tone, a tone that drifts and
+a tone that sweeps an octave each stay inside one channel; a loud tonal
+background in one channel does not hide an alarm in another.
+
+`TonalTracker.process(audio)` returns, per complete frame, each channel's
+salience (dB), level (dB) and the frequency of its most salient bin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+from ..constants import SAMPLE_RATE
+
+N_FFT = 512  # 32 ms: resolves 31 Hz, short enough for 0.1 s beeps
+HOP = 160  # 10 ms
+FRAME_SECONDS = HOP / SAMPLE_RATE
+BAND_HZ = (450.0, 3700.0)
+# Neighbours a peak is compared with: beyond the Hann main lobe (+-2 bins).
+NEIGHBOUR_NEAR, NEIGHBOUR_FAR = 3, 8
+FLOOR_SECONDS = 1.6  # a bin's floor = its lowest level over this long (spans any alarm gap)
+SMOOTH_FRAMES = 3  # average power over 30 ms before taking levels
+
+
+@dataclass(frozen=True)
+class Channel:
+    lo_bin: int
+    hi_bin: int  # exclusive
+
+
+def _bin(hz: float) -> int:
+    return int(round(hz * N_FFT / SAMPLE_RATE))
+
+
+def make_channels() -> list[Channel]:
+    """Overlapping channels: 1/4 octave (hop 1/8), 1 octave (hop 1/2), and the whole band."""
+    lo, hi = BAND_HZ
+    channels: list[Channel] = []
+    for width, hop in ((0.25, 0.125), (1.0, 0.5)):
+        f = lo
+        while f < hi:
+            a, b = _bin(f), min(_bin(f * 2**width) + 1, _bin(hi) + 1)
+            channels.append(Channel(a, max(b, a + 2)))
+            f *= 2**hop
+    channels.append(Channel(_bin(lo), _bin(hi) + 1))
+    return channels
+
+
+@dataclass
+class TonalFrames:
+    """Per frame (rows) and channel (columns)."""
+
+    times: np.ndarray  # stream time (s) of each frame's end
+    salience: np.ndarray  # dB a tone stands out (min of spectral and temporal contrast)
+    level: np.ndarray  # dB (full scale) of the channel's most salient bin
+    freq: np.ndarray  # Hz of the channel's most salient bin
+
+
+class TonalTracker:
+    def __init__(self) -> None:
+        self.channels = make_channels()
+        self._lo = min(ch.lo_bin for ch in self.channels) - NEIGHBOUR_FAR
+        self._hi = max(ch.hi_bin for ch in self.channels) + NEIGHBOUR_FAR
+        self._window = np.hanning(N_FFT).astype(np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._frames_done = 0
+        self._floor_frames = int(FLOOR_SECONDS / FRAME_SECONDS)
+        self._history: np.ndarray | None = None  # recent smoothed dB rows, for the floor
+        self._power_tail: np.ndarray | None = None  # last frames' power, for smoothing
+        self._bins_hz = np.arange(self._lo, self._hi) * SAMPLE_RATE / N_FFT
+
+    def process(self, audio: np.ndarray) -> TonalFrames | None:
+        buf = np.concatenate([self._pending, audio.astype(np.float32, copy=False)])
+        n_frames = 0 if len(buf) < N_FFT else 1 + (len(buf) - N_FFT) // HOP
+        if n_frames == 0:
+            self._pending = buf
+            return None
+        self._pending = buf[n_frames * HOP :]
+        frames = np.lib.stride_tricks.sliding_window_view(buf, N_FFT)[::HOP][:n_frames]
+        spec = np.fft.rfft(frames * self._window, axis=1)[:, self._lo : self._hi]
+        power = (spec.real**2 + spec.imag**2) * (4.0 / (np.sum(self._window) ** 2))
+
+        # Temporal smoothing over SMOOTH_FRAMES, continuing across calls.
+        tail = self._power_tail if self._power_tail is not None else np.repeat(power[:1], SMOOTH_FRAMES - 1, axis=0)
+        joined = np.concatenate([tail, power])
+        self._power_tail = joined[-(SMOOTH_FRAMES - 1) :]
+        smooth = uniform_filter1d(joined, SMOOTH_FRAMES, axis=0, origin=(SMOOTH_FRAMES - 1) // 2)[SMOOTH_FRAMES - 1 :]
+        db = 10.0 * np.log10(smooth + 1e-12)
+
+        # Spectral contrast: the bin against the mean power of its neighbours on each side (the louder side).
+        csum = np.concatenate([np.zeros((len(smooth), 1)), np.cumsum(smooth, axis=1)], axis=1)
+        width = NEIGHBOUR_FAR - NEIGHBOUR_NEAR + 1
+        idx = np.arange(NEIGHBOUR_FAR, smooth.shape[1] - NEIGHBOUR_FAR)
+        left = (csum[:, idx - NEIGHBOUR_NEAR + 1] - csum[:, idx - NEIGHBOUR_FAR]) / width
+        right = (csum[:, idx + NEIGHBOUR_FAR + 1] - csum[:, idx + NEIGHBOUR_NEAR]) / width
+        spectral = np.full_like(db, -99.0)
+        spectral[:, idx] = db[:, idx] - 10.0 * np.log10(np.maximum(left, right) + 1e-12)
+
+        # Temporal contrast: the bin against its own minimum over the last FLOOR_SECONDS.
+        # A new stream has no floor yet: start it at silence, so an alarm already
+        # sounding when the stream opens still counts from its first beep.
+        hist = self._history if self._history is not None else np.full((1, db.shape[1]), -120.0)
+        joined_db = np.concatenate([hist, db])
+        floor = minimum_filter1d(joined_db, self._floor_frames, axis=0, origin=(self._floor_frames - 1) // 2)[len(hist) :]
+        self._history = joined_db[-self._floor_frames :]
+        temporal = db - floor
+
+        salience = np.minimum(spectral, temporal)
+        best = self._argmax_per_channel(salience)
+        rows = np.arange(n_frames)[:, None]
+        self._frames_done += n_frames
+        end_samples = (self._frames_done - n_frames + np.arange(1, n_frames + 1)) * HOP + (N_FFT - HOP)
+        return TonalFrames(
+            times=end_samples / SAMPLE_RATE,
+            salience=salience[rows, best],
+            level=db[rows, best],
+            freq=self._bins_hz[best],
+        )
+
+    def _argmax_per_channel(self, salience: np.ndarray) -> np.ndarray:
+        """Index (into analysed bins) of the most salient bin of each channel, per frame."""
+        out = np.empty((salience.shape[0], len(self.channels)), dtype=np.int64)
+        for c, ch in enumerate(self.channels):
+            a, b = ch.lo_bin - self._lo, ch.hi_bin - self._lo
+            out[:, c] = a + np.argmax(salience[:, a:b], axis=1)
+        return out

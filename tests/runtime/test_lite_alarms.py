@@ -1,0 +1,131 @@
+"""Lite engine alarms on the generated test set (model_runtime.lite.testset).
+
+T3 (smoke) and T4 (CO) at 520 Hz, 3.1 kHz and two sweeps; reverb, clipping,
+mp3 and phone-band delivery at 8, 16 and 48 kHz, mono and stereo, mixed into
+household backgrounds from +20 to -5 dB SNR; the files go through
+`load_audio` as any user file would. Negatives: speech, music, phones,
+appliance beeps, a metronome, a dog, a vacuum, a door slam, a kettle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model_runtime import constants as c
+from model_runtime.audio import load_audio
+from model_runtime.engine import EngineOptions, run_stream
+from model_runtime.lite import LiteEngine
+from model_runtime.lite import testset as ts
+from model_runtime.lite.alarms import AlarmDetector
+
+DEADLINE = {"smoke_alarm": ts.T3_CYCLE, "co_alarm": 6.0}  # one pattern cycle after it starts
+
+
+@pytest.fixture(scope="session")
+def testset_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("lite-testset")
+
+
+@pytest.fixture(scope="session")
+def alarm_clips(testset_dir):
+    return ts.build(ts.alarm_specs(), testset_dir)
+
+
+@pytest.fixture(scope="session")
+def negative_clips(testset_dir):
+    return ts.build(ts.negative_specs(), testset_dir)
+
+
+def sound_starts(events, label=None):
+    return [e for e in events if e.type == c.EVENT_SOUND and e.data["end"] is None and (label is None or e.data["label"] == label)]
+
+
+def run_alarms(path):
+    detector = AlarmDetector()
+    audio = load_audio(path)
+    found = []
+    for i in range(0, len(audio), 1_600):
+        found += detector.process(audio[i : i + 1_600])
+    return found + detector.finish()
+
+
+def test_testset_covers_the_required_conditions(alarm_clips):
+    specs = [clip.spec for clip in alarm_clips]
+    for label in ts.ALARM_KINDS:
+        for carrier in ts.CARRIERS:
+            for rate in ts.RATES:
+                assert any(s.label == label and s.carrier == carrier and s.delivery.rate == rate and s.snr_db == -5 for s in specs)
+    assert {s.delivery.channels for s in specs} == {1, 2}
+    assert {s.delivery.codec for s in specs} == {"wav", "mp3", "phone"}
+    assert any(s.reverb_rt60 > 0 for s in specs) and any(s.clip_level > 0 for s in specs)
+
+
+def test_every_alarm_is_found_within_one_cycle(alarm_clips):
+    misses = []
+    for clip in alarm_clips:
+        events = run_alarms(clip.path)
+        label = clip.spec.label
+        hits = sound_starts(events, label)
+        delay = hits[0].t - clip.truth["start"] if hits else None
+        if delay is None or not 0 < delay <= DEADLINE[label]:
+            misses.append((clip.spec.name, delay))
+            continue
+        # The other alarm is never claimed, and the urgent response comes with the detection.
+        other = [l for l in c.ALARM_LABELS if l != label]
+        assert not sound_starts(events, other[0]), clip.spec.name
+        responses = [e for e in events if e.type == c.EVENT_RESPONSE]
+        assert responses and responses[0].t == hits[0].t and responses[0].data["urgent"] is True
+        assert responses[0].data["emotion"] == "urgent" and responses[0].data["final"] is True
+    assert not misses, f"{len(misses)} of {len(alarm_clips)} alarms missed or late: {misses}"
+
+
+def test_no_alarm_on_any_negative_and_beeping_is_never_an_alarm(negative_clips):
+    beeping_heard = set()
+    for clip in negative_clips:
+        events = run_alarms(clip.path)
+        alarms = [e for e in sound_starts(events) if e.data["label"] in c.ALARM_LABELS]
+        assert not alarms, f"false alarm on {clip.spec.name}: {[e.to_dict() for e in alarms]}"
+        assert not [e for e in events if e.type == c.EVENT_RESPONSE], clip.spec.name
+        if sound_starts(events, "beeping"):
+            beeping_heard.add(clip.spec.label)
+    # The repetitive appliance beeps are heard as what they are.
+    assert set(ts.BEEPING_NEGATIVES) <= beeping_heard, set(ts.BEEPING_NEGATIVES) - beeping_heard
+
+
+def test_alarm_is_one_lasting_sound_with_start_and_end(testset_dir):
+    spec = ts.ClipSpec(name="t3-long", kind="alarm", label="smoke_alarm", carrier="3100", snr_db=10.0, duration_s=16.0, seed=7)
+    clip = ts.materialize(spec, testset_dir)
+    audio = load_audio(clip.path)
+    audio = np.concatenate([audio, np.zeros(8 * c.SAMPLE_RATE, dtype=np.float32)])  # then it stops
+    stream = LiteEngine(EngineOptions()).open_stream()
+    events = [e for e in run_stream(stream, audio) if e.type == c.EVENT_SOUND and e.data["label"] == "smoke_alarm"]
+    assert [e.data["end"] is None for e in events] == [True, False], [e.to_dict() for e in events]
+    start, end = events
+    assert start.data["start"] == end.data["start"] and abs(start.data["start"] - clip.truth["start"]) < 0.15
+    last_beep_off = clip.truth["beeps"][-1][1]
+    assert abs(end.data["end"] - last_beep_off) < 0.3 and end.t < 16.0 + 8.0
+
+
+def test_pieces_of_any_size_give_the_same_events(alarm_clips):
+    clip = next(cl for cl in alarm_clips if cl.spec.label == "co_alarm" and cl.spec.snr_db == 0)
+    audio = load_audio(clip.path)
+    results = []
+    for piece in (len(audio), 160, 1_037, 6_400):
+        stream = LiteEngine(EngineOptions()).open_stream()
+        results.append([e.to_dict() for e in run_stream(stream, audio, piece_samples=piece)])
+    assert all(r == results[0] for r in results[1:])
+    assert any(e["label"] == "co_alarm" for e in results[0] if e["type"] == "sound")
+
+
+def test_streams_are_independent(alarm_clips):
+    clip = next(cl for cl in alarm_clips if cl.spec.label == "smoke_alarm")
+    alarm = load_audio(clip.path)
+    quiet = np.zeros_like(alarm)
+    engine = LiteEngine(EngineOptions())
+    room_a, room_b = engine.open_stream(), engine.open_stream()
+    heard_a, heard_b = [], []
+    for i in range(0, len(alarm), 1_600):  # interleaved, as a server serves two rooms
+        heard_a += room_a.feed(alarm[i : i + 1_600])
+        heard_b += room_b.feed(quiet[i : i + 1_600])
+    assert sound_starts(heard_a, "smoke_alarm") and not heard_b

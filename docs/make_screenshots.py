@@ -4,8 +4,9 @@ Starts the Audio-Interaction server (lite engine, runtime env) and a real
 `hass` (HA env) on a fresh config directory with this integration, onboards
 HA through its HTTP API, adds the integration and a room through the config
 flow API, adds an automation with one of the room's device triggers, then
-drives headless Chromium (DevTools protocol) to screenshot the device page and
-the automation editor's device-trigger list into docs/.
+drives headless Chromium (DevTools protocol) to screenshot the integration page (the
+server and its rooms), the device page and the automation editor's
+device-trigger list into docs/.
 
     .venv/ha/bin/python docs/make_screenshots.py   # needs ffmpeg and Debian's chromium
 """
@@ -226,6 +227,15 @@ async def main() -> None:
             tokens = {**ha.tokens, "hassUrl": base, "clientId": CLIENT_ID,
                       "expires": int(time.time() * 1000) + ha.tokens["expires_in"] * 1000}
             await browser.js(f"localStorage.setItem('hassTokens', {json.dumps(json.dumps(tokens))})")
+            await browser.goto(f"{base}/config/integrations/integration/audio_interaction", settle=10)
+            await browser.js(DEEP_QUERY)
+            menu = await browser.js(
+                "(() => { const m = deepQuery('ha-md-button-menu'); if (!m) return false;"
+                " m.querySelector('[slot=trigger]').click(); return true; })()"
+            )
+            await asyncio.sleep(2)
+            print("entry menu opened:", menu)
+            await browser.screenshot(DOCS / "integration_page.png")
             await browser.goto(f"{base}/config/devices/device/{device_id}", settle=10)
             await browser.screenshot(DOCS / "device_page.png")
 

@@ -10,7 +10,9 @@ import argparse
 import importlib
 
 # (target, module, help)
-BENCHMARKS: tuple[tuple[str, str, str], ...] = ()
+BENCHMARKS: tuple[tuple[str, str, str], ...] = (
+    ("model", "model_runtime.interaction.bench", "the audio-interaction loop: overhead, latency, 3B-shaped model speed"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from .errors import UserError
 COMMANDS = (
     ("analyze", "model_runtime.analyze", "print the events an engine hears in an audio file"),
     ("serve", "model_runtime.server.app", "run the Wyoming server (wake word detection + audio-interaction events)"),
+    ("bench", "model_runtime.bench", "print speed and memory figures (never asserted)"),
     ("make-tiny-checkpoint", "model_runtime.interaction.tiny", "write a tiny rigged checkpoint in the release layout (for tests)"),
 )
 

@@ -1,0 +1,408 @@
+"""`audio-interaction bench model`: figures of the interaction loop, printed (never asserted).
+
+Three sections (`--sections`, all by default):
+
+- overhead: the tiny checkpoint streamed in 10 ms pieces; per-chunk time of
+  the loop minus the time inside the encoder and LM forward calls (target <= 1 ms),
+  with the log-mel front end shown apart.
+- latency: the tiny checkpoint fed in real time (10 ms pieces, paced by the
+  wall clock): decision latency p50/p95 from a chunk's last sample in to its
+  decision out, first-token latency (trigger chunk's last sample in -> first reply
+  piece out), lock-step and with the asynchronous encoder; plus "catch-up":
+  a question queued behind a reply (all audio arrives at once), where the
+  encoder running ahead matters.
+- model: a Qwen2.5-3B-shaped LM and a Qwen2.5-Omni-3B-shaped audio encoder with
+  random weights (no download), built directly in each dtype, one dtype at a
+  time (fp32 3B = 12 GB): ms per chunk (encoder + 12-token listening step) and per
+  decode step at each context length, RTF, the cost of one context roll, peak memory.
+  `--device cuda` runs the same on a GPU.
+
+`--quick` shrinks everything (4 LM layers, 1,000 context, bf16 only, fewer chunks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import constants as c
+
+# torch, transformers and the model modules are imported inside the functions: building
+# the CLI's parser imports this module, and `audio-interaction --help` must stay light.
+PIECE_SAMPLES = 160  # 10 ms, what Home Assistant's satellites stream
+SECTIONS = ("overhead", "latency", "model")
+DESIGN_REFERENCE = {  # DESIGN.md section 6 (2-core CPU, DynamicCache): ms
+    ("bfloat16", 1000, "listen"): 431,
+    ("float32", 1000, "listen"): 1149,
+    ("bfloat16", 1000, "decode"): 272,
+    ("float32", 1000, "decode"): 484,
+    ("bfloat16", 10000, "listen"): 1329,
+    ("float32", 10000, "listen"): 3057,
+    ("bfloat16", "encoder"): 87,
+    ("float32", "encoder"): 261,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of: %(default)s")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a run of a minute or two")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default %(default)s)")
+    parser.add_argument("--dtypes", default=None, help="model section dtypes (default float32,bfloat16)")
+    parser.add_argument("--contexts", default=None, help="model section context lengths in tokens (default 1000,10000)")
+    parser.add_argument("--layers", type=int, default=None, help="LM layers of the 3B-shaped model (default 36)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions per figure (default 5)")
+    parser.add_argument("--chunks", type=int, default=None, help="chunks streamed in the overhead section (default 250)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import pick_device
+
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        from ..errors import UserError
+
+        raise UserError(f"unknown bench section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    quick = args.quick
+    print(f"# bench model: device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    if "overhead" in sections or "latency" in sections:
+        with tempfile.TemporaryDirectory(prefix="bench-tiny-") as folder:
+            from .tiny import make_tiny_checkpoint
+
+            make_tiny_checkpoint(Path(folder))
+            if "overhead" in sections:
+                bench_overhead(folder, device, args.chunks or (50 if quick else 250))
+            if "latency" in sections:
+                bench_latency(folder, device, quick)
+    if "model" in sections:
+        dtypes = _split(args.dtypes) or (["bfloat16"] if quick else ["float32", "bfloat16"])
+        contexts = [int(x) for x in _split(args.contexts)] or ([1000] if quick else [1000, 10000])
+        layers = args.layers or (4 if quick else 36)
+        repeats = args.repeats or (2 if quick else 5)
+        for dtype in dtypes:
+            bench_3b(device, dtype, contexts, layers, repeats)
+            gc.collect()
+    return 0
+
+
+def _split(text: str | None) -> list[str]:
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+# --- tiny checkpoint: loop overhead and latency ---------------------------------------
+
+
+def _tiny_engine(folder: str, device, async_encoder: bool = False):
+    from ..engine import EngineOptions
+    from .engine import InteractionEngine
+
+    options = EngineOptions(
+        engine=c.ENGINE_AUDIO_INTERACTION, model=folder, device=str(device), dtype="float32", async_encoder=async_encoder
+    )
+    return InteractionEngine(options)
+
+
+def _stream_audio(chunks: int, trigger_every: int) -> np.ndarray:
+    """Quiet noise with the tiny model's trigger sound every `trigger_every` chunks."""
+    from .tiny import trigger_audio
+
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(chunks * c.CHUNK_SAMPLES) * 0.01).astype(np.float32)
+    trigger = trigger_audio()
+    for k in range(trigger_every - 1, chunks, trigger_every):
+        audio[k * c.CHUNK_SAMPLES : (k + 1) * c.CHUNK_SAMPLES] = trigger[: c.CHUNK_SAMPLES]
+    return audio
+
+
+def bench_overhead(folder: str, device, chunks: int) -> None:
+    engine = _tiny_engine(folder, device)
+    audio = _stream_audio(chunks, trigger_every=50)
+    stream = engine.open_stream()
+    stream.feed(audio[: c.CHUNK_SAMPLES * 2])  # warm-up
+    stream.close()
+    stream = engine.open_stream()
+    started = time.perf_counter()
+    n_events = 0
+    for start in range(0, len(audio), PIECE_SAMPLES):
+        n_events += len(stream.feed(audio[start : start + PIECE_SAMPLES]))
+    n_events += len(stream.finish())
+    total = time.perf_counter() - started
+    model = stream.encoder.times.seconds + stream.stats.lm_seconds
+    n = stream.encoder.times.chunks
+    print(f"\n## loop overhead, tiny checkpoint ({n} chunks in 10 ms pieces, {n_events} events)")
+    print(f"total per chunk:                    {_ms(total / n)}")
+    print(f"  inside encoder + LM forward:      {_ms(model / n)}  ({stream.stats.lm_steps} LM steps)")
+    print(f"  log-mel front end:                {_ms(stream.stats.features_seconds / n)}")
+    print(f"overhead per chunk (model excluded): {_ms((total - model) / n)}  (target <= 1 ms; log-mel included)")
+    print(f"overhead without log-mel:           {_ms((total - model - stream.stats.features_seconds) / n)}")
+    stream.close()
+    engine.close()
+
+
+def _paced_run(engine, audio: np.ndarray, realtime: bool) -> tuple[list[float], list[float]]:
+    """Feed `audio` in 10 ms pieces (paced by the wall clock when `realtime`); return
+    (decision latencies, first-token latencies) in seconds, each from the arrival of
+    the chunk's last sample (all samples arrive at the start when not `realtime`)."""
+    stream = engine.open_stream()
+    decisions: list[float] = []
+    first_tokens: list[float] = []
+    answered: set[float] = set()
+    t0 = time.perf_counter()
+
+    def arrival(t: float) -> float:
+        return t0 + t if realtime else t0
+
+    def collect(events) -> None:
+        for event in events:
+            now = time.perf_counter()
+            if event.type == c.EVENT_DECISION:
+                decisions.append(now - arrival(event.t))
+            elif event.type == c.EVENT_RESPONSE and event.t not in answered:
+                answered.add(event.t)
+                first_tokens.append(now - arrival(event.t))
+
+    for start in range(0, len(audio), PIECE_SAMPLES):
+        if realtime:
+            due = t0 + (start + PIECE_SAMPLES) / c.SAMPLE_RATE
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        collect(stream.feed_iter(audio[start : start + PIECE_SAMPLES]))
+    collect(stream.finish())
+    stream.close()
+    return decisions, first_tokens
+
+
+def bench_latency(folder: str, device, quick: bool) -> None:
+    chunks = 10 if quick else 25
+    live = _stream_audio(chunks, trigger_every=5)
+    catch_up = _stream_audio(12, trigger_every=6)  # a reply to chunk 6, the question in chunk 12 waits behind it
+    print(f"\n## latency, tiny checkpoint ({chunks} chunks fed in real time in 10 ms pieces)")
+    for async_encoder in (False, True):
+        engine = _tiny_engine(folder, device, async_encoder)
+        _paced_run(engine, live[: 2 * c.CHUNK_SAMPLES], realtime=False)  # warm-up
+        decisions, first = _paced_run(engine, live, realtime=True)
+        _, catch = _paced_run(engine, catch_up, realtime=False)
+        mode = "async encoder" if async_encoder else "lock-step    "
+        print(
+            f"{mode}: decision p50 {_ms(_percentile(decisions, 50))}, p95 {_ms(_percentile(decisions, 95))}; "
+            f"first token p50 {_ms(_percentile(first, 50))} ({len(first)} replies); "
+            f"catch-up first token (12 chunks at once, 2nd reply) {_ms(catch[-1]) if catch else 'n/a'}"
+        )
+        engine.close()
+    print("(latency counts from the chunk's last sample; the log-mel front end needs 40 samples of the next chunk,")
+    print(" so a decision waits for the next 10 ms piece)")
+
+
+# --- 3B-shaped model with random weights ------------------------------------------------
+
+
+def qwen25_3b_config(layers: int = 36):
+    from transformers import Qwen2Config
+
+    config = Qwen2Config(
+        vocab_size=151936,
+        hidden_size=2048,
+        intermediate_size=11008,
+        num_hidden_layers=layers,
+        num_attention_heads=16,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+        tie_word_embeddings=True,
+        use_sliding_window=False,
+    )
+    config._attn_implementation = "sdpa"
+    return config
+
+
+def omni3b_audio_config():
+    """Qwen2.5-Omni-3B's thinker_config.audio_config (projection to the 3B LM's width, 2048)."""
+    from transformers import Qwen2_5OmniAudioEncoderConfig
+
+    config = Qwen2_5OmniAudioEncoderConfig(
+        num_mel_bins=128,
+        encoder_layers=32,
+        encoder_attention_heads=20,
+        encoder_ffn_dim=5120,
+        d_model=1280,
+        max_source_positions=1500,
+        n_window=100,
+        output_dim=2048,
+    )
+    config._attn_implementation = "sdpa"
+    return config
+
+
+def build_random(cls, config, dtype, device):
+    """`cls(config)` allocated directly on `device` in `dtype` (no fp32 detour), random weights.
+
+    transformers' own init is skipped (minutes for 3B on 2 cores): matrices are
+    filled from a repeated pool of N(0, 0.02) values, norms with 1, biases with 0;
+    buffers (RoPE frequencies, sinusoid tables) are computed as usual. Speed does
+    not depend on the values as long as they are finite and not denormal.
+    """
+    import torch
+    from transformers.initialization import no_init_weights
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with no_init_weights(), torch.device(device):
+            module = cls(config)
+    finally:
+        torch.set_default_dtype(previous)
+    pool = (torch.randn(1 << 22, generator=torch.Generator().manual_seed(0)) * 0.02).to(device=device, dtype=dtype)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if param.ndim == 1:
+                param.fill_(0.0 if name.endswith("bias") else 1.0)
+                continue
+            flat = param.view(-1)
+            for start in range(0, flat.numel(), pool.numel()):
+                part = flat[start : start + pool.numel()]
+                part.copy_(pool[: part.numel()])
+    if getattr(config, "tie_word_embeddings", False) and hasattr(module, "lm_head"):
+        module.lm_head.weight = module.get_input_embeddings().weight
+    return module.eval().requires_grad_(False)
+
+
+class PeakMemory:
+    """Peak resident memory (CPU, from /proc) or peak allocated memory (CUDA) since `reset()`."""
+
+    def __init__(self, device) -> None:
+        self.device = device
+
+    def reset(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:  # "5" resets the peak RSS (VmHWM) of this process
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+    def peak_gib(self) -> float:
+        import torch
+
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**30
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+        return float("nan")
+
+
+def _timed(fn, device, repeats: int) -> float:
+    """Median seconds of `fn()` after one warm-up call."""
+    import torch
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_3b(device, dtype_name: str, contexts: list[int], layers: int, repeats: int) -> None:
+    import torch
+    from transformers import Qwen2ForCausalLM
+    from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
+
+    from .checkpoint import encode_chunks_with
+    from .decoder import CachedDecoder
+
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype_name]
+    memory = PeakMemory(device)
+    memory.reset()
+    built = time.perf_counter()
+    lm = build_random(Qwen2ForCausalLM, qwen25_3b_config(layers), dtype, device)
+    encoder = build_random(Qwen2_5OmniAudioEncoder, omni3b_audio_config(), dtype, device)
+    built = time.perf_counter() - built
+    decoder = CachedDecoder(lm)
+    n_params = sum(p.numel() for p in lm.parameters()) / 1e9
+    print(f"\n## Qwen2.5-3B-shaped LM ({layers} layers, {n_params:.2f} B parameters) + Omni-3B audio encoder, "
+          f"{dtype_name}, {device} (built in {built:.0f} s), median of {repeats}")
+    mel = torch.randn(c.N_MELS, c.MEL_FRAMES_PER_CHUNK).numpy()
+    with torch.inference_mode():
+        enc = _timed(lambda: encode_chunks_with(encoder, mel), device, repeats)
+        chunk_embeds = torch.randn(c.TOKENS_PER_CHUNK, lm.config.hidden_size, device=device).to(dtype) * 0.02
+        token_embeds = decoder.embed([c.TEXT_BEGIN])
+        ref = DESIGN_REFERENCE.get((dtype_name, "encoder"))
+        print(f"audio encoder, one chunk:  {enc * 1000:8.1f} ms" + (f"   (DESIGN.md: {ref} ms)" if ref and layers == 36 else ""))
+        prefix = 64
+        for context in contexts:
+            roll_block = c.TOKENS_PER_CHUNK * 75  # 30 s of audio, the default block of a 300 s window
+            cache = decoder.new_cache(context + c.TOKENS_PER_CHUNK + 1)
+            cache.keys[:, :, :context].normal_(0, 0.5)
+            cache.values[:, :, :context].normal_(0, 0.5)
+
+            def step(embeds, cache=cache, context=context):
+                cache.length = context
+                decoder.forward(cache, embeds)
+
+            listen = _timed(lambda: step(chunk_embeds), device, repeats)
+            decode = _timed(lambda: step(token_embeds), device, repeats)
+            keep = torch.arange(prefix + roll_block, context)
+
+            def roll(cache=cache, context=context, keep=keep):
+                cache.length = context
+                decoder.compact(cache, keep, start=prefix)
+
+            rolled = _timed(roll, device, max(1, repeats // 2)) if context > prefix + roll_block else float("nan")
+            ref_l = DESIGN_REFERENCE.get((dtype_name, context, "listen")) if layers == 36 else None
+            ref_d = DESIGN_REFERENCE.get((dtype_name, context, "decode")) if layers == 36 else None
+            per_chunk = enc + listen
+            print(
+                f"context {context:>6}: 12-token listening step {listen * 1000:8.1f} ms"
+                + (f" (DESIGN.md {ref_l})" if ref_l else "")
+                + f" | chunk = encoder + step {per_chunk * 1000:8.1f} ms, RTF {per_chunk / c.CHUNK_SECONDS:.2f}"
+                + f" | decode step {decode * 1000:7.1f} ms"
+                + (f" (DESIGN.md {ref_d})" if ref_d else "")
+                + f" | first token (encoder + step + 1 decode) {(per_chunk + decode) * 1000:7.1f} ms"
+                + (f" | roll (keep {keep.numel()} slots) {rolled * 1000:6.1f} ms" if rolled == rolled else "")
+            )
+            del cache
+        print(f"KV cache per token: {2 * layers * decoder.n_kv_heads * decoder.head_dim * torch.finfo(dtype).bits // 8} bytes; "
+              f"peak memory {memory.peak_gib():.2f} GiB ({'allocated on GPU' if device.type == 'cuda' else 'process RSS'})")
+    del lm, encoder, decoder
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":  # python -m model_runtime.interaction.bench: no other CLI command's imports
+    _parser = argparse.ArgumentParser(prog="python -m model_runtime.interaction.bench", description=__doc__)
+    add_arguments(_parser)
+    raise SystemExit(main(_parser.parse_args()))

@@ -1,0 +1,368 @@
+"""The `audio-interaction` engine: the upstream model's LISTENING / SPEAKING loop (DESIGN.md section 2).
+
+`InteractionEngine` loads the checkpoint once (weights, encoder, tokenizer) and
+computes the prompt prefix's K/V once; each `open_stream()` gets an
+`InteractionStream` with its own KV cache (a copy of the prefix's), so one
+loaded model serves many rooms.
+
+The loop, per 0.4 s chunk (t = stream time of the chunk's end):
+
+- LISTENING: append AUDIO_BEGIN, 10 audio positions, ASSISTANT, with the 10
+  PAD embeddings replaced by the chunk's encoder vectors; one forward step on
+  the kept cache; the greedy next token decides: KEEP_SILENCE -> `decision`
+  (respond=False); TEXT_BEGIN -> `decision` (respond=True, name
+  `audio_interaction`) and SPEAKING. Any other token counts as silence (logged
+  at debug level).
+- SPEAKING: TEXT_BEGIN is fed and tokens are decoded greedily one at a time;
+  an emotion tag as the first token sets the reply's emotion; text is streamed
+  as `response` pieces (final=False, decoded incrementally so multi-byte
+  characters are never split) until TEXT_END or `max_response_tokens`; then a
+  `response` with final=True, the whole text, `emotion`, and `urgent` (the
+  URGENT tag). The reply is closed in the context with TEXT_END (also when it
+  was capped, so the model always sees a well-formed turn); those closing
+  tokens are fed together with the next chunk's step, saving a forward pass.
+- Audio that arrives while speaking is never dropped: chunks are processed
+  strictly in order, the next one after the reply.
+- `instruct(text)` adds a user text turn (USER, TEXT_BEGIN, text, TEXT_END) to
+  the context, fed with the next chunk's step; instructions stay pinned in the
+  bounded context (see `context.py`), so "transcribe" keeps holding after the
+  audio it was said next to has aged out.
+- The context is bounded: prefix + pinned instructions + a sliding window of
+  `context_seconds` of recent chunks and their replies, rolled in blocks
+  (`context.py` has the rule and its cost).
+- `async_encoder`: the audio encoder runs ahead of the LM in a background
+  thread with a FIFO (`chunk_encoder.py`); events are identical either way.
+
+Faults stay inside the stream: a chunk the encoder fails on, non-finite input
+samples or a forward pass that yields non-finite logits become `error` events;
+after non-finite logits the context is reset to the prefix (the cache is
+poisoned), and the stream goes on with the next chunk.
+
+`feed` returns a list as the engine interface says; `feed_iter` yields the
+same events as they happen (a server can forward reply pieces while the rest
+of the reply is still being decoded).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from tokenizers.decoders import DecodeStream
+
+from .. import constants as c
+from .. import events
+from ..engine import Engine, EngineOptions, EngineStream
+from ..errors import UserError
+from ..events import Event
+from .checkpoint import encode_chunks, load_checkpoint
+from .chunk_encoder import ChunkEncoder, EncodedChunk, FifoChunkEncoder
+from .context import ContextWindow
+from .decoder import CachedDecoder
+from .features import StreamingLogMel
+from .prompt import AUDIO_SLOTS, CHUNK_IDS, instruction_ids, prefix_ids
+
+log = logging.getLogger(__name__)
+
+# TEXT_BEGIN + a capped reply + its closing tokens; bounds one segment of the context.
+_REPLY_OVERHEAD_TOKENS = 3
+
+
+@dataclass
+class LoopStats:
+    """Where a stream's time went (read by the benchmark; cheap enough to keep always)."""
+
+    features_seconds: float = 0.0
+    lm_seconds: float = 0.0
+    lm_steps: int = 0
+    roll_seconds: float = 0.0
+    rolls: int = 0
+
+
+class InteractionEngine(Engine):
+    name = c.ENGINE_AUDIO_INTERACTION
+
+    def __init__(self, options: EngineOptions, loaded=None) -> None:
+        """Load the checkpoint named in `options.model` (or use an already `loaded` one)."""
+        if options.max_response_tokens < 1:
+            raise UserError(f"--max-response-tokens must be at least 1, not {options.max_response_tokens}")
+        if not options.context_seconds > 0:
+            raise UserError(f"--context-seconds must be positive, not {options.context_seconds}")
+        if options.threads is not None:
+            if options.threads < 1:
+                raise UserError(f"--threads must be at least 1, not {options.threads}")
+            torch.set_num_threads(options.threads)
+        self.options = options
+        self.loaded = loaded if loaded is not None else load_checkpoint(options.model, options.device, options.dtype)
+        self.tokenizer = self.loaded.tokenizer
+        self.decoder = CachedDecoder(self.loaded.lm)
+        self.prefix_ids = prefix_ids(self.tokenizer, options.system_prompt)
+        # The prefix's K/V is the same for every stream: computed once, copied into each new cache.
+        self.prefix_cache = self.decoder.new_cache(len(self.prefix_ids))
+        self.decoder.forward(self.prefix_cache, self.decoder.embed(self.prefix_ids))
+        self.encode = functools.partial(encode_chunks, self.loaded)
+
+    def open_stream(self, *, roll_seconds: float | None = None) -> InteractionStream:
+        return InteractionStream(self, roll_seconds=roll_seconds)
+
+    def wake_words(self) -> list[str]:
+        return [c.MODEL_DECISION_NAME]
+
+
+class InteractionStream(EngineStream):
+    def __init__(self, engine: InteractionEngine, *, roll_seconds: float | None = None) -> None:
+        options = engine.options
+        self.engine = engine
+        self.decoder = engine.decoder
+        self.tokenizer = engine.tokenizer
+        self.max_response_tokens = options.max_response_tokens
+        prefix = engine.prefix_cache
+        self.context = ContextWindow(
+            prefix.length,
+            options.context_seconds,
+            max_segment_tokens=c.TOKENS_PER_CHUNK + options.max_response_tokens + _REPLY_OVERHEAD_TOKENS,
+            roll_seconds=roll_seconds,
+        )
+        self.cache = self.decoder.new_cache(self.context.capacity)
+        self._copy_prefix()
+        self.features = StreamingLogMel()
+        if options.async_encoder:
+            self.encoder: ChunkEncoder = FifoChunkEncoder(engine.encode, engine.loaded.device)
+        else:
+            self.encoder = ChunkEncoder(engine.encode)
+        self.stats = LoopStats()
+        # Tokens to feed before the next chunk: (ids, kind) with kind "close" (ends the
+        # last reply: part of the previous segment) or "instruction" (a pinned segment).
+        self._pending: list[tuple[list[int], str]] = []
+        self._samples_in = 0
+        self._finished = False
+        self._closed = False
+
+    # --- the engine interface -------------------------------------------------
+    def feed(self, audio: np.ndarray) -> list[Event]:
+        return list(self.feed_iter(audio))
+
+    def feed_iter(self, audio: np.ndarray) -> Iterator[Event]:
+        """Like `feed`, but yields each event as soon as it exists."""
+        self._check_open()
+        if self._finished:
+            raise RuntimeError("this stream was finished; open a new one with engine.open_stream()")
+        samples, problem = self._as_samples(audio)
+        if problem is not None:
+            yield problem
+        if samples is None or samples.size == 0:
+            return
+        started = time.perf_counter()
+        mel = self.features.push(samples)
+        self.stats.features_seconds += time.perf_counter() - started
+        yield from self._process(mel)
+
+    def finish(self) -> list[Event]:
+        """The last partial chunk (zero-padded to 0.4 s) gets its decision too; the stream then ends."""
+        self._check_open()
+        if self._finished:
+            return []
+        self._finished = True
+        return list(self._process(self.features.flush()))
+
+    def instruct(self, text: str) -> list[Event]:
+        self._check_open()
+        t = self._samples_in / c.SAMPLE_RATE
+        text = (text or "").strip()
+        if not text:
+            return [events.error(t, "empty instruction ignored: give the text of the instruction", "bad_instruction")]
+        ids = instruction_ids(self.tokenizer, text)
+        if len(ids) > self.context.pinned_tokens:
+            return [
+                events.error(
+                    t,
+                    f"instruction too long ({len(ids)} tokens, at most {self.context.pinned_tokens}): shorten it",
+                    "bad_instruction",
+                )
+            ]
+        self._pending.append((ids, "instruction"))
+        # Pending instructions beyond the pinned budget: the oldest give way to the newest.
+        while sum(len(i) for i, kind in self._pending if kind == "instruction") > self.context.pinned_tokens:
+            oldest = next(n for n, (_, kind) in enumerate(self._pending) if kind == "instruction")
+            log.warning("instruction dropped before it was used: newer instructions exceed the budget")
+            del self._pending[oldest]
+        return []
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.encoder.close()
+            self.cache = None  # free the stream's K/V now, not when the stream object goes
+
+    # --- the loop -------------------------------------------------------------
+    def _process(self, mel: np.ndarray) -> Iterator[Event]:
+        for _ in range(self.encoder.submit(mel)):
+            yield from self.process_chunk(self.encoder.get())
+
+    def process_chunk(self, chunk: EncodedChunk) -> Iterator[Event]:
+        """The LM half of the loop for one already-encoded chunk (chunks must come in order).
+
+        `feed` calls it for every chunk it completes; tests and benchmarks call it
+        directly to stream hours of audio without the log-mel and encoder cost.
+        """
+        t = (chunk.index + 1) * c.CHUNK_SECONDS
+        if chunk.error is not None:
+            yield events.error(t, f"chunk ending at {t:.1f} s skipped: {chunk.error}", "bad_chunk")
+            return
+        try:
+            token = self._listen(chunk.vectors)
+        except Exception as err:  # keep the stream alive; the chunk is lost, said so
+            log.debug("listening step failed", exc_info=True)
+            yield events.error(t, f"chunk ending at {t:.1f} s skipped: model step failed: {err}", "model_error")
+            return
+        if token is None:
+            yield self._fault(t)
+            return
+        if token == c.TEXT_BEGIN:
+            yield events.decision(t, True, c.MODEL_DECISION_NAME)
+            yield from self._speak(t)
+            return
+        if token != c.KEEP_SILENCE:
+            log.debug("unexpected token %d after chunk ending at %.1f s: taken as silence", token, t)
+        yield events.decision(t, False)
+
+    def _listen(self, vectors: torch.Tensor) -> int | None:
+        """One listening step: pending tokens + the chunk's 12; returns the greedy token (None: non-finite)."""
+        parts = self._pending
+        ids = [i for part, _ in parts for i in part] + list(CHUNK_IDS)
+        n_instructions = sum(len(part) for part, kind in parts if kind == "instruction")
+        with torch.inference_mode():
+            embeds = self.decoder.embed(ids)
+            audio_start = len(ids) - len(CHUNK_IDS)
+            embeds[audio_start + AUDIO_SLOTS.start : audio_start + AUDIO_SLOTS.stop] = vectors.to(embeds.dtype)
+        self._make_room(len(ids), new_pinned=n_instructions)
+        logits = self._forward(embeds)
+        # Bookkeeping only once the step is in the cache.
+        for part, kind in parts:
+            if kind == "close":
+                self.context.extend_segment(len(part))
+            else:
+                self.context.open_segment(len(part), pinned=True)
+        self.context.open_segment(len(CHUNK_IDS))
+        self._pending = []
+        return self._greedy(logits)
+
+    def _speak(self, t: float) -> Iterator[Event]:
+        text_ids: list[int] = []
+        emotion: str | None = None
+        pieces = DecodeStream(skip_special_tokens=True)
+        fed = c.TEXT_BEGIN
+        generated = 0
+        while True:
+            try:
+                self._make_room(1)
+                with torch.inference_mode():
+                    embeds = self.decoder.embed([fed])
+                token = self._greedy(self._forward(embeds))
+            except Exception as err:
+                log.debug("decoding step failed", exc_info=True)
+                yield events.error(t, f"reply cut short: model step failed: {err}", "model_error")
+                token = None
+            else:
+                self.context.extend_segment(1)
+                if token is None:
+                    yield self._fault(t)
+            if token is None:  # the context was reset or the step failed: end the reply as it stands
+                break
+            if token == c.TEXT_END:
+                self._pending.append(([c.TEXT_END], "close"))
+                break
+            generated += 1
+            if generated == 1 and token in c.EMOTION_TOKENS:
+                emotion = c.EMOTION_TOKENS[token]
+            else:
+                text_ids.append(token)
+                piece = pieces.step(self.tokenizer, token)
+                if piece:
+                    yield events.response(t, piece, final=False)
+            if generated >= self.max_response_tokens:
+                # Capped: feed the last token and TEXT_END with the next chunk, a well-formed turn.
+                self._pending.append(([token, c.TEXT_END], "close"))
+                break
+            fed = token
+        text = self.tokenizer.decode(text_ids, skip_special_tokens=True).strip()
+        yield events.response(t, text, final=True, emotion=emotion, urgent=emotion == "urgent")
+
+    # --- helpers --------------------------------------------------------------
+    def _forward(self, embeds: torch.Tensor) -> torch.Tensor:
+        started = time.perf_counter()
+        logits = self.decoder.forward(self.cache, embeds)
+        self.stats.lm_seconds += time.perf_counter() - started
+        self.stats.lm_steps += 1
+        return logits
+
+    def _make_room(self, n: int, *, new_pinned: int = 0) -> None:
+        keep = self.context.plan_room(n, new_pinned=new_pinned)
+        if keep is not None:
+            started = time.perf_counter()
+            self.decoder.compact(self.cache, keep, start=self.context.prefix_tokens)
+            self.stats.roll_seconds += time.perf_counter() - started
+            self.stats.rolls += 1
+
+    @staticmethod
+    def _greedy(logits: torch.Tensor) -> int | None:
+        """The argmax token, or None when the logits are not finite.
+
+        torch's argmax ranks NaN above everything and +inf wins anyway, so checking
+        the winner alone catches any NaN or +inf in the row (one scalar, not 152k).
+        """
+        token = int(torch.argmax(logits))
+        return token if bool(torch.isfinite(logits[token])) else None
+
+    def _fault(self, t: float) -> Event:
+        """Non-finite logits: the cache can no longer be trusted; back to the prompt prefix."""
+        self._copy_prefix()
+        self.context.reset()
+        self._pending = [(ids, kind) for ids, kind in self._pending if kind == "instruction"]
+        return events.error(
+            t,
+            "the model produced non-finite values (NaN/inf); its context was reset to the prompt and "
+            "listening goes on (if this repeats, try --dtype float32)",
+            "model_fault",
+        )
+
+    def _copy_prefix(self) -> None:
+        """The cache holds the prompt prefix alone (its K/V computed once by the engine)."""
+        prefix = self.engine.prefix_cache
+        self.cache.keys[:, :, : prefix.length] = prefix.keys
+        self.cache.values[:, :, : prefix.length] = prefix.values
+        self.cache.length = prefix.length
+
+    def _as_samples(self, audio: np.ndarray) -> tuple[np.ndarray | None, Event | None]:
+        """16 kHz mono float32, or None and an error event saying why this piece was ignored."""
+        t = self._samples_in / c.SAMPLE_RATE
+        try:
+            samples = np.asarray(audio, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            return None, events.error(t, f"audio piece ignored: not numeric samples ({err})", "bad_audio")
+        if samples.ndim == 2 and 1 in samples.shape:
+            samples = samples.reshape(-1)
+        if samples.ndim != 1:
+            return None, events.error(
+                t, f"audio piece ignored: expected mono samples of shape (n,), got {samples.shape}", "bad_audio"
+            )
+        problem = None
+        bad = ~np.isfinite(samples)
+        if bad.any():
+            first = self._samples_in + int(np.argmax(bad))
+            t_bad = (first // c.CHUNK_SAMPLES + 1) * c.CHUNK_SECONDS
+            problem = events.error(
+                t_bad, f"{int(bad.sum())} non-finite audio samples (NaN/inf) replaced with silence", "bad_audio"
+            )
+            samples = np.where(bad, np.float32(0.0), samples)
+        self._samples_in += samples.size
+        return samples, problem
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this stream is closed; open a new one with engine.open_stream()")

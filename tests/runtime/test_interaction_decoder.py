@@ -1,0 +1,89 @@
+"""Our cached LM step (preallocated cache, packed GQA, re-rotating compaction) vs transformers' own forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
+
+from model_runtime.interaction.decoder import CachedDecoder
+
+
+def small_lm(seed: int = 0) -> Qwen2ForCausalLM:
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=False,
+        attn_implementation="sdpa",
+    )
+    return Qwen2ForCausalLM(config).eval()
+
+
+@torch.inference_mode()
+def reference_logits(lm: Qwen2ForCausalLM, steps: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Last-position logits of each step via Qwen2ForCausalLM.forward with a DynamicCache."""
+    cache = DynamicCache(config=lm.config)
+    out = []
+    for embeds in steps:
+        result = lm(inputs_embeds=embeds.unsqueeze(0), cache=cache, use_cache=True)
+        out.append(result.logits[0, -1].float())
+    return out
+
+
+def test_steps_match_transformers_forward():
+    lm = small_lm()
+    decoder = CachedDecoder(lm)
+    torch.manual_seed(1)
+    # a prefix, two 12-token listening steps with replaced embeddings, three 1-token decode steps
+    steps = [decoder.embed(list(range(7)))]
+    for _ in range(2):
+        chunk = decoder.embed([5] * 12).clone()
+        chunk[1:11] = torch.randn(10, 64)
+        steps.append(chunk)
+    steps += [decoder.embed([i]) for i in (3, 9, 4)]
+    expected = reference_logits(lm, steps)
+    cache = decoder.new_cache(64)
+    for embeds, want in zip(steps, expected):
+        got = decoder.forward(cache, embeds)
+        assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    assert cache.length == 7 + 24 + 3
+
+
+def test_compacted_cache_reads_as_if_computed_at_new_positions():
+    """At layer 0, K/V of a token depend only on the token itself; after dropping slots and
+    re-rotating, the cache must equal a fresh prefill of just the kept tokens."""
+    lm = small_lm()
+    lm.model.layers = lm.model.layers[:1]
+    lm.config.num_hidden_layers = 1
+    decoder = CachedDecoder(lm)
+    ids = list(range(3, 40))
+    cache = decoder.new_cache(64)
+    decoder.forward(cache, decoder.embed(ids))
+    prefix = 4
+    keep = torch.tensor([10, 11, 12, 20, 21, 35, 36])  # slots after the prefix
+    decoder.compact(cache, keep, start=prefix)
+    assert cache.length == prefix + len(keep)
+
+    fresh = decoder.new_cache(64)
+    decoder.forward(fresh, decoder.embed(ids[:prefix] + [ids[i] for i in keep.tolist()]))
+    n = fresh.length
+    assert torch.allclose(cache.keys[:, :, :n], fresh.keys[:, :, :n], atol=1e-5)
+    assert torch.allclose(cache.values[:, :, :n], fresh.values[:, :, :n], atol=1e-6)
+    # and the next step sees the same logits
+    nxt = decoder.embed([7, 8])
+    assert torch.allclose(decoder.forward(cache, nxt), decoder.forward(fresh, nxt), atol=1e-5)
+
+
+def test_full_cache_is_refused():
+    decoder = CachedDecoder(small_lm())
+    cache = decoder.new_cache(8)
+    decoder.forward(cache, decoder.embed([1] * 6))
+    with pytest.raises(ValueError, match="KV cache full"):
+        decoder.forward(cache, decoder.embed([1] * 3))

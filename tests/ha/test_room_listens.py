@@ -27,8 +27,9 @@ from custom_components.audio_interaction.const import BUS_EVENT_SOUND, DOMAIN
 
 from ha_helpers import add_entry, room, room_of, wait_for
 
-# What the lite engine reports for the kitchen recording's alarm.
-ALARM_LABEL = "loud_noise"
+# What the lite engine reports for the kitchen recording's alarm, and says about it.
+ALARM_LABEL = "smoke_alarm"
+ALARM_REPLY = "Smoke alarm sounding"
 
 
 def ffmpeg_children() -> list[psutil.Process]:
@@ -81,13 +82,17 @@ async def test_smoke_alarm_room(hass: HomeAssistant, audio_server, smoke_alarm_w
     assert first.data["device_id"] == device.id
     assert first.data["room"] == "Kitchen"
 
+    # The engine's urgent reply is spoken on the room's speaker with its TTS.
+    await wait_for(lambda: tts_calls)
+    assert tts_calls[0].data == {
+        "entity_id": "tts.home", "media_player_entity_id": "media_player.kitchen", "message": ALARM_REPLY,
+    }
+
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.NOT_LOADED
     assert hass.states.get("event.kitchen_sound").state == STATE_UNAVAILABLE
     assert ffmpeg_children() == []
-    # A sound alone is never spoken: only responses are (tests/ha/test_replies.py).
-    assert tts_calls == []
 
 
 class RecordingCamera(Camera):

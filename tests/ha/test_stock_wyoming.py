@@ -43,12 +43,16 @@ def okay_nabu_pcm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """'Okay Nabu' spoken by espeak-ng, 16 kHz 16-bit mono, between silences."""
     wav = tmp_path_factory.mktemp("wake") / "okay_nabu.wav"
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), "okay nabu"], check=True)
-    raw = subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(wav), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+    silence = bytes(16000)  # 0.5 s
+    return silence + pcm16(wav) + silence
+
+
+def pcm16(path: Path) -> bytes:
+    """Any audio file as HA's pipeline streams it: 16 kHz 16-bit mono PCM."""
+    return subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
         check=True, capture_output=True,
     ).stdout
-    silence = bytes(16000)  # 0.5 s
-    return silence + raw + silence
 
 
 async def audio_stream(pcm: bytes, tail_seconds: float = 4.0) -> AsyncIterator[tuple[bytes, int]]:
@@ -122,3 +126,18 @@ async def test_no_detection_in_a_quiet_room(hass: HomeAssistant, audio_server) -
     result = await entity.async_process_audio_stream(audio_stream(quiet, tail_seconds=0.5), None)
     assert result is None
     assert hass.states.get(entity.entity_id).state == "unknown"
+
+
+async def test_wake_word_entity_detects_when_the_model_decides_to_respond(
+    hass: HomeAssistant, interaction_server, trigger_tone_wav: Path
+) -> None:
+    """The real model's engine (rigged tiny checkpoint) decides to respond to the tone: HA's wyoming
+    wake word entity reports a detection of `audio_interaction`."""
+    entry = await setup_wyoming_entry(hass, interaction_server)
+    entity = wake_entity(hass, entry)
+    stream = audio_stream(pcm16(trigger_tone_wav))
+    result = await asyncio.wait_for(entity.async_process_audio_stream(stream, MODEL_DECISION_NAME), timeout=60)
+    assert result is not None, "no detection"
+    assert result.wake_word_id == MODEL_DECISION_NAME
+    assert 1000 <= result.timestamp <= 3400  # ms into the stream: during the tone
+    assert hass.states.get(entity.entity_id).state not in ("unknown", "unavailable")

@@ -1,0 +1,88 @@
+"""Detections: the real model's engine (on the rigged tiny checkpoint) decides to respond, the
+server turns that into Wyoming `detection` for wake-word clients and our events for listeners."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from wyoming.audio import AudioStop
+from wyoming.wake import Detect
+
+from model_runtime import constants as c
+from model_runtime.engine import EngineOptions, create_engine
+from model_runtime.interaction.tiny import make_tiny_checkpoint, trigger_audio
+from server_support import Client, custom, listen, running_server, to_pcm16
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def model_engine(tiny_checkpoint):
+    return create_engine(EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, model=str(tiny_checkpoint), device="cpu"))
+
+
+def tone_in_silence() -> bytes:
+    """1.2 s of near-silence, 0.8 s of the trigger tone (two whole chunks), 1.2 s of near-silence."""
+    quiet = np.random.default_rng(0).normal(0, 0.001, int(1.2 * c.SAMPLE_RATE)).astype(np.float32)
+    return to_pcm16(np.concatenate([quiet, trigger_audio(0.8), quiet]))
+
+
+async def test_the_models_decision_is_a_wake_word_detection(model_engine):
+    async with running_server(model_engine) as server:
+        info_models = server.wake_models
+        assert info_models[-1] == c.MODEL_DECISION_NAME
+        client = await Client.connect(server)
+        await client.send(Detect(names=[c.MODEL_DECISION_NAME]).event())
+        await client.stream(tone_in_silence(), stop=False)
+        detection, before = await client.read_until("detection", timeout=60)
+        assert detection.data["name"] == c.MODEL_DECISION_NAME
+        assert 1200 <= detection.data["timestamp"] <= 2400  # ms: the end of a trigger chunk
+        assert not [e for e in before if e.type.startswith(c.WYOMING_EVENT_PREFIX)]
+        await client.send(AudioStop().event())
+        events = await client.drain_events(quiet=1.0)
+        assert "not-detected" not in [e.type for e in events]  # there was a detection
+        await client.close()
+
+
+async def test_listeners_get_the_decision_and_the_streamed_response(model_engine):
+    async with running_server(model_engine) as server:
+        both, listener = await Client.connect(server), await Client.connect(server)
+        await both.send(Detect().event(), listen("kitchen"))
+        await listener.send(listen("hall"))
+        for client in (both, listener):
+            await client.stream(tone_in_silence())
+        for client in (both, listener):
+            events = await client.drain_events(quiet=2.0)
+            decisions = [e.data for e in custom(events, c.EVENT_DECISION)]
+            assert {"t", "respond"} <= set(decisions[0])
+            assert [d for d in decisions if d["respond"]] and [d for d in decisions if not d["respond"]]
+            pieces: list[str] = []
+            finals = 0
+            for response in custom(events, c.EVENT_RESPONSE):  # pieces, then the whole text, per reply
+                if not response.data["final"]:
+                    pieces.append(response.data["text"])
+                    continue
+                assert response.data["text"] == "".join(pieces) and response.data["urgent"]
+                pieces, finals = [], finals + 1
+            assert finals == sum(d["respond"] for d in decisions) and not pieces
+            detections = [e for e in events if e.type == "detection"]
+            assert len(detections) == (finals if client is both else 0)
+            if client is listener:
+                assert "not-detected" not in [e.type for e in events]
+        for client in (both, listener):
+            await client.close()
+
+
+async def test_a_detection_only_for_names_the_client_asked_for(model_engine):
+    async with running_server(model_engine) as server:
+        client = await Client.connect(server)
+        await client.send(Detect(names=["okay_nabu"]).event())
+        error = await client.read()
+        assert error.data["code"] == c.WYOMING_ERROR_UNKNOWN_WAKE_WORD  # this engine has no wake words
+        await client.stream(tone_in_silence())
+        _, before = await client.read_until("not-detected", timeout=60)  # the model responded: not asked for
+        assert [e.type for e in before] == []
+        await client.close()

@@ -23,11 +23,11 @@ from model_runtime.audio import load_audio
 from model_runtime.interaction import checkpoint as ckpt
 from model_runtime.interaction import tiny
 from model_runtime.interaction.features import StreamingLogMel
+from test_checkpoint import VARIANTS, tiny_dirs  # noqa: F401  (the same module-scoped tiny checkpoints)
 
 torch.set_num_threads(1)  # tiny models: threads only contend on the shared 2-core machines
 
 SAMPLES = Path(__file__).resolve().parents[2] / "model_runtime" / "samples"
-VARIANTS = [("qkv", "safetensors"), ("attn", "pt"), ("qkv", "pt"), ("attn", "safetensors")]
 
 
 class MiniLoop:
@@ -105,15 +105,6 @@ def _non_trigger_audio(rng: np.random.Generator, tmp: Path) -> list[tuple[str, n
     alarm = load_audio(SAMPLES / "kitchen_smoke_alarm.flac")
     kinds += [(f"smoke alarm sample {i}", ch) for i, ch in enumerate(_chunks(alarm)[:10])]
     return [(name, np.asarray(a, np.float32)) for name, a in kinds]
-
-
-@pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory) -> dict[tuple[str, str], Path]:
-    root = tmp_path_factory.mktemp("tiny-rig")
-    return {
-        (layout, weights): tiny.make_tiny_checkpoint(root / f"{layout}-{weights}", layout=layout, weights=weights)
-        for layout, weights in VARIANTS
-    }
 
 
 def _expected_response(tokenizer) -> list[int]:

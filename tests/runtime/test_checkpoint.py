@@ -178,6 +178,27 @@ def test_offline_download_fails_clearly(tmp_path, monkeypatch):
     assert c.DEFAULT_MODEL_REPO in message and "--model" in message and "cache" in message
 
 
+def test_cached_hub_snapshot_loads_offline_and_a_missing_file_is_named(tiny_dirs, tmp_path, monkeypatch):
+    """A repo id resolves through huggingface_hub's own cache (as after a download), offline."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    cache = tmp_path / "hf-cache"
+    repo = cache / "models--someone--tiny-audio-interaction"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = _copy(tiny_dirs[("qkv", "safetensors")], repo / "snapshots" / commit)
+    loaded = ckpt.load_checkpoint("someone/tiny-audio-interaction", device="cpu", dtype="float32", cache_dir=str(cache))
+    assert loaded.path == snapshot
+    (snapshot / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError) as err:
+        ckpt.resolve_checkpoint("someone/tiny-audio-interaction", cache_dir=str(cache))
+    message = str(err.value)
+    assert "HF repo 'someone/tiny-audio-interaction'" in message and "missing tokenizer.json" in message
+
+
 def test_cli_make_tiny_checkpoint_and_bad_target(tmp_path, capsys):
     # in-process through the real CLI entry point (a subprocess would spend its time importing torch)
     from model_runtime.cli import main

@@ -13,6 +13,7 @@ import importlib
 BENCHMARKS: tuple[tuple[str, str, str], ...] = (
     ("model", "model_runtime.interaction.bench", "the audio-interaction loop: overhead, latency, 3B-shaped model speed"),
     ("server", "model_runtime.server_bench", "the Wyoming server: soak (frames, errors, memory) and chunk-to-event latency"),
+    ("lite", "model_runtime.lite.bench", "the lite engine: RTF per stream, streams two cores sustain, detection figures"),
 )
 
 

@@ -1,0 +1,172 @@
+"""`audio-interaction bench lite`: speed of the lite engine and its detection figures, printed.
+
+- RTF per stream on one core: CPU time / audio time, per kind of audio
+  (quiet room, speech, music, alarm in noise), all detectors on.
+- Concurrent streams two cores sustain: one process per core, each feeding
+  N/2 streams 0.1 s pieces in turn; N is sustained while the wall time stays
+  under the audio time (real time) with 20 % to spare.
+- Detection figures on the generated test set: per SNR and delivery rate,
+  alarms found and their delay; false alarms on negatives; the stress set
+  (-5 dB under TV speech or music); speech timing; wake words and WER.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .. import constants as c
+from ..audio import load_audio
+from ..engine import EngineOptions, run_stream
+from . import testset as ts
+
+PIECE = 1_600
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", type=Path, default=None, help="folder for the generated test set (default: a temp folder)")
+    parser.add_argument("--skip-detection", action="store_true", help="only the speed figures")
+    parser.add_argument("--max-streams", type=int, default=64)
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level Levenshtein distance / reference length."""
+    ref, hyp = reference.lower().split(), hypothesis.lower().split()
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+    return d[len(hyp)] / max(1, len(ref))
+
+
+def _engine():
+    from .engine import LiteEngine
+
+    return LiteEngine(EngineOptions())
+
+
+def _rtf(engine, audio: np.ndarray) -> float:
+    stream = engine.open_stream()
+    t0 = time.process_time()
+    for i in range(0, len(audio), PIECE):
+        stream.feed(audio[i : i + PIECE])
+    stream.finish()
+    stream.close()
+    return (time.process_time() - t0) / (len(audio) / c.SAMPLE_RATE)
+
+
+def _worker(n_streams: int, audio: np.ndarray, out) -> None:
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    engine = _engine()
+    streams = [engine.open_stream() for _ in range(n_streams)]
+    t0 = time.perf_counter()
+    for i in range(0, len(audio), PIECE):
+        for s in streams:
+            s.feed(audio[i : i + PIECE])
+    out.put(time.perf_counter() - t0)
+
+
+def _sustains(n: int, audio: np.ndarray) -> float:
+    """Wall time / audio time for n streams over two processes (< 0.8: sustained with margin)."""
+    queue: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=_worker, args=(share, audio, queue)) for share in (n // 2, n - n // 2)]
+    for p in procs:
+        p.start()
+    walls = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return max(walls) / (len(audio) / c.SAMPLE_RATE)
+
+
+def main(args: argparse.Namespace) -> int:
+    cache = args.cache or ts.default_cache_dir()
+    engine = _engine()
+    mixes = {
+        "quiet room": ts.ClipSpec(name="bench-quiet", kind="negative", label="vacuum", duration_s=20.0, seed=1),
+        "speech": ts.speech_specs()[0],
+        "music": ts.negative_specs()[1],
+        "alarm in kitchen noise 0 dB": ts.ClipSpec(name="bench-alarm", kind="alarm", label="smoke_alarm", carrier="3100", background="kitchen", snr_db=0.0, duration_s=20.0, seed=2),
+    }
+    print("== speed (one stream, one core: CPU time / audio time) ==")
+    audios = {}
+    for name, spec in mixes.items():
+        audio = load_audio(ts.materialize(spec, cache).path)
+        if name == "quiet room":
+            audio = audio * 0.002  # a distant fridge: what most hours sound like
+        audios[name] = audio
+        print(f"RTF {name:<30} {statistics.median(_rtf(engine, audio) for _ in range(3)):.4f}")
+    mixed = np.concatenate(list(audios.values()))
+    print(f"RTF {'all of the above in a row':<30} {_rtf(engine, mixed):.4f}   (target <= 0.02)")
+    print("== concurrent streams on two cores (one process per core) ==")
+    best = 0
+    n = 4
+    while n <= args.max_streams:
+        ratio = _sustains(n, mixed[: 20 * c.SAMPLE_RATE])
+        ok = ratio < 0.8
+        print(f"{n:3d} streams: wall/audio {ratio:.2f} {'sustained' if ok else 'falls behind'}")
+        if not ok:
+            break
+        best, n = n, n * 2
+    print(f"sustained: {best} streams   (target >= 16)")
+    if not args.skip_detection:
+        _detection(engine, cache)
+    return 0
+
+
+def _detection(engine, cache: Path) -> None:
+    print("== alarms (generated test set) ==")
+    for title, specs in (("main set", ts.alarm_specs()), ("stress set: -5 dB under TV speech / music", ts.alarm_specs(stress=True))):
+        table: dict = defaultdict(list)
+        wrong = 0
+        for clip in ts.build(specs, cache):
+            found = list(run_stream(engine.open_stream(), load_audio(clip.path)))
+            starts = [e for e in found if e.type == c.EVENT_SOUND and e.data["end"] is None]
+            hit = [e for e in starts if e.data["label"] == clip.spec.label]
+            wrong += any(e.data["label"] in c.ALARM_LABELS and e.data["label"] != clip.spec.label for e in starts)
+            delay = hit[0].t - clip.truth["start"] if hit else None
+            deadline = ts.T3_CYCLE if clip.spec.label == "smoke_alarm" else 6.0
+            key = (clip.spec.label, clip.spec.snr_db, clip.spec.delivery.rate)
+            table[key].append(delay if delay is not None and delay <= deadline else None)
+        print(f"-- {title}: label, SNR, rate: found/total, median and max delay (s); wrong-label alarms: {wrong}")
+        for (label, snr, rate), delays in sorted(table.items()):
+            got = [d for d in delays if d is not None]
+            stats = f"{statistics.median(got):.2f} / {max(got):.2f}" if got else "-"
+            print(f"{label:<12} {snr:+5.0f} dB {rate // 1000:2d} kHz: {len(got)}/{len(delays)}  {stats}")
+    false_alarms, beeping = 0, []
+    negatives = ts.build(ts.negative_specs(), cache)
+    for clip in negatives:
+        found = list(run_stream(engine.open_stream(), load_audio(clip.path)))
+        labels = {e.data["label"] for e in found if e.type == c.EVENT_SOUND}
+        false_alarms += bool(labels & set(c.ALARM_LABELS))
+        if "beeping" in labels:
+            beeping.append(clip.spec.label)
+    print(f"negatives: {len(negatives)} clips, false alarms: {false_alarms}; beeping heard on: {', '.join(beeping)}")
+    print("== speech and wake words ==")
+    errs = []
+    for clip in ts.build(ts.speech_specs(), cache):
+        speech = [e for e in run_stream(engine.open_stream(), load_audio(clip.path)) if e.type == c.EVENT_SPEECH]
+        truth = [t for seg in clip.truth["segments"] for t in seg]
+        if len(speech) == len(truth):
+            errs += [abs(e.t - t) for e, t in zip(speech, truth)]
+        else:
+            print(f"{clip.spec.name}: {len(speech)} speech events for {len(truth)} boundaries")
+    if errs:
+        print(f"speech start/stop error: median {statistics.median(errs):.2f} s, max {max(errs):.2f} s")
+    wers, woken = [], 0
+    wake = ts.build(ts.wake_specs(), cache)
+    for clip in wake:
+        found = list(run_stream(engine.open_stream(), load_audio(clip.path)))
+        woken += any(e.type == c.EVENT_DECISION and e.data["respond"] for e in found)
+        text = " ".join(e.data["text"] for e in found if e.type == c.EVENT_TRANSCRIPT)
+        wers.append(word_error_rate(clip.truth["text"].split("|")[1], text))
+        print(f"  {clip.truth['text'].split('|')[1]!r} -> {text!r}")
+    print(f"wake word (okay nabu, espeak-ng): {woken}/{len(wake)}; transcript WER {statistics.mean(wers):.2f}")

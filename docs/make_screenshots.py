@@ -8,7 +8,12 @@ drives headless Chromium (DevTools protocol) to screenshot the integration page 
 server and its rooms), the device page and the automation editor's
 device-trigger list into docs/.
 
-    .venv/ha/bin/python docs/make_screenshots.py   # needs ffmpeg and Debian's chromium
+    .venv/ha/bin/python docs/make_screenshots.py
+
+Needs ffmpeg, Debian's chromium, and HA's frontend in the HA env (not a test
+dependency): .venv/ha/bin/pip install home-assistant-frontend==20250411.0
+(the version homeassistant 2025.4.4 pins). Other packages HA's default
+components want are installed by HA itself at first start.
 """
 
 from __future__ import annotations

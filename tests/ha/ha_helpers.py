@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+
+import psutil
 from collections.abc import Callable
 from typing import Any
 
@@ -52,3 +54,8 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def ffmpeg_children() -> list[psutil.Process]:
+    """The ffmpeg processes this test process started (HA's ffmpeg reading room sources)."""
+    return [p for p in psutil.Process().children(recursive=True) if p.name() == "ffmpeg"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import psutil
 from pytest_homeassistant_custom_component.common import async_capture_events, mock_restore_cache
 
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
@@ -13,11 +12,7 @@ from homeassistant.helpers import issue_registry as ir
 
 from custom_components.audio_interaction import const
 from custom_components.audio_interaction.const import BUS_EVENT_SOUND, DOMAIN
-from ha_helpers import add_entry, room, room_of, wait_for
-
-
-def ffmpeg_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if p.name() == "ffmpeg"]
+from ha_helpers import add_entry, ffmpeg_children, room, room_of, wait_for
 
 
 async def test_server_killed_and_restarted(hass: HomeAssistant, own_audio_server, smoke_alarm_wav) -> None:

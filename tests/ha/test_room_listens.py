@@ -7,7 +7,6 @@ trigger that runs an automation, and a spoken reply requested for the room.
 
 from __future__ import annotations
 
-import psutil
 from pytest_homeassistant_custom_component.common import (
     MockPlatform,
     async_capture_events,
@@ -25,15 +24,11 @@ from homeassistant.setup import async_setup_component
 
 from custom_components.audio_interaction.const import BUS_EVENT_SOUND, DOMAIN
 
-from ha_helpers import add_entry, room, room_of, wait_for
+from ha_helpers import add_entry, ffmpeg_children, room, room_of, wait_for
 
 # What the lite engine reports for the kitchen recording's alarm, and says about it.
 ALARM_LABEL = "smoke_alarm"
 ALARM_REPLY = "Smoke alarm sounding"
-
-
-def ffmpeg_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if p.name() == "ffmpeg"]
 
 
 async def test_smoke_alarm_room(hass: HomeAssistant, audio_server, smoke_alarm_wav) -> None:
@@ -70,7 +65,10 @@ async def test_smoke_alarm_room(hass: HomeAssistant, audio_server, smoke_alarm_w
     await wait_for(lambda: hass.states.get("binary_sensor.kitchen_server_connection").state == STATE_ON)
     assert hass.states.get("switch.kitchen_mute").state == STATE_OFF
     assert hass.states.get("binary_sensor.kitchen_speech").state == STATE_OFF
-    assert len(ffmpeg_children()) == 1
+    (ffmpeg,) = ffmpeg_children()
+    # Audio is never written to disk: ffmpeg's only output is raw PCM to its stdout pipe.
+    assert ffmpeg.cmdline()[-9:] == ["-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1", "-ar", "16000", "-"]
+    assert ffmpeg.cmdline().count("-i") == 1  # one input; no second output file anywhere
 
     # The alarm starts 2 s into the recording, which ffmpeg plays in real time.
     await wait_for(lambda: hass.states.get("input_boolean.alarm_heard").state == STATE_ON)

@@ -12,6 +12,7 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 import logging
+import time
 from typing import Any
 
 from wyoming.audio import AudioChunk
@@ -50,6 +51,8 @@ from .source import AudioSource
 
 _LOGGER = logging.getLogger(__name__)
 
+# A stream that lasted this long was healthy: the next reconnect starts with the shortest wait.
+STABLE_STREAM_SECONDS = 10.0
 # Audio waiting for the server: 5 s at most; older audio is dropped first.
 QUEUE_CHUNKS = 50
 # What a dispatcher update carries to the event entities besides "state changed".
@@ -163,12 +166,17 @@ class Room:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, const.BACKOFF_MAX)
                 continue
-            delay = const.BACKOFF_MIN
             if not self._was_connected:
                 _LOGGER.info("Room %s is streaming to the server at %s:%s again", self.name, host, port)
             self._was_connected = True
+            started = time.monotonic()
             await self._stream(client)
             _LOGGER.warning("Room %s lost its connection to the server at %s:%s", self.name, host, port)
+            # A server that keeps dropping us at once is not hammered: back off as if unreachable.
+            if time.monotonic() - started >= STABLE_STREAM_SECONDS:
+                delay = const.BACKOFF_MIN
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, const.BACKOFF_MAX)
 
     async def _stream(self, client: AsyncTcpClient) -> None:
         """Send audio and receive events until the connection ends."""

@@ -7,6 +7,8 @@ trigger that runs an automation, and a spoken reply requested for the room.
 
 from __future__ import annotations
 
+import subprocess
+
 from pytest_homeassistant_custom_component.common import (
     MockPlatform,
     async_capture_events,
@@ -126,3 +128,18 @@ async def test_camera_stream_as_source(hass: HomeAssistant, audio_server, smoke_
     await wait_for(lambda: attic.source.last_error)
     assert attic.source.last_error == "camera camera.attic has no stream source"
     assert room_of(entry, "Hall").source.last_error is None
+
+
+async def test_speech_sensor(hass: HomeAssistant, audio_server, tmp_path) -> None:
+    """Someone speaking in the room (espeak-ng, between pauses) turns the speech sensor on, then off."""
+    spoken, wav = tmp_path / "spoken.wav", tmp_path / "speech.wav"
+    subprocess.run(
+        ["espeak-ng", "-w", str(spoken), "Could you tell me what the weather is like today? I would like to know."],
+        check=True,
+    )
+    subprocess.run(["sox", str(spoken), str(wav), "pad", "0.5", "3"], check=True)
+    hass.config.allowlist_external_dirs = {str(tmp_path)}
+    await add_entry(hass, audio_server, room("Study", source=str(wav)))
+    speech = "binary_sensor.study_speech"
+    await wait_for(lambda: hass.states.get(speech).state == STATE_ON)
+    await wait_for(lambda: hass.states.get(speech).state == STATE_OFF)

@@ -43,6 +43,7 @@ FREQ_TOLERANCE = 0.12  # beeps of one sounder agree in frequency within 12 %
 KEEP_BEEPS = 8
 ONSET_FRAMES = 30  # levels kept to place a beep's onset
 ECHO_DB, ECHO_S = 12.0, 1.0
+STALE_S = 3.0  # a pattern's pause is judged within ~2.6 s of its last beep
 MERGE_GAP_S = 0.04  # shorter gaps may be dropouts inside one beep (T4's gaps are 0.1 s)
 # A beep follows one tone: a jump larger than this (per 10 ms) is another sound. Sweeps move less.
 FREQ_STEP_HZ, FREQ_STEP = 70.0, 0.06
@@ -296,6 +297,8 @@ class AlarmDetector:
 
     def _pattern_group(self, st: _ChannelState, pattern: Pattern) -> list[Beep] | None:
         """The channel's latest beeps of one sounder, if they form `pattern` and its pause has begun."""
+        if len(st.beeps) < pattern.beeps or self._now - st.beeps[-1].off > STALE_S:
+            return None  # cheap exit: nothing recent enough to be deciding about now
         # Only beeps as long as the pattern's count; shorter or longer ones (a click,
         # a note, a sweep's split-off tail) are other sounds sharing the channel.
         fitting = [

@@ -77,8 +77,9 @@ def _worker(n_streams: int, audio: np.ndarray, out) -> None:
 
 def _sustains(n: int, audio: np.ndarray) -> float:
     """Wall time / audio time for n streams over two processes (< 0.8: sustained with margin)."""
-    queue: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_worker, args=(share, audio, queue)) for share in (n // 2, n - n // 2)]
+    ctx = mp.get_context("spawn")  # fresh processes: forking loaded native libraries (ncnn threads) can hang
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(share, audio, queue)) for share in (n // 2, n - n // 2)]
     for p in procs:
         p.start()
     walls = [queue.get() for _ in procs]
@@ -112,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
     while n <= args.max_streams:
         ratio = _sustains(n, mixed[: 20 * c.SAMPLE_RATE])
         ok = ratio < 0.8
-        print(f"{n:3d} streams: wall/audio {ratio:.2f} {'sustained' if ok else 'falls behind'}")
+        print(f"{n:3d} streams: wall/audio {ratio:.2f} {'sustained' if ok else 'falls behind'}", flush=True)
         if not ok:
             break
         best, n = n, n * 2

@@ -43,6 +43,7 @@ FREQ_TOLERANCE = 0.12  # beeps of one sounder agree in frequency within 12 %
 KEEP_BEEPS = 8
 ONSET_FRAMES = 30  # levels kept to place a beep's onset
 ECHO_DB, ECHO_S = 12.0, 1.0
+LENGTH_RATIO = 1.4  # the longest beep of a group at most this many times the shortest
 STALE_S = 3.0  # a pattern's pause is judged within ~2.6 s of its last beep
 MERGE_GAP_S = 0.04  # shorter gaps may be dropouts inside one beep (T4's gaps are 0.1 s)
 # A beep follows one tone: a jump larger than this (per 10 ms) is another sound. Sweeps move less.
@@ -67,6 +68,9 @@ class Pattern:
     def timing_fits(self, group: list["Beep"]) -> bool:
         if not all(self.duration[0] <= b.duration <= self.duration[1] for b in group):
             return False
+        lengths = [b.duration for b in group]
+        if max(lengths) > LENGTH_RATIO * min(lengths):
+            return False  # one sounder's beeps are alike; notes of a tune are not
         intervals = [b.on - a.on for a, b in zip(group, group[1:])]
         return (
             all(self.interval[0] <= i <= self.interval[1] for i in intervals)

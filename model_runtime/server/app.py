@@ -17,6 +17,7 @@ from .. import __version__
 from .. import constants as c
 from ..engine import Engine, add_engine_arguments, create_engine, options_from_args
 from ..errors import UserError
+from .asr import Transcriber, asr_program
 from .handler import ClientHandler
 
 _LOGGER = logging.getLogger("model_runtime.server")
@@ -62,7 +63,7 @@ def build_info(engine: Engine) -> Info:
         version=__version__,
         models=models,
     )
-    return Info(wake=[program])  # never a satellite: HA would then load no wake platform
+    return Info(wake=[program], asr=[asr_program()])  # never a satellite: HA would then load no wake platform
 
 
 class WyomingServer:
@@ -78,6 +79,7 @@ class WyomingServer:
         self.engine = engine
         self.info = build_info(engine)
         self.wake_models = [m.name for m in self.info.wake[0].models]
+        self.transcriber = Transcriber(engine)  # the asr service's recogniser
         self.max_streams = max_streams
         self.max_backlog_seconds = max_backlog_seconds
         # One thread per open stream at most: a slow stream holds its own thread, never another's.

@@ -9,6 +9,8 @@ Flows (README "Wyoming protocol" has examples):
 - Ours: `audio-interaction-listen` {room} once; each engine event of type X then
   arrives as `audio-interaction-X` with the event's fields. `audio-interaction-instruct`
   {text} goes to the engine stream in order with the audio.
+- Speech-to-text (asr.py): `transcribe`, `audio-start`, `audio-chunk`s, `audio-stop` ->
+  `transcript` {text}; that audio goes to the recogniser, not to an engine stream.
 A client that sends neither `detect` nor `listen` gets the wake flow with any name.
 Everything a client gets wrong is answered with Wyoming's `error` {text, code}.
 """
@@ -31,6 +33,7 @@ from wyoming.wake import Detect, Detection, NotDetected
 from .. import constants as c
 from ..errors import UserError
 from ..events import Event
+from .asr import TranscribeRequest, is_transcribe
 from .audio_in import AudioInput, audio_format
 from .framing import FrameError, read_frame
 from .session import StreamSession
@@ -67,6 +70,7 @@ class ClientHandler(AsyncEventHandler):
         self._detect_requested = False
         self._detected = False
         self._session: StreamSession | None = None
+        self._transcribe: TranscribeRequest | None = None  # after `transcribe`, until its transcript
         self._audio = AudioInput()
         self._start_format: dict[str, int] = {}
         self._pending_instructions: list[str] = []
@@ -117,7 +121,14 @@ class ClientHandler(AsyncEventHandler):
 
     async def _dispatch(self, event: WyomingEvent) -> None:
         etype, data = event.type, event.data or {}
-        if AudioChunk.is_type(etype):
+        if self._transcribe is not None and TranscribeRequest.takes(etype):
+            if (transcript := await self._transcribe.handle(event)) is not None:
+                self._transcribe = None
+                await self.write_event(transcript)
+            return
+        if is_transcribe(etype):
+            self._transcribe = TranscribeRequest(self.server.transcriber, self.server.executor, data)
+        elif AudioChunk.is_type(etype):
             await self._on_chunk(data, event.payload or b"")
         elif Describe.is_type(etype):
             await self.write_event(self.server.info.event())
@@ -142,7 +153,7 @@ class ClientHandler(AsyncEventHandler):
         else:
             raise ProtocolError(
                 c.WYOMING_ERROR_UNKNOWN_EVENT,
-                f"unknown event type {etype!r}: this server handles describe, ping, detect, audio-start, "
+                f"unknown event type {etype!r}: this server handles describe, ping, detect, transcribe, audio-start, "
                 f"audio-chunk, audio-stop, {c.WYOMING_LISTEN} and {c.WYOMING_INSTRUCT}",
             )
 

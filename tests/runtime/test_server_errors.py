@@ -37,7 +37,7 @@ BAD_FRAMES = {
         frame({"type": "audio-chunk", "data": CHUNK_16K, "payload_length": MAX_PAYLOAD_BYTES + 2}, payload=bytes(MAX_PAYLOAD_BYTES + 2)),
         c.WYOMING_ERROR_FRAME_TOO_LARGE, "smaller chunks",
     ),
-    "unknown event": (frame({"type": "transcribe"}), c.WYOMING_ERROR_UNKNOWN_EVENT, "'transcribe'"),
+    "unknown event": (frame({"type": "synthesize"}), c.WYOMING_ERROR_UNKNOWN_EVENT, "'synthesize'"),
     "chunk before start": (frame({"type": "audio-chunk", "data": CHUNK_16K, "payload_length": 4}, payload=bytes(4)),
                            c.WYOMING_ERROR_AUDIO_BEFORE_START, "send audio-start"),
     "stop before start": (frame({"type": "audio-stop"}), c.WYOMING_ERROR_AUDIO_BEFORE_START, "without audio-start"),

@@ -24,7 +24,8 @@ async def test_describe_advertises_one_wake_program_and_no_satellite():
         client = await Client.connect(server)
         await client.send(Describe().event())
         info = Info.from_event(await client.read())
-        assert info.satellite is None and not info.asr and not info.tts
+        assert info.satellite is None and not info.tts
+        assert [m.name for m in info.asr[0].models] == ["pocketsphinx-en-us"]  # test_server_asr.py
         (program,) = info.wake
         assert program.installed and program.version == __version__ and program.attribution.url
         names = [m.name for m in program.models]

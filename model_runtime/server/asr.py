@@ -1,0 +1,147 @@
+"""The Wyoming speech-to-text (`asr`) service: `transcribe`, audio-start/chunks/stop -> `transcript`.
+
+A client (HA's `wyoming` STT entity, or our integration's) sends `transcribe`,
+then one utterance as audio-start, audio-chunk..., audio-stop; the server
+answers one `transcript` {text, language}. The audio of a request goes to the
+recogniser only, never to an engine stream: the room's sounds are the room
+stream's business (our integration keeps feeding that stream during STT).
+
+The recogniser is PocketSphinx (US English, inside its wheel): the lite
+engine's own shared decoder when it has one, else one loaded on the first
+request. The big model's in-stream `transcribe` instruction is not used for
+this service: the model answers when it decides to, not at audio-stop, and
+an instruction changes the room stream's context; a Wyoming `transcript`
+needs one answer for one bounded utterance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.event import Event as WyomingEvent
+from wyoming.info import AsrModel, AsrProgram, Attribution
+
+from .. import __version__
+from .. import constants as c
+from ..engine import Engine
+from ..errors import UserError
+from .audio_in import AudioInput, audio_format
+
+_LOGGER = logging.getLogger("model_runtime.server")
+
+ASR_PROGRAM_NAME = "audio-interaction-stt"
+ASR_MODEL_NAME = "pocketsphinx-en-us"
+ASR_LANGUAGES = ["en"]
+# One request is one spoken command; more than this is cut (memory stays bounded).
+MAX_TRANSCRIBE_SECONDS = 30.0
+# Audio whose loudest sample stays under this (-60 dBFS) is silence, e.g. a muted microphone.
+SILENCE_PEAK = 1e-3
+
+
+def asr_program() -> AsrProgram:
+    """What `info.asr` advertises: one offline US-English model."""
+    return AsrProgram(
+        name=ASR_PROGRAM_NAME,
+        description="Audio-Interaction speech-to-text (offline PocketSphinx, US English)",
+        attribution=Attribution(name="Audio-Interaction", url=c.PROJECT_URL),
+        installed=True,
+        version=__version__,
+        models=[
+            AsrModel(
+                name=ASR_MODEL_NAME,
+                description="PocketSphinx US English",
+                attribution=Attribution(name="CMU Sphinx", url="https://github.com/cmusphinx/pocketsphinx"),
+                installed=True,
+                languages=ASR_LANGUAGES,
+                version=None,
+            )
+        ],
+        supports_transcript_streaming=False,
+        requires_external_vad=True,  # HA's pipeline VAD ends the utterance
+    )
+
+
+class Transcriber:
+    """The server's one recogniser, shared by every connection (it serialises them itself)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._recognizer = getattr(engine, "recognizer", None)  # the lite engine's, if it loaded one
+        self._lock = threading.Lock()
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        """16 kHz mono float32 -> text ("" for silence). Runs in a worker thread."""
+        if audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
+            return ""  # the decoder "hears" words in digital silence (e.g. "dog"): never ask it
+        with self._lock:
+            if self._recognizer is None:
+                from ..lite.transcribe import SharedRecognizer  # loaded once, on the first request
+
+                self._recognizer = SharedRecognizer()
+        return self._recognizer.recognize(audio)
+
+
+class TranscribeRequest:
+    """One connection's speech-to-text request: the events after `transcribe` until `transcript`."""
+
+    def __init__(self, transcriber: Transcriber, executor: Executor, data: dict[str, Any]) -> None:
+        language = data.get("language")
+        if language is not None and not isinstance(language, str):
+            raise UserError(f"transcribe: 'language' must be a string, got {language!r}")
+        if language and language.split("-")[0].split("_")[0].lower() not in ASR_LANGUAGES:
+            raise UserError(
+                f"transcribe: language {language!r} is not supported; this server transcribes "
+                f"{', '.join(ASR_LANGUAGES)} only (use Whisper for other languages)"
+            )
+        self._transcriber = transcriber
+        self._executor = executor
+        self._audio = AudioInput()
+        self._format: dict[str, int] = {}
+        self._pieces: list[np.ndarray] = []
+        self._samples = 0
+        self._started = False
+        self._cut = False
+
+    @staticmethod
+    def takes(event_type: str) -> bool:
+        return AudioStart.is_type(event_type) or AudioChunk.is_type(event_type) or AudioStop.is_type(event_type)
+
+    async def handle(self, event: WyomingEvent) -> WyomingEvent | None:
+        """Take one audio event; at audio-stop return the `transcript` to send (the request is then done)."""
+        data = event.data or {}
+        if AudioStart.is_type(event.type):
+            self._format = dict(zip(("rate", "width", "channels"), audio_format(data, "audio-start")))
+            self._started = True
+            return None
+        if not self._started:
+            raise UserError(f"{event.type} before audio-start: after transcribe send audio-start first")
+        if AudioChunk.is_type(event.type):
+            rate, width, channels = audio_format({**self._format, **data}, "audio-chunk")
+            self._add(self._audio.convert(rate, width, channels, event.payload or b""))
+            return None
+        audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, dtype=np.float32)
+        self._pieces = []
+        loop = asyncio.get_running_loop()
+        text = await loop.run_in_executor(self._executor, self._transcriber.transcribe, audio)
+        _LOGGER.debug("transcribed %.1f s of audio: %r", audio.size / c.SAMPLE_RATE, text)
+        return Transcript(text=text, language=ASR_LANGUAGES[0]).event()
+
+    def _add(self, samples: np.ndarray) -> None:
+        room = int(MAX_TRANSCRIBE_SECONDS * c.SAMPLE_RATE) - self._samples
+        if samples.size > room and not self._cut:
+            self._cut = True
+            _LOGGER.warning("transcribe: audio over %g s; the rest is ignored", MAX_TRANSCRIBE_SECONDS)
+        samples = samples[: max(room, 0)]
+        if samples.size:
+            self._pieces.append(samples)
+            self._samples += samples.size
+
+
+def is_transcribe(event_type: str) -> bool:
+    return Transcribe.is_type(event_type)

@@ -1,0 +1,87 @@
+"""The server's Wyoming speech-to-text service (server/asr.py), against a real server on localhost."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import wave
+
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart
+from wyoming.info import Describe, Info
+from wyoming.wake import Detect
+
+from model_runtime import constants as c
+from server_support import Client, running_server
+
+# PocketSphinx gets this espeak-ng voice and phrase word for word (README: accuracy on generated speech).
+COMMAND = "turn on the living room light"
+
+
+def espeak(text: str, voice: str = "en-us+m3", speed: int = 160) -> tuple[bytes, int]:
+    """espeak-ng's speech as 16 kHz 16-bit mono PCM (sox resamples it, as a satellite's mic would deliver)."""
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text], check=True,
+                         capture_output=True).stdout
+    wav = subprocess.run(["sox", "-t", "wav", "-", "-r", "16000", "-t", "wav", "-"], input=wav, check=True,
+                         capture_output=True).stdout
+    with wave.open(io.BytesIO(wav)) as reader:
+        return reader.readframes(reader.getnframes()), reader.getframerate()
+
+
+async def test_describe_advertises_the_asr_service():
+    async with running_server() as server:
+        client = await Client.connect(server)
+        await client.send(Describe().event())
+        (program,) = Info.from_event(await client.read()).asr
+        assert program.installed and program.requires_external_vad and not program.supports_transcript_streaming
+        assert program.models[0].languages == ["en"]
+        await client.close()
+
+
+async def test_transcribe_one_command_then_the_connection_goes_on():
+    pcm, rate = espeak(COMMAND)
+    async with running_server() as server:
+        client = await Client.connect(server)
+        await client.send(Transcribe(language="en").event())
+        await client.stream(pcm, rate=rate, chunk_seconds=0.01, stop=False)
+        assert server.open_streams == 0  # STT audio never opens an engine stream
+        await client.stream(b"", rate=rate, stop=True)
+        transcript, before = await client.read_until("transcript", timeout=20)
+        assert before == []
+        assert Transcript.from_event(transcript).text == COMMAND
+        assert transcript.data["language"] == "en"
+        # The request is over: the same connection can run the wake flow next.
+        await client.send(Detect().event())
+        await client.stream(pcm, rate=rate)
+        await client.read_until("not-detected", timeout=20)
+        await client.close()
+
+
+async def test_silence_gives_an_empty_transcript():
+    async with running_server() as server:
+        client = await Client.connect(server)
+        await client.send(Transcribe().event())
+        await client.stream(bytes(2 * c.SAMPLE_RATE))
+        transcript, _ = await client.read_until("transcript", timeout=20)
+        assert transcript.data["text"] == ""
+        await client.close()
+
+
+async def test_bad_requests_get_clear_errors():
+    async with running_server() as server:
+        client = await Client.connect(server)
+        await client.send(Transcribe(language="de").event())
+        error, _ = await client.read_until("error")
+        assert error.data["code"] == c.WYOMING_ERROR_BAD_EVENT
+        assert "'de' is not supported" in error.data["text"] and "Whisper" in error.data["text"]
+        await client.send(Transcribe().event(), AudioChunk(rate=16000, width=2, channels=1, audio=bytes(320)).event())
+        error, _ = await client.read_until("error")
+        assert "audio-chunk before audio-start" in error.data["text"]
+        await client.send(AudioStart(rate=16000, width=7, channels=1).event())
+        error, _ = await client.read_until("error")
+        assert error.data["code"] == c.WYOMING_ERROR_AUDIO_FORMAT
+        # After the errors the request still works.
+        await client.stream(bytes(3200))
+        transcript, _ = await client.read_until("transcript", timeout=20)
+        assert transcript.data["text"] == ""
+        await client.close()

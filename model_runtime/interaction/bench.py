@@ -58,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, default=None, help="LM layers of the 3B-shaped model (default 36)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions per figure (default 5)")
     parser.add_argument("--chunks", type=int, default=None, help="chunks streamed in the overhead section (default 250)")
+    parser.add_argument("--catch-up-chunks", type=int, default=None,
+                        help="model section: chunks queued at once through the whole engine, lock-step vs async (default 8; 0: skip)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="model section: skip timing the same steps through transformers' forward + DynamicCache")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -92,7 +96,8 @@ def main(args: argparse.Namespace) -> int:
         layers = args.layers or (4 if quick else 36)
         repeats = args.repeats or (2 if quick else 5)
         for dtype in dtypes:
-            bench_3b(device, dtype, contexts, layers, repeats)
+            catch_up = args.catch_up_chunks if args.catch_up_chunks is not None else (2 if quick else 8)
+            bench_3b(device, dtype, contexts, layers, repeats, catch_up, baseline=not args.no_baseline)
             gc.collect()
     return 0
 
@@ -335,7 +340,9 @@ def _timed(fn, device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_3b(device, dtype_name: str, contexts: list[int], layers: int, repeats: int) -> None:
+def bench_3b(
+    device, dtype_name: str, contexts: list[int], layers: int, repeats: int, catch_up_chunks: int = 0, baseline: bool = False
+) -> None:
     import torch
     from transformers import Qwen2ForCausalLM
     from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
@@ -393,13 +400,72 @@ def bench_3b(device, dtype_name: str, contexts: list[int], layers: int, repeats:
                 + f" | first token (encoder + step + 1 decode) {(per_chunk + decode) * 1000:7.1f} ms"
                 + (f" | roll (keep {keep.numel()} slots) {rolled * 1000:6.1f} ms" if rolled == rolled else "")
             )
+            if baseline:
+                base_listen, base_decode = _baseline_steps(lm, cache, context, chunk_embeds, token_embeds, device, repeats)
+                print(
+                    f"               same weights through Qwen2ForCausalLM.forward + DynamicCache (the DESIGN.md way): "
+                    f"listening {base_listen * 1000:.1f} ms ({base_listen / listen:.1f}x ours), "
+                    f"decode {base_decode * 1000:.1f} ms ({base_decode / decode:.1f}x ours)"
+                )
             del cache
         print(f"KV cache per token: {2 * layers * decoder.n_kv_heads * decoder.head_dim * torch.finfo(dtype).bits // 8} bytes; "
               f"peak memory {memory.peak_gib():.2f} GiB ({'allocated on GPU' if device.type == 'cuda' else 'process RSS'})")
+    if catch_up_chunks:
+        bench_catch_up(lm, encoder, device, dtype, catch_up_chunks)
     del lm, encoder, decoder
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def _baseline_steps(lm, cache, context: int, chunk_embeds, token_embeds, device, repeats: int) -> tuple[float, float]:
+    """The reference path: transformers' own forward with a DynamicCache holding the same K/V."""
+    from transformers import DynamicCache
+
+    dynamic = DynamicCache(config=lm.config)
+    for layer in range(cache.keys.shape[0]):
+        dynamic.update(cache.keys[layer, :, :context].unsqueeze(0).clone(),
+                       cache.values[layer, :, :context].unsqueeze(0).clone(), layer)
+
+    def step(embeds) -> None:
+        lm(inputs_embeds=embeds.unsqueeze(0), cache=dynamic, use_cache=True, logits_to_keep=1)
+        dynamic.crop(context - dynamic.get_seq_length())  # negative: drop the step's tokens
+
+    return _timed(lambda: step(chunk_embeds), device, repeats), _timed(lambda: step(token_embeds), device, repeats)
+
+
+def bench_catch_up(lm, encoder, device, dtype, chunks: int) -> None:
+    """The whole engine on the 3B-shaped weights: `chunks` queued at once (a backlog, as after a
+    reply), lock-step vs async encoder; time from their arrival to the last one's decision."""
+    import torch
+
+    from ..engine import EngineOptions
+    from .checkpoint import LoadedModel
+    from .engine import InteractionEngine
+    from .tiny import build_tokenizer
+
+    loaded = LoadedModel(lm=lm, encoder=encoder, tokenizer=build_tokenizer(), litgpt_config={},
+                         device=device, dtype=dtype, path=Path("random-3b"))
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(chunks * c.CHUNK_SAMPLES + 40) * 0.01).astype(np.float32)
+    figures = []
+    for async_encoder in (False, True):
+        # random weights: a rare TEXT_BEGIN would start a reply; cap it so it costs little
+        options = EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, device=str(device), async_encoder=async_encoder,
+                                max_response_tokens=2)
+        engine = InteractionEngine(options, loaded=loaded)
+        stream = engine.open_stream()
+        stream.feed(audio[: c.CHUNK_SAMPLES + 40])  # warm-up: one chunk
+        started = time.perf_counter()
+        last = None
+        for event in stream.feed_iter(audio[c.CHUNK_SAMPLES + 40 :]):
+            if event.type == c.EVENT_DECISION:
+                last = time.perf_counter() - started
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        stream.close()
+        figures.append(f"{'async encoder' if async_encoder else 'lock-step'} {last * 1000:.0f} ms")
+    print(f"catch-up, whole engine: {chunks - 1} chunks queued at once -> last decision: {'; '.join(figures)}")
 
 
 if __name__ == "__main__":  # python -m model_runtime.interaction.bench: no other CLI command's imports

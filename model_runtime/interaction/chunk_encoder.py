@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -107,6 +108,8 @@ class FifoChunkEncoder(ChunkEncoder):
 
     On a CUDA device the thread encodes on its own CUDA stream, so its kernels
     can run beside the LM's instead of queueing behind them on the default stream.
+    The thread holds no reference to this object: a stream dropped without
+    `close()` still stops its thread when it is garbage-collected.
     """
 
     def __init__(self, encode: EncodeFn, device: torch.device | str = "cpu") -> None:
@@ -114,22 +117,17 @@ class FifoChunkEncoder(ChunkEncoder):
         self.device = torch.device(device)
         self._inbox: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue()
         self._outbox: queue.Queue[EncodedChunk] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="audio-encoder", daemon=True)
+        self._thread = threading.Thread(
+            target=_encoder_thread,
+            args=(encode, self._inbox, self._outbox, self.times, self.device),
+            name="audio-encoder",
+            daemon=True,
+        )
         self._thread.start()
+        self._stop = weakref.finalize(self, self._inbox.put, None)
 
     def _enqueue(self, mel: np.ndarray, first_index: int) -> None:
         self._inbox.put((mel, first_index))
-
-    def _run(self) -> None:
-        side = torch.cuda.Stream(device=self.device) if self.device.type == "cuda" else None
-        with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
-            while (item := self._inbox.get()) is not None:
-                mel, first_index = item
-                chunks = _encode_batch(self.encode, mel, first_index, self.times)
-                if side is not None:
-                    side.synchronize()  # the vectors are complete before the LM's stream reads them
-                for chunk in chunks:
-                    self._outbox.put(chunk)
 
     def get(self) -> EncodedChunk:
         chunk = self._outbox.get()
@@ -139,6 +137,17 @@ class FifoChunkEncoder(ChunkEncoder):
         return chunk
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._inbox.put(None)
-            self._thread.join()
+        self._stop()  # sends the stop sentinel once
+        self._thread.join()
+
+
+def _encoder_thread(encode: EncodeFn, inbox: queue.Queue, outbox: queue.Queue, times: EncoderTimes, device: torch.device) -> None:
+    side = torch.cuda.Stream(device=device) if device.type == "cuda" else None
+    with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+        while (item := inbox.get()) is not None:
+            mel, first_index = item
+            chunks = _encode_batch(encode, mel, first_index, times)
+            if side is not None:
+                side.synchronize()  # the vectors are complete before the LM's stream reads them
+            for chunk in chunks:
+                outbox.put(chunk)

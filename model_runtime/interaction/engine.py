@@ -140,6 +140,7 @@ class InteractionStream(EngineStream):
         # last reply: part of the previous segment) or "instruction" (a pinned segment).
         self._pending: list[tuple[list[int], str]] = []
         self._samples_in = 0
+        self._outstanding = 0  # chunks submitted to the encoder and not yet taken
         self._finished = False
         self._closed = False
 
@@ -201,7 +202,11 @@ class InteractionStream(EngineStream):
 
     # --- the loop -------------------------------------------------------------
     def _process(self, mel: np.ndarray) -> Iterator[Event]:
-        for _ in range(self.encoder.submit(mel)):
+        # Counted on the stream, not per call: chunks a caller left unread (an abandoned
+        # `feed_iter`) are taken, in order, by the next call instead of being lost.
+        self._outstanding += self.encoder.submit(mel)
+        while self._outstanding:
+            self._outstanding -= 1
             yield from self.process_chunk(self.encoder.get())
 
     def process_chunk(self, chunk: EncodedChunk) -> Iterator[Event]:

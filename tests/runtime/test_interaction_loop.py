@@ -114,6 +114,36 @@ def test_async_encoder_gives_the_same_events(loaded):
     assert len(finals_dicts := [d for d in runs[0] if d.get("final")]) == 2 and finals_dicts[0]["text"] == RIGGED_TEXT
 
 
+def test_an_abandoned_feed_iter_loses_no_chunk(loaded):
+    stream = make_engine(loaded).open_stream()
+    first = next(stream.feed_iter(audio_of("n", "n", "T", "n")))  # a caller that stops reading
+    assert (first.type, first.t) == (c.EVENT_DECISION, pytest.approx(0.4))
+    events = stream.feed(noise(1)) + stream.finish()
+    assert decisions(events) == [(0.8, False), (1.2, True), (1.6, False), (2.0, False)]
+
+
+def test_async_encoder_thread_ends_with_its_stream(loaded):
+    import gc
+    import threading
+
+    engine = make_engine(loaded, async_encoder=True)
+    before = threading.active_count()
+    stream = engine.open_stream()
+    assert threading.active_count() == before + 1
+    stream.feed(noise(2))
+    del stream  # dropped without close(): the thread must not outlive it
+    gc.collect()
+    for _ in range(100):
+        if threading.active_count() == before:
+            break
+        threading.Event().wait(0.01)
+    assert threading.active_count() == before
+    stream = engine.open_stream()
+    stream.close()
+    stream.close()
+    assert threading.active_count() == before
+
+
 def test_reply_cap_closes_the_turn_and_the_loop_goes_on(loaded):
     engine = make_engine(loaded, max_response_tokens=3)
     stream = engine.open_stream()

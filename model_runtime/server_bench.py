@@ -125,7 +125,7 @@ async def _soak(port: int, pid: int, total_frames: int, clients: int, rng: rando
 
     await asyncio.gather(*(client_loop(rng.random()) for _ in range(clients)))
     elapsed = time.monotonic() - started
-    await asyncio.sleep(1.0)  # let the server finish closing the last streams
+    await asyncio.sleep(3.0)  # let the server close the last streams and return their memory (2 s later)
     after = _memory_kb(pid)
     print(f"  {stats['frames']} frames sent by {clients} clients at once in {elapsed:.1f} s "
           f"({stats['frames'] / elapsed:.0f} frames/s, {stats['audio_seconds']:.0f} s of audio)")

@@ -251,9 +251,7 @@ class ClientHandler(AsyncEventHandler):
                 self._detected = True
                 await self.write_event(Detection(name=name, timestamp=int(round(event.t * 1000))).event())
 
-    async def _on_skip(self, seconds: float) -> None:
-        session = self._session
-        total = session.samples_skipped / c.SAMPLE_RATE if session else seconds
+    async def _on_skip(self, seconds: float, total: float) -> None:
         text = (
             f"the engine fell behind: skipped {seconds:.2f} s of queued audio (more than "
             f"{self.server.max_backlog_seconds:g} s were waiting) and jumped to live audio; "

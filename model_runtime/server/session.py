@@ -7,7 +7,8 @@ work and sends results, so a slow stream never stalls another.
 Backpressure rule: audio waiting for the engine is capped at
 `max_backlog_seconds`. When a new piece would push the backlog past the cap,
 the whole waiting backlog is dropped (never the instructions between it) and
-the stream jumps to live audio; `on_skip(seconds)` reports how much was lost.
+the stream jumps to live audio; `on_skip(seconds, total_seconds)` reports how
+much was lost, now and on this stream so far.
 Memory per stream stays under the cap, and the delay of events never exceeds
 it plus one engine call.
 """
@@ -33,7 +34,7 @@ _LOGGER = logging.getLogger(__name__)
 _AUDIO, _INSTRUCT, _FINISH = "audio", "instruct", "finish"
 
 EmitEvent = Callable[[Event], Awaitable[None]]
-ReportSkip = Callable[[float], Awaitable[None]]
+ReportSkip = Callable[[float, float], Awaitable[None]]  # (skipped now, skipped in total) seconds
 ReportFailure = Callable[[str, str], Awaitable[None]]  # (error code, message)
 
 
@@ -142,7 +143,7 @@ class StreamSession:
             while self._items and not self._closing:
                 if self._pending_skip:
                     skipped, self._pending_skip = self._pending_skip, 0
-                    await self._on_skip(skipped / SAMPLE_RATE)
+                    await self._on_skip(skipped / SAMPLE_RATE, self.samples_skipped / SAMPLE_RATE)
                 kind, value = self._items.popleft()
                 if kind == _AUDIO:
                     audio = self._take_audio(value)  # type: ignore[arg-type]

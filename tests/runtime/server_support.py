@@ -9,6 +9,7 @@ from typing import AsyncIterator
 import numpy as np
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event, async_read_event, async_write_event
+from wyoming.ping import Ping
 
 from model_runtime import constants as c
 from model_runtime.engine import Engine, EngineOptions, create_engine
@@ -63,17 +64,13 @@ class Client:
                 return event, before
             before.append(event)
 
-    async def drain_events(self, quiet: float = 0.3) -> list[Event]:
-        """Every event that arrives until none came for `quiet` seconds."""
-        events = []
-        while True:
-            try:
-                event = await self.read(quiet)
-            except asyncio.TimeoutError:
-                return events
-            if event is None:
-                return events
-            events.append(event)
+    async def flushed(self, timeout: float = 60.0) -> list[Event]:
+        """Every event the server sends up to now: after `audio-stop` the server sends all of the
+        stream's events before it reads the next frame, so the `pong` to a `ping` marks the end."""
+        await self.send(Ping(text="flush").event())
+        pong, events = await self.read_until("pong", timeout)
+        assert pong.data.get("text") == "flush"
+        return events
 
     async def stream(self, pcm: bytes, rate: int = 16_000, width: int = 2, channels: int = 1,
                      chunk_seconds: float = 0.1, stop: bool = True) -> None:

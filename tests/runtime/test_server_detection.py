@@ -45,7 +45,7 @@ async def test_the_models_decision_is_a_wake_word_detection(model_engine):
         assert 1200 <= detection.data["timestamp"] <= 2400  # ms: the end of a trigger chunk
         assert not [e for e in before if e.type.startswith(c.WYOMING_EVENT_PREFIX)]
         await client.send(AudioStop().event())
-        events = await client.drain_events(quiet=1.0)
+        events = await client.flushed()
         assert "not-detected" not in [e.type for e in events]  # there was a detection
         await client.close()
 
@@ -58,7 +58,7 @@ async def test_listeners_get_the_decision_and_the_streamed_response(model_engine
         for client in (both, listener):
             await client.stream(tone_in_silence())
         for client in (both, listener):
-            events = await client.drain_events(quiet=2.0)
+            events = await client.flushed()
             decisions = [e.data for e in custom(events, c.EVENT_DECISION)]
             assert {"t", "respond"} <= set(decisions[0])
             assert [d for d in decisions if d["respond"]] and [d for d in decisions if not d["respond"]]

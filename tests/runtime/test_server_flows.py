@@ -45,7 +45,7 @@ async def test_listen_sends_every_engine_event_with_its_fields():
         client = await Client.connect(server)
         await client.send(listen("kitchen"))
         await client.stream(pcm, chunk_seconds=0.01)  # HA-sized 10 ms chunks
-        got = await client.drain_events()
+        got = await client.flushed()
         assert [e.type for e in got] == [c.WYOMING_EVENT_PREFIX + e.type for e in offline]
         assert [e.data for e in got] == [{k: v for k, v in e.to_dict().items() if k != "type"} for e in offline]
         # listen only: no wake flow events
@@ -88,7 +88,7 @@ async def test_concurrent_clients_each_get_only_their_own_events():
             client.stream(to_pcm16(burst(2.0, loud_at=1.0 if i == 3 else None)))
             for i, client in enumerate(clients)
         ))
-        results = await asyncio.gather(*(client.drain_events() for client in clients))
+        results = await asyncio.gather(*(client.flushed() for client in clients))
         for i, events in enumerate(results):
             sounds = custom(events, c.EVENT_SOUND)
             if i == 3:
@@ -112,7 +112,7 @@ async def test_any_format_is_converted_and_heard_at_the_right_time(rate, width, 
         client = await Client.connect(server)
         await client.send(listen())
         await client.stream(pcm, rate=rate, width=width, channels=channels)
-        sounds = custom(await client.drain_events(), c.EVENT_SOUND)
+        sounds = custom(await client.flushed(), c.EVENT_SOUND)
         assert sounds, f"no sound heard at {rate} Hz, {width} bytes, {channels} channels"
         assert abs(sounds[0].data["start"] - 1.0) < 0.05
         assert abs(sounds[-1].data["end"] - 1.1) < 0.1

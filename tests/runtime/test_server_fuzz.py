@@ -129,7 +129,7 @@ async def served_correctly(server) -> None:
     await client.send(listen("after-fuzz"))
     await client.stream(to_pcm16(burst(1.5, loud_at=1.0)), stop=False)
     await client.send(AudioStop().event())
-    events = await client.drain_events()
+    events = await client.flushed()
     sounds = custom(events, c.EVENT_SOUND)
     assert [e.type for e in events if e.type == "error"] == []
     assert len(sounds) == 2 and abs(sounds[0].data["start"] - 1.0) < 0.05

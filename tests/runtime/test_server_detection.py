@@ -1,7 +1,10 @@
-"""Detections: the real model's engine (on the rigged tiny checkpoint) decides to respond, the
-server turns that into Wyoming `detection` for wake-word clients and our events for listeners."""
+"""Detections: the real model's engine (on the rigged tiny checkpoint) decides to respond, or the
+lite engine hears a wake word; the server turns that into Wyoming `detection` for wake-word
+clients that asked for that name, and into our events for listeners."""
 
 from __future__ import annotations
+
+import subprocess
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from wyoming.audio import AudioStop
 from wyoming.wake import Detect
 
 from model_runtime import constants as c
+from model_runtime.audio import load_audio
 from model_runtime.engine import EngineOptions, create_engine
 from model_runtime.interaction.tiny import make_tiny_checkpoint, trigger_audio
 from server_support import Client, custom, listen, running_server, to_pcm16
@@ -89,3 +93,30 @@ async def test_a_detection_only_for_names_the_client_asked_for(model_engine):
         _, before = await client.read_until("not-detected", timeout=60)  # the model responded: not asked for
         assert [e.type for e in before] == []
         await client.close()
+
+
+# --- the lite engine's wake words ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def okay_nabu(tmp_path_factory) -> bytes:
+    """'Okay Nabu' (espeak-ng) between silences, 16 kHz 16-bit mono."""
+    wav = tmp_path_factory.mktemp("wake") / "okay_nabu.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), "okay nabu"], check=True)
+    silence = np.zeros(c.SAMPLE_RATE // 2, dtype=np.float32)
+    return to_pcm16(np.concatenate([silence, load_audio(wav) * 0.8, silence, silence]))
+
+
+async def test_a_wake_word_is_detected_only_by_its_own_name(okay_nabu):
+    async with running_server() as server:
+        assert "okay_nabu" in server.wake_models
+        asked_for_it, asked_for_the_model = await Client.connect(server), await Client.connect(server)
+        await asked_for_it.send(Detect(names=["okay_nabu"]).event())
+        await asked_for_the_model.send(Detect(names=[c.MODEL_DECISION_NAME]).event())
+        for client in (asked_for_it, asked_for_the_model):
+            await client.stream(okay_nabu)
+        detection, _ = await asked_for_it.read_until("detection", timeout=30)
+        assert detection.data["name"] == "okay_nabu"
+        assert 500 <= detection.data["timestamp"] <= 2500
+        _, before = await asked_for_the_model.read_until("not-detected", timeout=30)
+        assert "detection" not in [e.type for e in before]
+        for client in (asked_for_it, asked_for_the_model):
+            await client.close()

@@ -14,7 +14,7 @@ from .models import AudioInteractionConfigEntry, AudioInteractionData
 from .room import Room
 from .services import async_register_services
 
-PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR, Platform.SWITCH]
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR, Platform.STT, Platform.SWITCH, Platform.WAKE_WORD]
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 

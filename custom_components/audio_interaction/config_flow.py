@@ -26,6 +26,7 @@ from .const import (
     CONF_CAMERA,
     CONF_MEDIA_PLAYER,
     CONF_NOTIFY,
+    CONF_SATELLITE,
     CONF_SILENT,
     CONF_SOURCE,
     CONF_TTS,
@@ -154,6 +155,9 @@ def _room_schema() -> vol.Schema:
             vol.Required(CONF_NAME): selector.TextSelector(),
             vol.Optional(CONF_CAMERA): selector.EntitySelector(selector.EntitySelectorConfig(domain="camera")),
             vol.Optional(CONF_SOURCE): selector.TextSelector(),
+            vol.Optional(CONF_SATELLITE): selector.EntitySelector(
+                selector.EntitySelectorConfig(domain="assist_satellite")
+            ),
             vol.Optional(CONF_MEDIA_PLAYER): selector.EntitySelector(
                 selector.EntitySelectorConfig(domain="media_player")
             ),
@@ -168,7 +172,7 @@ def _room_errors(user_input: dict[str, Any], other_names: set[str]) -> dict[str,
     camera, source = user_input.get(CONF_CAMERA), (user_input.get(CONF_SOURCE) or "").strip()
     if user_input[CONF_NAME].strip().casefold() in other_names:
         return {CONF_NAME: "room_exists"}
-    if bool(camera) == bool(source):
+    if [bool(camera), bool(source), bool(user_input.get(CONF_SATELLITE))].count(True) != 1:
         return {"base": "one_source"}
     if source and (error := validate_source(source)):
         return {CONF_SOURCE: error}

@@ -58,6 +58,8 @@ CONF_MEDIA_PLAYER: Final = "media_player"
 CONF_TTS: Final = "tts"
 CONF_NOTIFY: Final = "notify"
 CONF_SILENT: Final = "silent"
+# A room whose audio comes from an Assist satellite's pipeline (its wake-word stage); replies are announced there.
+CONF_SATELLITE: Final = "assist_satellite"
 
 # Bus events for YAML users and Node-RED; device triggers listen to them too.
 BUS_EVENT_SOUND: Final = "audio_interaction_sound"

@@ -32,6 +32,15 @@ async def async_speak(
     )
 
 
+async def async_announce(hass: HomeAssistant, room: str, satellite: str, message: str) -> None:
+    """Say `message` on the room's Assist satellite (`assist_satellite.announce`).
+
+    The satellite ends the pipeline it is running to play it, then starts
+    listening again (its wake-word stage feeds the room once more).
+    """
+    await _async_call(hass, room, "assist_satellite", "announce", {"entity_id": satellite, "message": message})
+
+
 async def async_notify_urgent(hass: HomeAssistant, room: str, target: str, message: str) -> None:
     """Send an urgent reply to the room's notify target with high priority.
 

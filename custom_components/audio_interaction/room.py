@@ -30,23 +30,28 @@ from .const import (
     BUS_EVENT_RESPONSE,
     BUS_EVENT_SOUND,
     CHANNELS,
+    CHUNK_BYTES,
     CONF_CAMERA,
     CONF_MEDIA_PLAYER,
     CONF_NOTIFY,
+    CONF_SATELLITE,
     CONF_SILENT,
     CONF_SOURCE,
     CONF_TTS,
+    EVENT_DECISION,
     EVENT_ERROR,
     EVENT_RESPONSE,
     EVENT_SOUND,
     EVENT_SPEECH,
     EVENT_TRANSCRIPT,
+    MODEL_DECISION_NAME,
     SAMPLE_RATE,
     SAMPLE_WIDTH,
     SIGNAL_ROOM_UPDATED,
     WYOMING_INSTRUCT,
 )
-from .replies import async_notify_urgent, async_speak
+from .replies import async_announce, async_notify_urgent, async_speak
+from .satellite import WakeStage
 from .source import AudioSource
 
 _LOGGER = logging.getLogger(__name__)
@@ -103,6 +108,12 @@ class Room:
         self._open_sounds: set[tuple[str, Any]] = set()
         self._started = False
         self._was_connected = True  # log the first failure, and each loss after a success
+        # Assist satellite rooms (satellite.py): audio comes from pipelines' wake-word stages.
+        self.satellite: str | None = self.config.get(CONF_SATELLITE)
+        self.wake_stages: set[WakeStage] = set()
+        self.stream_samples = 0  # satellite audio taken into the current server stream
+        self._pending = bytearray()  # satellite audio not yet a whole chunk
+        self._pipeline_answers = False  # the model's next reply is the pipeline's to give
 
     @property
     def signal(self) -> str:
@@ -120,6 +131,8 @@ class Room:
             self._start_source()
 
     def _start_source(self) -> None:
+        if self.satellite:
+            return  # no ffmpeg: the satellite's pipeline brings the audio
         self._source_task = self.entry.async_create_background_task(
             self.hass, self.source.run(), f"{const.DOMAIN} {self.name} audio source"
         )
@@ -148,6 +161,18 @@ class Room:
             self._queue.get_nowait()
             self.stats.chunks_dropped += 1
         self._queue.put_nowait(chunk)
+
+    @callback
+    def hear(self, audio: bytes) -> int:
+        """Satellite audio (any piece size) into the stream; returns the stream position after it."""
+        if self.muted or not self.connected:
+            return self.stream_samples
+        self._pending += audio
+        self.stream_samples += len(audio) // SAMPLE_WIDTH
+        while len(self._pending) >= CHUNK_BYTES:
+            self._on_audio(bytes(self._pending[:CHUNK_BYTES]))
+            del self._pending[:CHUNK_BYTES]
+        return self.stream_samples
 
     def _clear_queue(self) -> None:
         while not self._queue.empty():
@@ -181,6 +206,8 @@ class Room:
     async def _stream(self, client: AsyncTcpClient) -> None:
         """Send audio and receive events until the connection ends."""
         self._clear_queue()  # only audio captured from now on goes to the new stream
+        self._pending.clear()
+        self.stream_samples = 0
         self._open_sounds.clear()
         self._client = client
         self.connected = True
@@ -228,6 +255,11 @@ class Room:
             self._handle_sound(data)
         elif kind == EVENT_RESPONSE and data.get("final"):
             self._handle_response(data)
+        elif kind == EVENT_DECISION and data.get("respond"):
+            for stage in list(self.wake_stages):
+                stage.offer(data)
+                if stage.detection.done() and stage.detection.result()["name"] == MODEL_DECISION_NAME:
+                    self._pipeline_answers = True  # the request goes to STT and HA's agent
         elif kind == EVENT_SPEECH:
             self.speech = data.get("state") == "start"
             self._update()
@@ -265,7 +297,10 @@ class Room:
         async_dispatcher_send(self.hass, self.signal, UPDATE_RESPONSE, response)
         if not text:
             return
-        if (player := self.config.get(CONF_MEDIA_PLAYER)) and not self.config.get(CONF_SILENT):
+        pipeline_answers, self._pipeline_answers = self._pipeline_answers, False
+        if self.satellite and not self.config.get(CONF_SILENT) and not pipeline_answers:
+            self.entry.async_create_task(self.hass, async_announce(self.hass, self.name, self.satellite, text))
+        elif (player := self.config.get(CONF_MEDIA_PLAYER)) and not self.config.get(CONF_SILENT):
             self.entry.async_create_task(
                 self.hass, async_speak(self.hass, self.name, self.config.get(CONF_TTS), player, text)
             )

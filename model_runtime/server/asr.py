@@ -36,7 +36,7 @@ from .audio_in import AudioInput, audio_format
 
 _LOGGER = logging.getLogger("model_runtime.server")
 
-ASR_PROGRAM_NAME = "audio-interaction-stt"
+ASR_PROGRAM_NAME = "audio-interaction"  # HA's wyoming integration titles its entry with it
 ASR_MODEL_NAME = "pocketsphinx-en-us"
 ASR_LANGUAGES = ["en"]
 # One request is one spoken command; more than this is cut (memory stays bounded).

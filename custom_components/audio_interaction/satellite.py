@@ -1,0 +1,100 @@
+"""Assist satellites as room ears: the wake-word stage of a pipeline run feeds a room's stream.
+
+How the room is known: HA hands a wake-word entity only audio, never the
+satellite it came from, so each room whose source is an Assist satellite has
+its own wake-word entity, and that satellite's pipeline selects it. The room
+then also knows its satellite (for announcements).
+
+The room keeps its one stream to the server open; while a pipeline is in its
+wake-word stage its audio goes into that stream, so the room's sounds become
+its events exactly as with an ffmpeg source. A `decision` to respond (a wake
+word in the lite engine, the model's own decision in the big one) ends the
+stage. Speech-to-text runs in the same asyncio task as the wake-word stage
+(`PipelineInput.execute`), so the room that detected is passed on in a
+ContextVar: our STT entity keeps feeding that room while it transcribes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.components.wake_word import DetectionResult
+
+from .const import MODEL_DECISION_NAME, SAMPLE_RATE, SAMPLE_WIDTH
+
+if TYPE_CHECKING:
+    from .room import Room
+
+# The room whose wake-word stage detected in this pipeline run (read by our STT entity).
+DETECTED_ROOM: ContextVar[Room | None] = ContextVar("audio_interaction_detected_room", default=None)
+
+# Audio kept from the wake-word stage for the hand-over to STT (queued_audio).
+KEEP_SECONDS = 5.0
+# A model decision ends the stage after the request was spoken: hand STT at least this much of it.
+MODEL_REQUEST_SECONDS = 4.0
+# The satellite's stream ended: how long the server may still take to judge the audio it has.
+LAST_AUDIO_GRACE_SECONDS = 1.0
+
+
+def phrase_of(name: str) -> str:
+    """The wake word's phrase, as the server describes it: okay_nabu -> "okay nabu"."""
+    return name.replace("_", " ")
+
+
+class WakeStage:
+    """One pipeline run's wake-word stage in one room."""
+
+    def __init__(self, room: Room, wake_word_id: str | None) -> None:
+        self.room = room
+        self.wake_word_id = wake_word_id
+        self.detection: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # (audio, timestamp_ms, room stream position in samples after this piece)
+        self._pieces: deque[tuple[bytes, int, int]] = deque()
+
+    def offer(self, data: dict[str, Any]) -> None:
+        """A `decision` from the room's stream: ours if it responds with the wake word asked for."""
+        if self.detection.done() or not data.get("respond"):
+            return
+        name = data.get("name") or MODEL_DECISION_NAME
+        if self.wake_word_id is None or name == self.wake_word_id:
+            self.detection.set_result({**data, "name": name})
+
+    async def run(self, stream: AsyncIterable[tuple[bytes, int]]) -> DetectionResult | None:
+        """Feed the room until a detection (or the stream ends: None)."""
+        async for audio, timestamp in stream:
+            position = self.room.hear(audio)
+            self._keep(audio, timestamp, position)
+            if self.detection.done():
+                return self._result()
+        # The satellite stopped (disconnected, pipeline cancelled): the server may still
+        # be judging the last audio it got.
+        try:
+            async with asyncio.timeout(LAST_AUDIO_GRACE_SECONDS):
+                await asyncio.shield(self.detection)
+        except TimeoutError:
+            return None
+        return self._result()
+
+    def _keep(self, audio: bytes, timestamp: int, position: int) -> None:
+        self._pieces.append((audio, timestamp, position))
+        while self._pieces and position - self._pieces[0][2] > KEEP_SECONDS * SAMPLE_RATE:
+            self._pieces.popleft()
+
+    def _result(self) -> DetectionResult:
+        data = self.detection.result()
+        name = data["name"]
+        heard_at = int(float(data.get("t") or 0.0) * SAMPLE_RATE)  # room stream position of the detection
+        if name == MODEL_DECISION_NAME:  # the request itself is in the audio before the decision
+            heard_at -= int(MODEL_REQUEST_SECONDS * SAMPLE_RATE)
+        # Audio the satellite sent after what the server had judged goes on to STT.
+        queued = [(audio, ts) for audio, ts, end in self._pieces if end - len(audio) // SAMPLE_WIDTH >= heard_at]
+        at = next((ts for audio, ts, end in self._pieces if end >= heard_at), None)
+        if at is None and self._pieces:
+            at = self._pieces[-1][1]
+        return DetectionResult(
+            wake_word_id=name, wake_word_phrase=phrase_of(name), timestamp=at, queued_audio=queued or None
+        )

@@ -1,0 +1,321 @@
+"""Assist satellites as room ears: real Assist pipelines whose wake word and STT are ours.
+
+Each satellite is a real `AssistSatelliteEntity` (a test device, as HA's own
+tests make them) that streams a recording as its microphone through
+`async_accept_pipeline_from_satellite`, exactly as ESPHome and Wyoming
+satellites do. The pipeline: our room's wake word entity, our STT (the
+server's asr service), HA's default conversation agent, the demo TTS; the
+server is the real lite engine subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+import subprocess
+
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    MockModule,
+    MockPlatform,
+    async_capture_events,
+    async_mock_service,
+    mock_config_flow,
+    mock_integration,
+    mock_platform,
+)
+
+from homeassistant.components import stt, tts, wake_word
+from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType, PipelineStage
+from homeassistant.components.assist_pipeline.pipeline import KEY_ASSIST_PIPELINE
+from homeassistant.components.assist_satellite import (
+    AssistSatelliteAnnouncement,
+    AssistSatelliteConfiguration,
+    AssistSatelliteEntity,
+    AssistSatelliteEntityFeature,
+)
+from homeassistant.config_entries import SOURCE_USER, ConfigEntry, ConfigFlow
+from homeassistant.const import STATE_OFF, STATE_ON, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.setup import async_setup_component
+
+from custom_components.audio_interaction.const import BUS_EVENT_SOUND, MODEL_DECISION_NAME, SUBENTRY_ROOM
+from ha_helpers import add_entry, room, room_of, wait_for
+
+SATELLITE_DOMAIN = "test_satellite"
+PIECE_BYTES = 3_200  # 100 ms of 16 kHz 16-bit mono, as a satellite sends it
+# PocketSphinx transcribes this espeak-ng voice and phrase word for word (README: accuracy).
+COMMAND = "turn on the living room light"
+ALARM_REPLY = "Smoke alarm sounding"
+
+
+def espeak_pcm(text: str, voice: str, speed: int = 160) -> bytes:
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text], check=True,
+                         capture_output=True).stdout
+    return subprocess.run(["sox", "-t", "wav", "-", "-r", "16000", "-c", "1", "-b", "16", "-t", "raw", "-"],
+                          input=wav, check=True, capture_output=True).stdout
+
+
+def silence(seconds: float) -> bytes:
+    return bytes(int(seconds * 16_000) * 2)
+
+
+@pytest.fixture(scope="module")
+def spoken_command() -> bytes:
+    """"Okay Nabu", a breath, "turn on the living room light", then silence (VAD ends the command)."""
+    return silence(0.5) + espeak_pcm("okay nabu", "en-us") + silence(0.3) + espeak_pcm(COMMAND, "en-us+m3") + silence(2.0)
+
+
+@pytest.fixture(scope="module")
+def smoke_alarm_pcm() -> bytes:
+    from conftest import SAMPLE_FLAC
+
+    return subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(SAMPLE_FLAC), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+        check=True, capture_output=True,
+    ).stdout
+
+
+class RoomSatellite(AssistSatelliteEntity):
+    """A voice satellite whose microphone plays a recording; it records what HA makes it do."""
+
+    _attr_supported_features = AssistSatelliteEntityFeature.ANNOUNCE
+    _attr_tts_options: dict = {}
+
+    def __init__(self, name: str) -> None:
+        self._attr_name = name
+        self._attr_unique_id = f"satellite-{name}"
+        self.pipeline_id: str | None = None
+        self.events: list[PipelineEvent] = []
+        self.announcements: list[AssistSatelliteAnnouncement] = []
+
+    def _resolve_pipeline(self) -> str | None:
+        return self.pipeline_id  # this satellite's pipeline (a device's pipeline select entity in real life)
+
+    def on_pipeline_event(self, event: PipelineEvent) -> None:
+        self.events.append(event)
+
+    async def async_announce(self, announcement: AssistSatelliteAnnouncement) -> None:
+        self.announcements.append(announcement)
+
+    def async_get_configuration(self) -> AssistSatelliteConfiguration:
+        return AssistSatelliteConfiguration(available_wake_words=[], active_wake_words=[], max_active_wake_words=1)
+
+    async def async_set_configuration(self, config: AssistSatelliteConfiguration) -> None:
+        return None
+
+    async def listen(self, pcm: bytes, speed: float = 2.0) -> None:
+        """Stream `pcm` as the microphone (at `speed` x real time), from the wake-word stage on."""
+
+        async def microphone() -> AsyncIterator[bytes]:
+            for start in range(0, len(pcm), PIECE_BYTES):
+                yield pcm[start:start + PIECE_BYTES]
+                await asyncio.sleep(0.1 / speed)
+
+        await self.async_accept_pipeline_from_satellite(microphone(), start_stage=PipelineStage.WAKE_WORD)
+
+    def types(self) -> list[PipelineEventType]:
+        return [event.type for event in self.events]
+
+    def output(self, kind: PipelineEventType) -> dict:
+        return next(event.data for event in self.events if event.type == kind)
+
+
+class SatelliteFlow(ConfigFlow):
+    VERSION = 1
+
+
+async def add_satellites(hass: HomeAssistant, *names: str) -> dict[str, RoomSatellite]:
+    satellites = {name: RoomSatellite(name) for name in names}
+
+    async def setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
+        await hass.config_entries.async_forward_entry_setups(entry, [Platform.ASSIST_SATELLITE])
+        return True
+
+    async def setup_platform(hass: HomeAssistant, entry: ConfigEntry, add: AddConfigEntryEntitiesCallback) -> None:
+        add(list(satellites.values()))
+
+    mock_integration(hass, MockModule(SATELLITE_DOMAIN, async_setup_entry=setup_entry))
+    mock_platform(hass, f"{SATELLITE_DOMAIN}.assist_satellite", MockPlatform(async_setup_entry=setup_platform))
+    mock_platform(hass, f"{SATELLITE_DOMAIN}.config_flow")
+    entry = MockConfigEntry(domain=SATELLITE_DOMAIN)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return satellites
+
+
+async def create_pipeline(hass: HomeAssistant, name: str, wake_word_entity: str) -> str:
+    store = hass.data[KEY_ASSIST_PIPELINE].pipeline_store
+    pipeline = await store.async_create_item(
+        {
+            "name": name,
+            "language": "en",
+            "conversation_engine": "conversation.home_assistant",
+            "conversation_language": "en",
+            "stt_engine": "stt.audio_interaction_speech_to_text",
+            "stt_language": "en",
+            "tts_engine": "demo",
+            "tts_language": "en",
+            "tts_voice": None,
+            "wake_word_entity": wake_word_entity,
+            "wake_word_id": "okay_nabu",
+        }
+    )
+    return pipeline.id
+
+
+@pytest.fixture
+async def home(hass: HomeAssistant) -> AsyncIterator[None]:
+    """HA with Assist, the demo TTS, and a living room light (a template light over an input_boolean)."""
+    for domain, config in (
+        ("homeassistant", {}),
+        ("input_boolean", {"input_boolean": {"living_room_power": {}}}),
+        ("light", {"light": [{
+            "platform": "template",
+            "lights": {"living_room_light": {
+                "friendly_name": "Living Room Light",
+                "value_template": "{{ is_state('input_boolean.living_room_power', 'on') }}",
+                "turn_on": {"action": "input_boolean.turn_on", "target": {"entity_id": "input_boolean.living_room_power"}},
+                "turn_off": {"action": "input_boolean.turn_off", "target": {"entity_id": "input_boolean.living_room_power"}},
+            }},
+        }]}),
+        ("tts", {"tts": [{"platform": "demo"}]}),
+        ("conversation", {}),
+        ("assist_pipeline", {}),
+        ("assist_satellite", {}),
+    ):
+        assert await async_setup_component(hass, domain, config), domain
+    await hass.async_block_till_done()
+    with mock_config_flow(SATELLITE_DOMAIN, SatelliteFlow):
+        yield
+
+
+async def test_spoken_command_turns_on_the_light(hass: HomeAssistant, home, audio_server, spoken_command) -> None:
+    satellites = await add_satellites(hass, "Living Room Voice")
+    satellite = satellites["Living Room Voice"]
+    entry = await add_entry(hass, audio_server, room("Living Room", assist_satellite=satellite.entity_id))
+    living_room = room_of(entry, "Living Room")
+    await wait_for(lambda: living_room.connected)
+    wake_word = "wake_word.living_room_wake_word"
+    assert hass.states.get(wake_word) is not None
+    satellite.pipeline_id = await create_pipeline(hass, "Living room", wake_word)
+
+    # The satellite drops out in the middle of speech (no wake word): the stage ends, nothing is left behind.
+    await satellite.listen(espeak_pcm(COMMAND, "en-us+m3")[: 16_000 * 2])
+    assert PipelineEventType.STT_START not in satellite.types()
+    assert satellite.output(PipelineEventType.WAKE_WORD_END) == {"wake_word_output": {}}
+    assert living_room.wake_stages == set() and living_room.connected
+
+    satellite.events.clear()
+    assert hass.states.get("light.living_room_light").state == STATE_OFF
+    await satellite.listen(spoken_command)
+
+    detection = satellite.output(PipelineEventType.WAKE_WORD_END)["wake_word_output"]
+    assert (detection["wake_word_id"], detection["wake_word_phrase"]) == ("okay_nabu", "okay nabu")
+    assert satellite.output(PipelineEventType.STT_START)["engine"] == "stt.audio_interaction_speech_to_text"
+    assert satellite.output(PipelineEventType.STT_END)["stt_output"]["text"] == COMMAND
+    assert hass.states.get("light.living_room_light").state == STATE_ON
+    reply = satellite.output(PipelineEventType.INTENT_END)["intent_output"]["response"]["speech"]["plain"]["speech"]
+    assert reply  # HA's own answer, e.g. "Turned on the light"
+    tts_output = satellite.output(PipelineEventType.TTS_END)["tts_output"]
+    extension, audio = await tts.async_get_media_source_audio(hass, tts_output["media_id"])
+    assert extension == "mp3" and len(audio) > 1000
+    assert PipelineEventType.ERROR not in satellite.types()
+    assert hass.states.get(wake_word).state not in (None, "unknown")  # when it last detected
+    # The room heard it all: the wake word stage and the command both went into its stream.
+    assert living_room.stream_samples >= len(spoken_command) // 2 - 16_000
+    assert living_room.wake_stages == set()
+
+
+async def test_two_satellites_smoke_alarm_in_one_room_command_in_the_other(
+    hass: HomeAssistant, home, audio_server, spoken_command, smoke_alarm_pcm
+) -> None:
+    phone = async_mock_service(hass, "notify", "mobile_app_phone")
+    sounds = async_capture_events(hass, BUS_EVENT_SOUND)
+    satellites = await add_satellites(hass, "Kitchen Voice", "Living Room Voice")
+    kitchen_satellite, living_satellite = satellites["Kitchen Voice"], satellites["Living Room Voice"]
+    entry = await add_entry(
+        hass,
+        audio_server,
+        room("Kitchen", assist_satellite=kitchen_satellite.entity_id, notify="notify.mobile_app_phone"),
+        room("Living Room", assist_satellite=living_satellite.entity_id),
+    )
+    kitchen, living_room = room_of(entry, "Kitchen"), room_of(entry, "Living Room")
+    await wait_for(lambda: kitchen.connected and living_room.connected)
+    kitchen_satellite.pipeline_id = await create_pipeline(hass, "Kitchen", "wake_word.kitchen_wake_word")
+    living_satellite.pipeline_id = await create_pipeline(hass, "Living room", "wake_word.living_room_wake_word")
+
+    # Both satellites stream at once; the kitchen hears a smoke alarm during its wake-word stage.
+    kitchen_run = asyncio.create_task(kitchen_satellite.listen(smoke_alarm_pcm, speed=4.0))
+    await living_satellite.listen(spoken_command)
+    await wait_for(lambda: kitchen_satellite.announcements, timeout=30)
+    await asyncio.wait([kitchen_run], timeout=5)  # announcing ended the kitchen's pipeline run
+    assert kitchen_run.done()
+
+    assert hass.states.get("light.living_room_light").state == STATE_ON
+    assert living_satellite.output(PipelineEventType.STT_END)["stt_output"]["text"] == COMMAND
+    assert not living_satellite.announcements
+
+    smoke = [e.data for e in sounds if e.data["label"] == "smoke_alarm"]
+    assert smoke and {d["room"] for d in smoke} == {"Kitchen"}
+    assert hass.states.get("event.kitchen_sound").attributes["event_type"] == "smoke_alarm"
+    assert kitchen_satellite.announcements[0].message == ALARM_REPLY
+    assert phone[0].data["message"] == ALARM_REPLY  # urgent: also notified
+    assert PipelineEventType.STT_START not in kitchen_satellite.types()  # no command started
+    assert hass.states.get("sensor.kitchen_last_response").state == ALARM_REPLY
+    assert kitchen.wake_stages == set() and living_room.wake_stages == set()
+
+
+async def test_stock_wyoming_stt_transcribes_with_our_server(hass: HomeAssistant, audio_server) -> None:
+    """HA's own wyoming integration offers the server's asr service as an stt entity that works."""
+    assert await async_setup_component(hass, "homeassistant", {})
+    entry = MockConfigEntry(domain="wyoming", data={"host": audio_server.host, "port": audio_server.port})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    entity_id = next(
+        e.entity_id for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id) if e.domain == "stt"
+    )
+    engine = stt.async_get_speech_to_text_engine(hass, entity_id)
+    pcm = espeak_pcm(COMMAND, "en-us+m3")
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(pcm), PIECE_BYTES):
+            yield pcm[start:start + PIECE_BYTES]
+
+    metadata = stt.SpeechMetadata(
+        language="en", format=stt.AudioFormats.WAV, codec=stt.AudioCodecs.PCM, bit_rate=stt.AudioBitRates.BITRATE_16,
+        sample_rate=stt.AudioSampleRates.SAMPLERATE_16000, channel=stt.AudioChannels.CHANNEL_MONO,
+    )
+    result = await engine.internal_async_process_audio_stream(metadata, pieces())
+    assert (result.result, result.text) == (stt.SpeechResultState.SUCCESS, COMMAND)
+
+
+async def test_a_room_whose_source_is_an_assist_satellite(hass: HomeAssistant, audio_server) -> None:
+    """The room flow offers the satellite as a third kind of source; such a room gets a wake word entity."""
+    entry = await add_entry(hass, audio_server)
+    flows = hass.config_entries.subentries
+    result = await flows.async_init((entry.entry_id, SUBENTRY_ROOM), context={"source": SOURCE_USER})
+    result = await flows.async_configure(
+        result["flow_id"], {"name": "Den", "assist_satellite": "assist_satellite.den", "source": "pulse:default"}
+    )
+    assert result["errors"] == {"base": "one_source"}
+    result = await flows.async_configure(result["flow_id"], {"name": "Den", "assist_satellite": "assist_satellite.den"})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    (den,) = entry.subentries.values()
+    assert dict(den.data) == {"assist_satellite": "assist_satellite.den", "silent": False}
+    wake = er.async_get(hass).async_get("wake_word.den_wake_word")
+    assert wake is not None and wake.config_subentry_id == den.subentry_id
+    await wait_for(lambda: hass.states.get("wake_word.den_wake_word").state == "unknown")  # connected, never detected
+    assert not room_of(entry, "Den").source.running  # no ffmpeg: the satellite's pipeline brings the audio
+    entity = wake_word.async_get_wake_word_detection_entity(hass, "wake_word.den_wake_word")
+    words = {w.id: w for w in await entity.get_supported_wake_words()}
+    assert words["okay_nabu"].phrase == "okay nabu" and words[MODEL_DECISION_NAME].phrase is None
+    assert hass.states.get("stt.audio_interaction_speech_to_text") is not None

@@ -44,7 +44,6 @@ KEEP_BEEPS = 8
 ONSET_FRAMES = 30  # levels kept to place a beep's onset
 ECHO_DB, ECHO_S = 12.0, 1.0
 LENGTH_RATIO = 1.4  # the longest beep of a group at most this many times the shortest
-STALE_S = 3.0  # a pattern's pause is judged within ~2.6 s of its last beep
 MERGE_GAP_S = 0.04  # shorter gaps may be dropouts inside one beep (T4's gaps are 0.1 s)
 # A beep follows one tone: a jump larger than this (per 10 ms) is another sound. Sweeps move less.
 FREQ_STEP_HZ, FREQ_STEP = 70.0, 0.06
@@ -161,6 +160,10 @@ class AlarmDetector:
         self._beeping: _Lasting | None = None
         self._now = 0.0
         self._fed = 0
+        # Per (channel, pattern): a group of beeps that fits the pattern and waits for its
+        # pause to be judged, and when. Beeps only change when a channel closes one, so the
+        # group is found then, not again every batch.
+        self._candidates: dict[tuple[int, int], tuple[list[Beep], float, float]] = {}
 
     # --- streaming -------------------------------------------------------------
 
@@ -183,6 +186,8 @@ class AlarmDetector:
         out: list[Event] = []
         new_beeps = self._segment(frames)
         self._now = float(frames.times[-1])
+        for channel in sorted({channel for channel, _ in new_beeps}):
+            self._find_candidates(channel)
         for channel, beep in new_beeps:
             out += self._on_beep(channel, beep)
         out += self._confirm_alarms()
@@ -204,6 +209,7 @@ class AlarmDetector:
         """Cut each channel's salience into beeps; return the beeps that ended, in time order."""
         found: list[tuple[int, Beep]] = []
         loud = np.max(frames.salience, axis=0) >= ON_DB
+        times = frames.times.tolist()
         for c, st in enumerate(self._channels):
             sal, lev = frames.salience[:, c], frames.level[:, c]
             if not (st.active or loud[c]):
@@ -211,9 +217,9 @@ class AlarmDetector:
                 if st.trough > -np.inf:
                     st.trough = -np.inf if np.any(sal < STAY_DB) else min(st.trough, float(np.min(lev)))
                 continue
-            freq = frames.freq[:, c]
-            for i in range(len(frames.times)):
-                t = frames.times[i]
+            # Python floats: this loop runs per frame, where numpy scalars cost several times more.
+            sal, lev, freq = sal.tolist(), lev.tolist(), frames.freq[:, c].tolist()
+            for i, t in enumerate(times):
                 if st.active and sal[i] >= ON_DB and abs(freq[i] - st.last_freq) > max(FREQ_STEP_HZ, FREQ_STEP * st.last_freq):
                     # Another tone took over the channel (a note, a second sounder): they are different beeps.
                     st.off_since = t - FRAME_SECONDS
@@ -280,34 +286,52 @@ class AlarmDetector:
     def _confirm_alarms(self) -> list[Event]:
         """A pattern counts once its pause has begun: the next regular beep did not come."""
         out: list[Event] = []
-        for st in self._channels:
-            for pattern in PATTERNS:
-                group = self._pattern_group(st, pattern)
-                if group is None:
-                    continue
-                alarm = self._alarms.get(pattern.label)
-                if alarm is not None:
-                    alarm.last = max(alarm.last, group[-1].off)
-                    continue
-                score = float(np.clip(np.mean([b.salience for b in group]) / 20.0, 0.5, 1.0))
-                alarm = _Lasting(pattern.label, group[0].on, group[-1].off, float(np.mean([b.freq for b in group])), pattern.hold, score)
-                self._alarms[pattern.label] = alarm
-                out.append(events.sound(self._now, alarm.label, score, alarm.start, None, freq_hz=round(alarm.freq)))
-                out.append(events.response(self._now, RESPONSE_TEXT[alarm.label], final=True, emotion="urgent", urgent=True))
-                if self._beeping is not None and same_sounder(self._beeping.freq, alarm.freq):
-                    out.append(self._end(self._beeping))  # it was the alarm all along
-                    self._beeping = None
+        for key in sorted(self._candidates):
+            group, opens, closes = self._candidates[key]
+            if self._now > closes:
+                del self._candidates[key]  # decided long ago
+                continue
+            if self._now < opens:
+                continue  # too early to know the pause has begun
+            st, pattern, last = self._channels[key[0]], PATTERNS[key[1]], group[-1]
+            if st.active and st.start > last.off and same_sounder(st.last_freq, last.freq) and st.peak >= last.peak - ECHO_DB:
+                continue  # a beep of this sounder is sounding now: no pause
+            alarm = self._alarms.get(pattern.label)
+            if alarm is not None:
+                alarm.last = max(alarm.last, last.off)
+                continue
+            score = float(np.clip(np.mean([b.salience for b in group]) / 20.0, 0.5, 1.0))
+            alarm = _Lasting(pattern.label, group[0].on, last.off, float(np.mean([b.freq for b in group])), pattern.hold, score)
+            self._alarms[pattern.label] = alarm
+            out.append(events.sound(self._now, alarm.label, score, alarm.start, None, freq_hz=round(alarm.freq)))
+            out.append(events.response(self._now, RESPONSE_TEXT[alarm.label], final=True, emotion="urgent", urgent=True))
+            if self._beeping is not None and same_sounder(self._beeping.freq, alarm.freq):
+                out.append(self._end(self._beeping))  # it was the alarm all along
+                self._beeping = None
         return out
 
-    def _pattern_group(self, st: _ChannelState, pattern: Pattern) -> list[Beep] | None:
-        """The channel's latest beeps of one sounder, if they form `pattern` and its pause has begun."""
-        if len(st.beeps) < pattern.beeps or self._now - st.beeps[-1].off > STALE_S:
-            return None  # cheap exit: nothing recent enough to be deciding about now
+    def _find_candidates(self, channel: int) -> None:
+        st = self._channels[channel]
+        for k, pattern in enumerate(PATTERNS):
+            group = self._pattern_group(st, pattern)
+            if group is None:
+                self._candidates.pop((channel, k), None)
+                continue
+            intervals = [b.on - a.on for a, b in zip(group, group[1:])]
+            next_onset = group[-1].on + float(np.mean(intervals))
+            opens = next_onset + pattern.confirm_after
+            self._candidates[(channel, k)] = (group, opens, opens + 1.0)
+
+    @staticmethod
+    def _pattern_group(st: _ChannelState, pattern: Pattern) -> list[Beep] | None:
+        """The channel's latest beeps of one sounder, if they form `pattern` followed by no beep of it (yet)."""
+        if len(st.beeps) < pattern.beeps:
+            return None
         # Only beeps as long as the pattern's count; shorter or longer ones (a click,
         # a note, a sweep's split-off tail) are other sounds sharing the channel.
         fitting = [
             b
-            for b in self._mend(st.beeps, pattern)
+            for b in AlarmDetector._mend(st.beeps, pattern)
             if pattern.duration[0] <= b.duration <= pattern.duration[1] and b.peak >= ALARM_MIN_LEVEL_DB and b.salience >= ALARM_MIN_SALIENCE
         ]
         if len(fitting) < pattern.beeps:
@@ -317,18 +341,12 @@ class AlarmDetector:
         if len(sounder) < pattern.beeps:
             return None
         group = sounder[-pattern.beeps :]
-        intervals = [b.on - a.on for a, b in zip(group, group[1:])]
-        next_onset = last.on + float(np.mean(intervals))
-        if not next_onset + pattern.confirm_after <= self._now <= next_onset + pattern.confirm_after + 1.0:
-            return None  # too early to know the pause has begun, or decided long ago
         if not pattern.timing_fits(group):
             return None
         # The pause: nothing of this sounder, as loud, since the group's last beep.
         for b in st.beeps:
             if b.on > last.off and same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB:
                 return None
-        if st.active and st.start > last.off and same_sounder(st.last_freq, last.freq) and st.peak >= last.peak - ECHO_DB:
-            return None
         if len(sounder) > pattern.beeps and group[0].on - sounder[-pattern.beeps - 1].off < pattern.min_pause:
             return None  # no pause before the group: part of a longer run (a beeper, music), not this alarm
         return group

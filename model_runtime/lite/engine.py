@@ -34,8 +34,8 @@ class LiteStream(EngineStream):
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         self._samples += len(audio)
         now = self._samples / SAMPLE_RATE
-        found = self._alarms.process(audio) + self._loudness.process(audio) + self._music.process(audio)
         speech = self._speech.process(audio)
+        found = self._alarms.process(audio) + self._loudness.process(audio) + self._music.process(audio, speech=self._speech.active)
         wake = self._wake.process(audio)
         started = any(e.data["state"] == "start" for e in speech)
         stopped = any(e.data["state"] == "stop" for e in speech)

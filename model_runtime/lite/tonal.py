@@ -14,10 +14,11 @@ salience (dB), level (dB) and the frequency of its most salient bin.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.ndimage import uniform_filter1d
 
 from ..constants import SAMPLE_RATE
 
@@ -74,7 +75,11 @@ class TonalTracker:
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames_done = 0
         self._floor_frames = int(FLOOR_SECONDS / FRAME_SECONDS)
-        self._history: np.ndarray | None = None  # recent smoothed dB rows, for the floor
+        # The floor's history as one minimum row per processed block (not per frame):
+        # a running minimum over blocks costs a fraction of a sliding one over frames.
+        # A new stream has no floor yet: start it at silence, so an alarm already
+        # sounding when the stream opens still counts from its first beep.
+        self._blocks: deque[tuple[int, np.ndarray]] = deque([(1, np.full(self._hi - self._lo, -120.0))])
         self._power_tail: np.ndarray | None = None  # last frames' power, for smoothing
         self._bins_hz = np.arange(self._lo, self._hi) * SAMPLE_RATE / N_FFT
 
@@ -105,13 +110,12 @@ class TonalTracker:
         spectral = np.full_like(db, -99.0)
         spectral[:, idx] = db[:, idx] - 10.0 * np.log10(np.maximum(left, right) + 1e-12)
 
-        # Temporal contrast: the bin against its own minimum over the last FLOOR_SECONDS.
-        # A new stream has no floor yet: start it at silence, so an alarm already
-        # sounding when the stream opens still counts from its first beep.
-        hist = self._history if self._history is not None else np.full((1, db.shape[1]), -120.0)
-        joined_db = np.concatenate([hist, db])
-        floor = minimum_filter1d(joined_db, self._floor_frames, axis=0, origin=(self._floor_frames - 1) // 2)[len(hist) :]
-        self._history = joined_db[-self._floor_frames :]
+        # Temporal contrast: the bin against its own minimum over the last ~FLOOR_SECONDS
+        # (the stored blocks, then this block's frames up to each frame).
+        floor = np.minimum(np.minimum.accumulate(db, axis=0), np.min([row for _, row in self._blocks], axis=0))
+        self._blocks.append((n_frames, db.min(axis=0)))
+        while sum(n for n, _ in self._blocks) > self._floor_frames:
+            self._blocks.popleft()
         temporal = db - floor
 
         salience = np.minimum(spectral, temporal)

@@ -18,6 +18,7 @@ from model_runtime.engine import EngineOptions, run_stream
 from model_runtime.lite import LiteEngine
 from model_runtime.lite import testset as ts
 from model_runtime.lite.alarms import AlarmDetector
+from model_runtime.lite.loudness import LoudNoiseDetector
 
 DEADLINE = {"smoke_alarm": ts.T3_CYCLE, "co_alarm": 6.0}  # one pattern cycle after it starts
 
@@ -42,7 +43,11 @@ def sound_starts(events, label=None):
 
 
 def run_alarms(path):
-    detector = AlarmDetector()
+    return run_detector(AlarmDetector(), path)
+
+
+def run_detector(detector, path):
+    """Events of one detector over a file fed in 0.1 s pieces, as a stream feeds it."""
     audio = load_audio(path)
     found = []
     for i in range(0, len(audio), 1_600):
@@ -129,3 +134,20 @@ def test_streams_are_independent(alarm_clips):
         heard_a += room_a.feed(alarm[i : i + 1_600])
         heard_b += room_b.feed(quiet[i : i + 1_600])
     assert sound_starts(heard_a, "smoke_alarm") and not heard_b
+
+
+def run_loudness(path):
+    return run_detector(LoudNoiseDetector(), path)
+
+
+def test_a_door_slam_is_one_loud_noise_and_beeps_are_none(negative_clips, alarm_clips):
+    slams = next(clip for clip in negative_clips if clip.spec.label == "door_slam")  # slams at 2.0 s and 6.5 s
+    events = [e for e in run_loudness(slams.path) if e.data["label"] == "loud_noise"]
+    starts = [e for e in events if e.data["end"] is None]
+    assert [round(e.data["start"], 1) for e in starts] == [2.0, 6.5], [e.to_dict() for e in events]
+    assert len(events) == 4 and all(e.data["level_db"] > -30 for e in events)  # each: a start and an end
+    # Beeps are as sudden and as loud, but tonal: the alarm detector's, never a loud noise.
+    beepers = [clip for clip in negative_clips if clip.spec.label in ts.BEEPING_NEGATIVES]
+    loud_alarms = [clip for clip in alarm_clips if clip.spec.snr_db == 20]
+    for clip in beepers + loud_alarms:
+        assert not run_loudness(clip.path), clip.spec.name

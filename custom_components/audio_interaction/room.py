@@ -113,7 +113,9 @@ class Room:
         self.wake_stages: set[WakeStage] = set()
         self.stream_samples = 0  # satellite audio taken into the current server stream
         self._pending = bytearray()  # satellite audio not yet a whole chunk
-        self._pipeline_answers = False  # the model's next reply is the pipeline's to give
+        # The model's decision started a pipeline run: until the satellite's next wake-word stage, the
+        # model's replies are not announced (that would cancel the run; HA's agent answers).
+        self._pipeline_answers = False
 
     @property
     def signal(self) -> str:
@@ -161,6 +163,12 @@ class Room:
             self._queue.get_nowait()
             self.stats.chunks_dropped += 1
         self._queue.put_nowait(chunk)
+
+    @callback
+    def add_wake_stage(self, stage: WakeStage) -> None:
+        """A pipeline run of the satellite is (again) in its wake-word stage."""
+        self._pipeline_answers = False  # the run a model decision started is over
+        self.wake_stages.add(stage)
 
     @callback
     def hear(self, audio: bytes) -> int:
@@ -297,8 +305,7 @@ class Room:
         async_dispatcher_send(self.hass, self.signal, UPDATE_RESPONSE, response)
         if not text:
             return
-        pipeline_answers, self._pipeline_answers = self._pipeline_answers, False
-        if self.satellite and not self.config.get(CONF_SILENT) and not pipeline_answers:
+        if self.satellite and not self.config.get(CONF_SILENT) and not self._pipeline_answers:
             self.entry.async_create_task(self.hass, async_announce(self.hass, self.name, self.satellite, text))
         elif (player := self.config.get(CONF_MEDIA_PLAYER)) and not self.config.get(CONF_SILENT):
             self.entry.async_create_task(

@@ -48,7 +48,7 @@ class RoomWakeWord(RoomEntity, WakeWordDetectionEntity):
         self, stream: AsyncIterable[tuple[bytes, int]], wake_word_id: str | None
     ) -> DetectionResult | None:
         stage = WakeStage(self.room, wake_word_id)
-        self.room.wake_stages.add(stage)
+        self.room.add_wake_stage(stage)
         try:
             result = await stage.run(stream)
         finally:  # a satellite that left or a cancelled run leaves nothing behind

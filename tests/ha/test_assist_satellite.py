@@ -52,6 +52,7 @@ PIECE_BYTES = 3_200  # 100 ms of 16 kHz 16-bit mono, as a satellite sends it
 # PocketSphinx transcribes this espeak-ng voice and phrase word for word (README: accuracy).
 COMMAND = "turn on the living room light"
 ALARM_REPLY = "Smoke alarm sounding"
+RIGGED_REPLY = "I hear an alarm, please check."  # the tiny checkpoint's reply (model_runtime/interaction/tiny.py)
 
 
 def espeak_pcm(text: str, voice: str, speed: int = 160) -> bytes:
@@ -99,6 +100,8 @@ class RoomSatellite(AssistSatelliteEntity):
 
     def on_pipeline_event(self, event: PipelineEvent) -> None:
         self.events.append(event)
+        if event.type is PipelineEventType.RUN_END:
+            self.tts_response_finished()  # a real satellite says so once it has played the reply
 
     async def async_announce(self, announcement: AssistSatelliteAnnouncement) -> None:
         self.announcements.append(announcement)
@@ -150,7 +153,7 @@ async def add_satellites(hass: HomeAssistant, *names: str) -> dict[str, RoomSate
     return satellites
 
 
-async def create_pipeline(hass: HomeAssistant, name: str, wake_word_entity: str) -> str:
+async def create_pipeline(hass: HomeAssistant, name: str, wake_word_entity: str, wake_word_id: str = "okay_nabu") -> str:
     store = hass.data[KEY_ASSIST_PIPELINE].pipeline_store
     pipeline = await store.async_create_item(
         {
@@ -164,7 +167,7 @@ async def create_pipeline(hass: HomeAssistant, name: str, wake_word_entity: str)
             "tts_language": "en",
             "tts_voice": None,
             "wake_word_entity": wake_word_entity,
-            "wake_word_id": "okay_nabu",
+            "wake_word_id": wake_word_id,
         }
     )
     return pipeline.id
@@ -319,3 +322,29 @@ async def test_a_room_whose_source_is_an_assist_satellite(hass: HomeAssistant, a
     words = {w.id: w for w in await entity.get_supported_wake_words()}
     assert words["okay_nabu"].phrase == "okay nabu" and words[MODEL_DECISION_NAME].phrase is None
     assert hass.states.get("stt.audio_interaction_speech_to_text") is not None
+
+
+async def test_the_big_models_decision_ends_the_wake_word_stage(
+    hass: HomeAssistant, home, interaction_server, trigger_tone_wav: Path
+) -> None:
+    """The real model's engine (rigged tiny checkpoint: a 1 kHz tone makes it respond), pipeline wake word
+    "Audio-Interaction decides to respond": the decision is the detection, the audio before it goes to STT,
+    and the model's own reply is not announced over the pipeline's answer (it stays on the room's entities)."""
+    satellite = (await add_satellites(hass, "Hall Voice"))["Hall Voice"]
+    entry = await add_entry(hass, interaction_server, room("Hall", assist_satellite=satellite.entity_id))
+    hall = room_of(entry, "Hall")
+    await wait_for(lambda: hall.connected)
+    satellite.pipeline_id = await create_pipeline(hass, "Hall", "wake_word.hall_wake_word", MODEL_DECISION_NAME)
+    tone = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(trigger_tone_wav), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+        check=True, capture_output=True,
+    ).stdout
+    await asyncio.wait_for(satellite.listen(tone + silence(3.0), speed=1.0), timeout=60)
+
+    detection = satellite.output(PipelineEventType.WAKE_WORD_END)["wake_word_output"]
+    assert detection["wake_word_id"] == MODEL_DECISION_NAME
+    assert PipelineEventType.STT_START in satellite.types()  # the request goes on to STT and HA's agent
+    await wait_for(lambda: hass.states.get("sensor.hall_last_response").state == RIGGED_REPLY, timeout=30)
+    await hass.async_block_till_done()
+    assert not satellite.announcements
+    assert PipelineEventType.RUN_END in satellite.types()  # the run was not cut short by an announcement

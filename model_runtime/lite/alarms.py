@@ -98,6 +98,10 @@ BEEPING_LENGTH_RATIO = 1.5  # and beep lengths within 1.5x
 BEEPING_MIN_SALIENCE = 12.0  # clearly tonal
 BEEPING_MAX_SAG_DB = 3.0  # and steady: an electronic beep, not a piano note or a bark
 BEEPING_HOLD_MIN_S = 3.0
+# And the beep is what the band is hearing: a beeper stands within a few dB of all the
+# band's sound (-2 to -6 dB on the test set), while the "beeps" of music are mostly a
+# note's harmonics repeating on the beat, 8-27 dB under the rest of the music.
+BEEPING_MIN_DOMINANCE_DB = -10.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ class Beep:
     salience: float
     peak: float  # dB
     sag: float  # dB the mean level lies below the peak: ~1 for a steady beep, more for a struck or sung note
+    dominance: float = 0.0  # dB its level stood above or below all the band's sound at once (at best)
 
     @property
     def duration(self) -> float:
@@ -136,6 +141,7 @@ class _ChannelState:
     lev_sum: float = 0.0
     n: int = 0
     last_freq: float = 0.0
+    dominance: float = -200.0
     onset_levels: list = field(default_factory=list)  # (time, level) of the first on-frames
     beeps: deque = field(default_factory=lambda: deque(maxlen=KEEP_BEEPS))
 
@@ -210,6 +216,7 @@ class AlarmDetector:
         found: list[tuple[int, Beep]] = []
         loud = np.max(frames.salience, axis=0) >= ON_DB
         times = frames.times.tolist()
+        band = frames.band_level.tolist()
         for c, st in enumerate(self._channels):
             sal, lev = frames.salience[:, c], frames.level[:, c]
             if not (st.active or loud[c]):
@@ -244,6 +251,7 @@ class AlarmDetector:
                         st.sal_sum += sal[i]
                         st.lev_sum += lev[i]
                         st.last_freq = freq[i]
+                        st.dominance = max(st.dominance, lev[i] - band[i])
                         if len(st.onset_levels) < ONSET_FRAMES:
                             st.onset_levels.append((t, lev[i]))
                 elif sal[i] < STAY_DB:
@@ -255,6 +263,7 @@ class AlarmDetector:
                         st.off_frames, st.n, st.freq_sum, st.sal_sum, st.lev_sum = 0, 1, freq[i], sal[i], lev[i]
                         st.onset_levels = [(t, lev[i])]
                         st.last_freq = freq[i]
+                        st.dominance = lev[i] - band[i]
         found.sort(key=lambda cb: cb[1].off)
         return found
 
@@ -267,7 +276,7 @@ class AlarmDetector:
         start = next((t - FRAME_SECONDS for t, lev in st.onset_levels if lev >= st.peak - DECAY_DB), st.start)
         if not MIN_BEEP_S <= st.off_since - start <= MAX_BEEP_S:
             return None
-        beep = Beep(start, st.off_since, st.freq_sum / st.n, st.sal_sum / st.n, st.peak, st.peak - st.lev_sum / st.n)
+        beep = Beep(start, st.off_since, st.freq_sum / st.n, st.sal_sum / st.n, st.peak, st.peak - st.lev_sum / st.n, st.dominance)
         if st.beeps and is_echo(beep, st.beeps[-1]):
             return None
         st.beeps.append(beep)
@@ -358,7 +367,7 @@ class AlarmDetector:
         for b in beeps:
             prev = out[-1] if out else None
             if prev is not None and b.on - prev.off <= MERGE_GAP_S and same_sounder(b.freq, prev.freq) and b.off - prev.on <= pattern.duration[1]:
-                out[-1] = Beep(prev.on, b.off, (prev.freq + b.freq) / 2, max(prev.salience, b.salience), max(prev.peak, b.peak), max(prev.sag, b.sag))
+                out[-1] = Beep(prev.on, b.off, (prev.freq + b.freq) / 2, max(prev.salience, b.salience), max(prev.peak, b.peak), max(prev.sag, b.sag), max(prev.dominance, b.dominance))
             else:
                 out.append(b)
         return out
@@ -392,7 +401,10 @@ class AlarmDetector:
         """
         last = beeps[-1] if beeps else None
         if last is None or not (
-            BEEPING_DURATION[0] <= last.duration <= BEEPING_DURATION[1] and last.salience >= BEEPING_MIN_SALIENCE and last.sag <= BEEPING_MAX_SAG_DB
+            BEEPING_DURATION[0] <= last.duration <= BEEPING_DURATION[1]
+            and last.salience >= BEEPING_MIN_SALIENCE
+            and last.sag <= BEEPING_MAX_SAG_DB
+            and last.dominance >= BEEPING_MIN_DOMINANCE_DB
         ):
             return []
         run = [last]
@@ -401,6 +413,7 @@ class AlarmDetector:
                 abs(b.freq - last.freq) <= BEEPING_FREQ * last.freq
                 and b.salience >= BEEPING_MIN_SALIENCE
                 and b.sag <= BEEPING_MAX_SAG_DB
+                and b.dominance >= BEEPING_MIN_DOMINANCE_DB
                 and abs(b.peak - last.peak) <= BEEPING_LEVEL_DB
                 and max(b.duration, last.duration) <= BEEPING_LENGTH_RATIO * min(b.duration, last.duration)
             ):

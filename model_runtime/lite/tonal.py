@@ -64,6 +64,7 @@ class TonalFrames:
     salience: np.ndarray  # dB a tone stands out (min of spectral and temporal contrast)
     level: np.ndarray  # dB (full scale) of the channel's most salient bin
     freq: np.ndarray  # Hz of the channel's most salient bin
+    band_level: np.ndarray  # dB (full scale) of all the band's power, per frame (one column)
 
 
 class TonalTracker:
@@ -128,6 +129,7 @@ class TonalTracker:
             salience=salience[rows, best],
             level=db[rows, best],
             freq=self._bins_hz[best],
+            band_level=10.0 * np.log10(np.sum(smooth, axis=1) + 1e-12),
         )
 
     def _argmax_per_channel(self, salience: np.ndarray) -> np.ndarray:

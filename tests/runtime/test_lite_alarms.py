@@ -87,6 +87,7 @@ def test_every_alarm_is_found_within_one_cycle(alarm_clips):
 
 def test_no_alarm_on_any_negative_and_beeping_is_never_an_alarm(negative_clips):
     beeping_heard = set()
+    music_beeping = []
     for clip in negative_clips:
         events = run_alarms(clip.path)
         alarms = [e for e in sound_starts(events) if e.data["label"] in c.ALARM_LABELS]
@@ -94,8 +95,13 @@ def test_no_alarm_on_any_negative_and_beeping_is_never_an_alarm(negative_clips):
         assert not [e for e in events if e.type == c.EVENT_RESPONSE], clip.spec.name
         if sound_starts(events, "beeping"):
             beeping_heard.add(clip.spec.label)
+            if clip.spec.label == "music":
+                music_beeping.append(clip.spec.name)
     # The repetitive appliance beeps are heard as what they are.
     assert set(ts.BEEPING_NEGATIVES) <= beeping_heard, set(ts.BEEPING_NEGATIVES) - beeping_heard
+    # Music is rarely `beeping` (a note repeated on the beat can be): 2 of the 5 clips today, 5 before
+    # beeps had to be as loud as the rest of the band's sound.
+    assert len(music_beeping) <= 2, music_beeping
 
 
 def test_alarm_is_one_lasting_sound_with_start_and_end(testset_dir):

@@ -44,6 +44,11 @@ KEEP_BEEPS = 8
 ONSET_FRAMES = 30  # levels kept to place a beep's onset
 ECHO_DB, ECHO_S = 12.0, 1.0
 LENGTH_RATIO = 1.4  # the longest beep of a group at most this many times the shortest
+# A beep breaks a pattern's pause only if it is at least this fraction of the pattern's
+# shortest beep: a 0.1 s scrap of a voice's harmonic near the alarm's tone is not the
+# next beep of a T3 alarm.
+PAUSE_BREAK_FRACTION = 0.5
+PAUSE_BREAK_DB = 3.0  # (a shorter one breaks it too if it is as loud as the pattern: a tune's note)
 MERGE_GAP_S = 0.04  # shorter gaps may be dropouts inside one beep (T4's gaps are 0.1 s)
 # A beep follows one tone: a jump larger than this (per 10 ms) is another sound. Sweeps move less.
 FREQ_STEP_HZ, FREQ_STEP = 70.0, 0.06
@@ -122,6 +127,13 @@ class Beep:
 def is_echo(beep: Beep, before: Beep) -> bool:
     """A much weaker beep soon after a strong one: its reverb or a flutter of noise, not a beep."""
     return beep.peak < before.peak - ECHO_DB and beep.on - before.off < ECHO_S
+
+
+def breaks_pause(beep: Beep, last: Beep, pattern: Pattern) -> bool:
+    """Whether `beep` (of the sounder, after the group's `last` beep) means the pattern's pause did not come."""
+    if beep.peak >= last.peak - PAUSE_BREAK_DB:
+        return True
+    return beep.on >= last.off + pattern.min_gap and beep.duration >= PAUSE_BREAK_FRACTION * pattern.duration[0]
 
 
 def same_sounder(a: float, b: float) -> bool:
@@ -304,7 +316,8 @@ class AlarmDetector:
                 continue  # too early to know the pause has begun
             st, pattern, last = self._channels[key[0]], PATTERNS[key[1]], group[-1]
             if st.active and st.start > last.off and same_sounder(st.last_freq, last.freq) and st.peak >= last.peak - ECHO_DB:
-                continue  # a beep of this sounder is sounding now: no pause
+                if st.peak >= last.peak - PAUSE_BREAK_DB or st.start >= last.off + pattern.min_gap:
+                    continue  # a beep of this sounder is sounding now: no pause
             alarm = self._alarms.get(pattern.label)
             if alarm is not None:
                 alarm.last = max(alarm.last, last.off)
@@ -352,9 +365,12 @@ class AlarmDetector:
         group = sounder[-pattern.beeps :]
         if not pattern.timing_fits(group):
             return None
-        # The pause: nothing of this sounder, as loud, since the group's last beep.
+        # The pause: nothing of this sounder, as loud, since the group's last beep. What is
+        # weaker than the group (by PAUSE_BREAK_DB) counts only if it could be a next beep:
+        # not a scrap of the last beep's tail that a voice or a note split off (it starts
+        # sooner than the pattern's gap) nor a short bit of a harmonic near the tone.
         for b in st.beeps:
-            if b.on > last.off and same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB:
+            if b.on > last.off and same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB and breaks_pause(b, last, pattern):
                 return None
         if len(sounder) > pattern.beeps and group[0].on - sounder[-pattern.beeps - 1].off < pattern.min_pause:
             return None  # no pause before the group: part of a longer run (a beeper, music), not this alarm

@@ -23,9 +23,10 @@ HANGOVER_S = 0.5
 #   scored (the quiet hours cost ~nothing). The level is taken after a pre-emphasis
 #   (speech lives above ~300 Hz), so the rumble of a fan or a vacuum, whose short-time
 #   level swings by several dB, does not keep opening the gate;
-# - while other sounds hold the gate open (a beeping alarm, clatter, a TV), every
-#   SEARCH_STRIDE-th frame is scored until one sounds like speech; from then on every
-#   frame, for the START_FRAMES in a row that start it;
+# - while other sounds hold the gate open (a beeping alarm, clatter, music), every
+#   SEARCH_STRIDE-th frame is scored until one sounds like speech (every
+#   LONG_SEARCH_STRIDE-th once BACKOFF_FRAMES scored frames in a row were clearly not
+#   speech); from then on every frame, for the START_FRAMES in a row that start it;
 # - once speech is on, only its end is wanted, and a third of the frames tell it
 #   (hangover 0.5 s against a 96 ms step): every ACTIVE_STRIDE-th frame is scored, the
 #   others reuse it. (Scored this sparsely, Silero agrees with itself scored on every
@@ -34,6 +35,8 @@ GATE_DB = 6.0
 FLOOR_RISE_DB, FLOOR_FALL_DB = 0.05, 1.0  # per frame: the floor follows quiet fast, loud slowly
 PRE_EMPHASIS = 0.95
 SEARCH_STRIDE = 3
+LONG_SEARCH_STRIDE = 6
+BACKOFF_FRAMES, CLEARLY_NOT_PROB = 5, 0.1
 ACTIVE_STRIDE = 3
 
 
@@ -43,6 +46,7 @@ class SpeechDetector:
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames = 0
         self._run = 0
+        self._not_speech = 0  # scored frames in a row that were clearly not speech
         self._quiet_s = 0.0
         self.active = False
         self.started_at: float | None = None
@@ -73,8 +77,9 @@ class SpeechDetector:
                     prob = self._vad.process_samples(frame.tolist())
                 else:
                     prob = self.last_prob
-            elif self._run or (level > floor + GATE_DB and self._frames % SEARCH_STRIDE == 0):
+            elif self._run or (level > floor + GATE_DB and self._frames % self._search_stride() == 0):
                 prob = self._vad.process_samples(frame.tolist())
+                self._not_speech = self._not_speech + 1 if prob < CLEARLY_NOT_PROB else 0
             elif level > floor + GATE_DB:
                 prob = self.last_prob  # a sound goes on between two scored frames
             else:
@@ -92,6 +97,9 @@ class SpeechDetector:
                     self.active, self._run = False, 0
                     out.append(events.speech(t, "stop"))
         return out
+
+    def _search_stride(self) -> int:
+        return LONG_SEARCH_STRIDE if self._not_speech >= BACKOFF_FRAMES else SEARCH_STRIDE
 
     def finish(self) -> list[Event]:
         if not self.active:

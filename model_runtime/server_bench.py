@@ -22,7 +22,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import json
+import os
 import random
 import shlex
 import socket
@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
                 asyncio.run(_soak(port, pid, args.soak_frames, args.soak_clients, rng))
         if not args.skip_latency:
             for n in streams:
-                asyncio.run(_latency(port, n, args.latency_seconds))
+                asyncio.run(_latency(port, pid, n, args.latency_seconds))
     return 0
 
 
@@ -98,6 +98,12 @@ def _server(extra: str, max_streams: int):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _memory_kb(pid: int) -> dict[str, int]:
@@ -163,7 +169,7 @@ async def _one_stream(port: int, stats, errors, rng: random.Random, kind: str) -
             await _send(writer, Detect().event())
         if kind == "bad":
             await _send_raw(writer, b"not a frame\n")
-            await _send(writer, Event("transcribe"))
+            await _send(writer, Event("no-such-event"))
         await _send(writer, AudioStart(rate=rate, width=width, channels=channels).event())
         chunks = rng.randint(20, 300)
         if kind == "drop":
@@ -210,8 +216,10 @@ async def _send_raw(writer: asyncio.StreamWriter, raw: bytes) -> None:
 
 
 # --- latency -----------------------------------------------------------------
-async def _latency(port: int, streams: int, seconds: float) -> None:
+async def _latency(port: int, pid: int, streams: int, seconds: float) -> None:
+    cpu_before, wall_before = _cpu_seconds(pid), time.monotonic()
     results = await asyncio.gather(*(_latency_stream(port, seconds, seed) for seed in range(streams)))
+    server_cores = (_cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
     latencies = sorted(ms for stream in results for ms in stream)
     if not latencies:
         print(f"latency, {streams} streams: no events")
@@ -219,7 +227,8 @@ async def _latency(port: int, streams: int, seconds: float) -> None:
     p50 = statistics.median(latencies)
     p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
     print(f"latency, {streams:>2} concurrent lite streams: {len(latencies)} events, "
-          f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms")
+          f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms; "
+          f"server CPU {server_cores:.2f} cores ({server_cores / streams * 100:.1f} % of a core per stream)")
 
 
 async def _latency_stream(port: int, seconds: float, seed: int) -> list[float]:

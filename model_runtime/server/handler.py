@@ -190,6 +190,7 @@ class ClientHandler(AsyncEventHandler):
                 on_skip=self._on_skip,
                 on_failure=self.send_error,
                 max_backlog_seconds=self.server.max_backlog_seconds,
+                min_feed_seconds=self.server.min_feed_seconds,
             )
         except BaseException:
             self.server.release_stream()

@@ -11,6 +11,10 @@ the stream jumps to live audio; `on_skip(seconds, total_seconds)` reports how
 much was lost, now and on this stream so far.
 Memory per stream stays under the cap, and the delay of events never exceeds
 it plus one engine call.
+
+Audio reaches the engine in pieces of at least `min_feed_seconds` (the rest
+waits for more audio, an instruction or the flush at the end): a client's
+10 ms chunks cost the lite engine five times the CPU of 100 ms pieces.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class StreamSession:
         on_skip: ReportSkip,
         on_failure: ReportFailure,
         max_backlog_seconds: float,
+        min_feed_seconds: float = 0.0,
     ) -> None:
         self._stream = stream
         self._executor = executor
@@ -57,6 +62,7 @@ class StreamSession:
         self._on_skip = on_skip
         self._on_failure = on_failure
         self._max_backlog = int(max_backlog_seconds * SAMPLE_RATE)
+        self._min_feed = int(min_feed_seconds * SAMPLE_RATE)
         self._items: collections.deque[tuple[str, object]] = collections.deque()
         self._backlog = 0  # samples queued, not yet handed to the engine
         self._pending_skip = 0
@@ -88,7 +94,8 @@ class StreamSession:
         self._items.append((_AUDIO, samples))
         self._backlog += samples.size
         self.peak_backlog = max(self.peak_backlog, self._backlog)
-        self._wakeup.set()
+        if self._backlog >= self._min_feed:  # smaller pieces wait for more (or for a flush)
+            self._wakeup.set()
 
     @property
     def instructions_waiting(self) -> int:

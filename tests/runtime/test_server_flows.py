@@ -16,6 +16,7 @@ from model_runtime import __version__
 from model_runtime import constants as c
 from model_runtime.audio import pcm16_to_float
 from model_runtime.engine import EngineOptions, create_engine, run_stream
+from model_runtime.lite import LiteEngine, LiteStream
 from server_support import Client, burst, custom, listen, running_server, to_pcm16
 
 
@@ -128,6 +129,39 @@ async def test_instruct_reaches_the_stream_and_bad_instructions_are_refused():
         error, before = await client.read_until("error")
         assert error.data["code"] == c.WYOMING_ERROR_BAD_EVENT and "text" in error.data["text"]
         assert not [e for e in before if e.type == "error"]
+        await client.close()
+
+
+class RecordingEngine(LiteEngine):
+    """The lite engine, noting the size of every piece of audio its streams are fed."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        super().__init__(options)
+        self.fed: list[int] = []
+
+    def open_stream(self) -> LiteStream:
+        stream = super().open_stream()
+        feed = stream.feed
+
+        def recording_feed(audio):
+            self.fed.append(len(audio))
+            return feed(audio)
+
+        stream.feed = recording_feed
+        return stream
+
+
+async def test_small_chunks_reach_the_engine_in_pieces_of_at_least_100_ms():
+    engine = RecordingEngine(EngineOptions())
+    async with running_server(engine) as server:
+        client = await Client.connect(server)
+        await client.send(listen())
+        pcm = to_pcm16(burst(1.55, loud_at=1.0))
+        await client.stream(pcm, chunk_seconds=0.01)
+        sounds = custom(await client.flushed(), c.EVENT_SOUND)
+        assert sounds and abs(sounds[0].data["start"] - 1.0) < 0.05
+        assert sum(engine.fed) == len(pcm) // 2, "every sample reaches the engine once"
+        assert all(n >= 1600 for n in engine.fed[:-1]) and len(engine.fed) <= 16
         await client.close()
 
 

@@ -118,7 +118,23 @@ async def test_wake_word_entity_offers_the_engine_wake_words_and_the_model_decis
     words = await entity.get_supported_wake_words()
     ids = [w.id for w in words]
     assert ids[-1] == MODEL_DECISION_NAME
+    assert "okay_nabu" in ids  # the lite engine's default wake word
+    assert next(w for w in words if w.id == "okay_nabu").name == "Okay Nabu"
     assert entity.name == "audio-interaction"
+
+
+async def test_wake_word_entity_detects_a_spoken_wake_word(hass: HomeAssistant, audio_server, okay_nabu_pcm) -> None:
+    """HA's own wake flow (`detect okay_nabu`, 10 ms chunks, hang up) with the lite engine's wake word."""
+    entry = await setup_wyoming_entry(hass, audio_server)
+    entity = wake_entity(hass, entry)
+    result = await asyncio.wait_for(entity.async_process_audio_stream(audio_stream(okay_nabu_pcm), "okay_nabu"), 30)
+    assert result is not None, "no detection"
+    assert (result.wake_word_id, result.wake_word_phrase) == ("okay_nabu", "okay nabu")
+    assert 500 <= result.timestamp <= 2500
+    assert hass.states.get(entity.entity_id).state not in ("unknown", "unavailable")
+    # Asked for the model's decision instead, the same words are not a detection.
+    result = await entity.async_process_audio_stream(audio_stream(okay_nabu_pcm, tail_seconds=1.0), MODEL_DECISION_NAME)
+    assert result is None
 
 
 async def test_no_detection_in_a_quiet_room(hass: HomeAssistant, audio_server) -> None:

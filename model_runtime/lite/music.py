@@ -35,6 +35,7 @@ class MusicDetector:
     def __init__(self, model) -> None:
         self._model = model
         self._buf = np.zeros(0, dtype=np.float32)
+        self._pieces: list[np.ndarray] = []
         self._seen = 0
         self._next = int(WINDOW_S * SAMPLE_RATE)
         self._votes = 0
@@ -48,13 +49,14 @@ class MusicDetector:
 
     def process(self, audio: np.ndarray, speech: bool = False) -> list[Event]:
         """`speech`: the speech detector says someone is speaking (for this piece)."""
-        keep = int(WINDOW_S * SAMPLE_RATE)
-        self._buf = np.concatenate([self._buf, audio])[-keep:]
+        self._pieces.append(np.asarray(audio, dtype=np.float32))  # joined only when a window is judged
         self._seen += len(audio)
         self._speech_throughout = self._speech_throughout and speech
         out: list[Event] = []
         while self._seen >= self._next:
             self._next += int(HOP_S * SAMPLE_RATE)
+            self._buf = np.concatenate([self._buf, *self._pieces])[-int(WINDOW_S * SAMPLE_RATE) :]
+            self._pieces = []
             out += self._judge(self._seen / SAMPLE_RATE)
             self._speech_throughout = speech
         return out

@@ -49,7 +49,10 @@ LENGTH_RATIO = 1.4  # the longest beep of a group at most this many times the sh
 # next beep of a T3 alarm.
 PAUSE_BREAK_FRACTION = 0.5
 PAUSE_BREAK_DB = 3.0  # (a shorter one breaks it too if it is as loud as the pattern: a tune's note)
-MERGE_GAP_S = 0.04  # shorter gaps may be dropouts inside one beep (T4's gaps are 0.1 s)
+LAST_TRIES = 3  # the latest fitting beeps tried as a group's last
+PRE_PAUSE_DB = 6.0  # a beep before the group that leaves it no pause must be about as loud (a run's beeps are)
+MERGE_GAP_S = 0.04
+MERGE_LEVEL_DB = 6.0  # pieces of one beep are about as loud; a weaker scrap before it is another sound's  # shorter gaps may be dropouts inside one beep (T4's gaps are 0.1 s)
 # A beep follows one tone: a jump larger than this (per 10 ms) is another sound. Sweeps move less.
 FREQ_STEP_HZ, FREQ_STEP = 70.0, 0.06
 BATCH_SAMPLES = 1_600  # decisions every 0.1 s of stream time
@@ -356,8 +359,17 @@ class AlarmDetector:
             for b in AlarmDetector._mend(st.beeps, pattern)
             if pattern.duration[0] <= b.duration <= pattern.duration[1] and b.peak >= ALARM_MIN_LEVEL_DB and b.salience >= ALARM_MIN_SALIENCE
         ]
-        if len(fitting) < pattern.beeps:
-            return None
+        # The group usually ends with the latest fitting beep; but a weaker sound of about
+        # the beep's length may follow it in the channel (a note under the alarm's tone),
+        # so the one or two before are tried as the group's end too.
+        for end in range(len(fitting), max(pattern.beeps - 1, len(fitting) - LAST_TRIES), -1):
+            group = AlarmDetector._group_ending(st, pattern, fitting[:end])
+            if group is not None:
+                return group
+        return None
+
+    @staticmethod
+    def _group_ending(st: _ChannelState, pattern: Pattern, fitting: list[Beep]) -> list[Beep] | None:
         last = fitting[-1]
         sounder = [b for b in fitting if same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB]
         if len(sounder) < pattern.beeps:
@@ -372,7 +384,8 @@ class AlarmDetector:
         for b in st.beeps:
             if b.on > last.off and same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB and breaks_pause(b, last, pattern):
                 return None
-        if len(sounder) > pattern.beeps and group[0].on - sounder[-pattern.beeps - 1].off < pattern.min_pause:
+        before = sounder[-pattern.beeps - 1] if len(sounder) > pattern.beeps else None
+        if before is not None and group[0].on - before.off < pattern.min_pause and before.peak >= last.peak - PRE_PAUSE_DB:
             return None  # no pause before the group: part of a longer run (a beeper, music), not this alarm
         return group
 
@@ -382,7 +395,13 @@ class AlarmDetector:
         out: list[Beep] = []
         for b in beeps:
             prev = out[-1] if out else None
-            if prev is not None and b.on - prev.off <= MERGE_GAP_S and same_sounder(b.freq, prev.freq) and b.off - prev.on <= pattern.duration[1]:
+            if (
+                prev is not None
+                and b.on - prev.off <= MERGE_GAP_S
+                and same_sounder(b.freq, prev.freq)
+                and abs(b.peak - prev.peak) <= MERGE_LEVEL_DB
+                and b.off - prev.on <= pattern.duration[1]
+            ):
                 out[-1] = Beep(prev.on, b.off, (prev.freq + b.freq) / 2, max(prev.salience, b.salience), max(prev.peak, b.peak), max(prev.sag, b.sag), max(prev.dominance, b.dominance))
             else:
                 out.append(b)

@@ -51,8 +51,9 @@ PAUSE_BREAK_FRACTION = 0.5
 PAUSE_BREAK_DB = 3.0  # (a shorter one breaks it too if it is as loud as the pattern: a tune's note)
 LAST_TRIES = 3  # the latest fitting beeps tried as a group's last
 PRE_PAUSE_DB = 6.0  # a beep before the group that leaves it no pause must be about as loud (a run's beeps are)
-MERGE_GAP_S = 0.04
-MERGE_LEVEL_DB = 6.0  # pieces of one beep are about as loud; a weaker scrap before it is another sound's  # shorter gaps may be dropouts inside one beep (T4's gaps are 0.1 s)
+MERGE_GAP_S = 0.04  # shorter gaps may be dropouts inside one beep (T4's gaps are 0.1 s)
+MERGE_FREQ = 0.06  # pieces of one beep: the second goes on at the pitch where the first stopped
+MERGE_LEVEL_DB = 6.0  # and is about as loud; a weaker scrap before it is another sound's
 # A beep follows one tone: a jump larger than this (per 10 ms) is another sound. Sweeps move less.
 FREQ_STEP_HZ, FREQ_STEP = 70.0, 0.06
 BATCH_SAMPLES = 1_600  # decisions every 0.1 s of stream time
@@ -121,6 +122,8 @@ class Beep:
     peak: float  # dB
     sag: float  # dB the mean level lies below the peak: ~1 for a steady beep, more for a struck or sung note
     dominance: float = 0.0  # dB its level stood above or below all the band's sound at once (at best)
+    freq_on: float = 0.0  # Hz where it began and where it ended (a sweep moves; a fixed tone does not)
+    freq_off: float = 0.0
 
     @property
     def duration(self) -> float:
@@ -156,6 +159,7 @@ class _ChannelState:
     lev_sum: float = 0.0
     n: int = 0
     last_freq: float = 0.0
+    first_freq: float = 0.0
     dominance: float = -200.0
     onset_levels: list = field(default_factory=list)  # (time, level) of the first on-frames
     beeps: deque = field(default_factory=lambda: deque(maxlen=KEEP_BEEPS))
@@ -277,6 +281,7 @@ class AlarmDetector:
                         st.active, st.start, st.peak = True, t - FRAME_SECONDS, lev[i]
                         st.off_frames, st.n, st.freq_sum, st.sal_sum, st.lev_sum = 0, 1, freq[i], sal[i], lev[i]
                         st.onset_levels = [(t, lev[i])]
+                        st.first_freq = freq[i]
                         st.last_freq = freq[i]
                         st.dominance = lev[i] - band[i]
         found.sort(key=lambda cb: cb[1].off)
@@ -291,7 +296,7 @@ class AlarmDetector:
         start = next((t - FRAME_SECONDS for t, lev in st.onset_levels if lev >= st.peak - DECAY_DB), st.start)
         if not MIN_BEEP_S <= st.off_since - start <= MAX_BEEP_S:
             return None
-        beep = Beep(start, st.off_since, st.freq_sum / st.n, st.sal_sum / st.n, st.peak, st.peak - st.lev_sum / st.n, st.dominance)
+        beep = Beep(start, st.off_since, st.freq_sum / st.n, st.sal_sum / st.n, st.peak, st.peak - st.lev_sum / st.n, st.dominance, st.first_freq, st.last_freq)
         if st.beeps and is_echo(beep, st.beeps[-1]):
             return None
         st.beeps.append(beep)
@@ -400,9 +405,13 @@ class AlarmDetector:
                 and b.on - prev.off <= MERGE_GAP_S
                 and same_sounder(b.freq, prev.freq)
                 and abs(b.peak - prev.peak) <= MERGE_LEVEL_DB
+                and abs(b.freq_on - prev.freq_off) <= MERGE_FREQ * prev.freq_off  # it goes on where the other stopped
                 and b.off - prev.on <= pattern.duration[1]
             ):
-                out[-1] = Beep(prev.on, b.off, (prev.freq + b.freq) / 2, max(prev.salience, b.salience), max(prev.peak, b.peak), max(prev.sag, b.sag), max(prev.dominance, b.dominance))
+                out[-1] = Beep(
+                    prev.on, b.off, (prev.freq + b.freq) / 2, max(prev.salience, b.salience), max(prev.peak, b.peak),
+                    max(prev.sag, b.sag), max(prev.dominance, b.dominance), prev.freq_on, b.freq_off,
+                )
             else:
                 out.append(b)
         return out

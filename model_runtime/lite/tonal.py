@@ -18,7 +18,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from ..constants import SAMPLE_RATE
 
@@ -73,6 +72,7 @@ class TonalTracker:
         self._lo = min(ch.lo_bin for ch in self.channels) - NEIGHBOUR_FAR
         self._hi = max(ch.hi_bin for ch in self.channels) + NEIGHBOUR_FAR
         self._window = np.hanning(N_FFT).astype(np.float32)
+        self._power_scale = 4.0 / float(np.sum(self._window)) ** 2
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames_done = 0
         self._floor_frames = int(FLOOR_SECONDS / FRAME_SECONDS)
@@ -83,6 +83,7 @@ class TonalTracker:
         self._blocks: deque[tuple[int, np.ndarray]] = deque([(1, np.full(self._hi - self._lo, -120.0))])
         self._power_tail: np.ndarray | None = None  # last frames' power, for smoothing
         self._bins_hz = np.arange(self._lo, self._hi) * SAMPLE_RATE / N_FFT
+        self._channel_bins = [(ch.lo_bin - self._lo, ch.hi_bin - self._lo) for ch in self.channels]
 
     def process(self, audio: np.ndarray) -> TonalFrames | None:
         buf = np.concatenate([self._pending, audio.astype(np.float32, copy=False)])
@@ -93,13 +94,13 @@ class TonalTracker:
         self._pending = buf[n_frames * HOP :]
         frames = np.lib.stride_tricks.sliding_window_view(buf, N_FFT)[::HOP][:n_frames]
         spec = np.fft.rfft(frames * self._window, axis=1)[:, self._lo : self._hi]
-        power = (spec.real**2 + spec.imag**2) * (4.0 / (np.sum(self._window) ** 2))
+        power = (spec.real**2 + spec.imag**2) * self._power_scale
 
         # Temporal smoothing over SMOOTH_FRAMES, continuing across calls.
         tail = self._power_tail if self._power_tail is not None else np.repeat(power[:1], SMOOTH_FRAMES - 1, axis=0)
         joined = np.concatenate([tail, power])
         self._power_tail = joined[-(SMOOTH_FRAMES - 1) :]
-        smooth = uniform_filter1d(joined, SMOOTH_FRAMES, axis=0, origin=(SMOOTH_FRAMES - 1) // 2)[SMOOTH_FRAMES - 1 :]
+        smooth = sum(joined[k : len(joined) - SMOOTH_FRAMES + 1 + k] for k in range(SMOOTH_FRAMES)) / SMOOTH_FRAMES
         db = 10.0 * np.log10(smooth + 1e-12)
 
         # Spectral contrast: the bin against the mean power of its neighbours on each side (the louder side).
@@ -135,7 +136,6 @@ class TonalTracker:
     def _argmax_per_channel(self, salience: np.ndarray) -> np.ndarray:
         """Index (into analysed bins) of the most salient bin of each channel, per frame."""
         out = np.empty((salience.shape[0], len(self.channels)), dtype=np.int64)
-        for c, ch in enumerate(self.channels):
-            a, b = ch.lo_bin - self._lo, ch.hi_bin - self._lo
-            out[:, c] = a + np.argmax(salience[:, a:b], axis=1)
+        for c, (a, b) in enumerate(self._channel_bins):
+            out[:, c] = a + salience[:, a:b].argmax(axis=1)  # (the method: np.argmax's wrapper costs as much)
         return out

@@ -165,6 +165,12 @@ class Room:
         self._queue.put_nowait(chunk)
 
     @callback
+    def set_transcript(self, data: dict[str, Any]) -> None:
+        """A request heard in the room (the engine's `transcript`, or our STT entity's result)."""
+        self.last_transcript = data
+        self._update()
+
+    @callback
     def add_wake_stage(self, stage: WakeStage) -> None:
         """A pipeline run of the satellite is (again) in its wake-word stage."""
         self._pipeline_answers = False  # the run a model decision started is over
@@ -272,7 +278,7 @@ class Room:
             self.speech = data.get("state") == "start"
             self._update()
         elif kind == EVENT_TRANSCRIPT:
-            self.last_transcript = data
+            self.set_transcript(data)
         elif kind == EVENT_ERROR:
             message = str(data.get("message"))
             self.stats.errors.append(message)

@@ -23,7 +23,15 @@ async def async_setup_entry(
     entry: AudioInteractionConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    add_room_entities(entry, async_add_entities, LastResponseSensor)
+    add_room_entities(entry, async_add_entities, LastResponseSensor, LastTranscriptSensor)
+
+
+def _state_text(heard: dict[str, Any] | None) -> str | None:
+    """The `text` of a response or transcript as a state: cut to 255 characters."""
+    if heard is None:
+        return None
+    text = str(heard.get("text") or "")
+    return text if len(text) <= MAX_STATE_LENGTH else text[: MAX_STATE_LENGTH - 1] + "…"
 
 
 class LastResponseSensor(RoomEntity, SensorEntity):
@@ -33,11 +41,22 @@ class LastResponseSensor(RoomEntity, SensorEntity):
 
     @property
     def native_value(self) -> str | None:
-        if self.room.last_response is None:
-            return None
-        text: str = self.room.last_response["text"]
-        return text if len(text) <= MAX_STATE_LENGTH else text[: MAX_STATE_LENGTH - 1] + "…"
+        return _state_text(self.room.last_response)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
         return self.room.last_response
+
+
+class LastTranscriptSensor(RoomEntity, SensorEntity):
+    """The last request heard in the room: the engine's transcript after a wake word, or our STT's."""
+
+    key = "last_transcript"
+
+    @property
+    def native_value(self) -> str | None:
+        return _state_text(self.room.last_transcript)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        return self.room.last_transcript

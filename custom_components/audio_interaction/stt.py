@@ -92,6 +92,8 @@ class ServerSpeechToText(stt.SpeechToTextEntity):
                 while (event := await client.read_event()) is not None:
                     if Transcript.is_type(event.type):
                         text = Transcript.from_event(event).text
+                        if room is not None:
+                            room.set_transcript({"text": text, "source": "speech_to_text"})
                         return stt.SpeechResult(text, stt.SpeechResultState.SUCCESS)
                     if event.type == "error":
                         _LOGGER.warning("Speech-to-text: the server reports: %s", (event.data or {}).get("text"))

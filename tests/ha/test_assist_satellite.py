@@ -234,6 +234,8 @@ async def test_spoken_command_turns_on_the_light(hass: HomeAssistant, home, audi
     # The room heard it all: the wake word stage and the command both went into its stream.
     assert living_room.stream_samples >= len(spoken_command) // 2 - 16_000
     assert living_room.wake_stages == set()
+    transcript = hass.states.get("sensor.living_room_last_transcript")  # the request, on the room's device
+    assert (transcript.state, transcript.attributes["source"]) == (COMMAND, "speech_to_text")
 
 
 async def test_two_satellites_smoke_alarm_in_one_room_command_in_the_other(

@@ -118,7 +118,7 @@ def test_translations_complete() -> None:
         assert key in strings["exceptions"], key
     assert "source_failing" in strings["issues"]
     entity_keys = re.findall(r'\n    key = "(\w+)"', code)
-    assert len(entity_keys) == 7
+    assert len(entity_keys) == 8
     for key in entity_keys:
         assert any(key in platform for platform in strings["entity"].values()), key
     services = yaml.safe_load((COMPONENT / "services.yaml").read_text())

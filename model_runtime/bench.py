@@ -13,6 +13,8 @@ import importlib
 BENCHMARKS: tuple[tuple[str, str, str], ...] = (
     ("model", "model_runtime.interaction.bench", "the audio-interaction loop: overhead, latency, 3B-shaped model speed"),
     ("server", "model_runtime.server_bench", "the Wyoming server: soak (frames, errors, memory) and chunk-to-event latency"),
+    ("rooms", "model_runtime.interaction.bench_rooms", "batched rooms (1/4/8/16 per tick) and int8 weights on the 3B-shaped model"),
+    ("soak", "model_runtime.interaction.soak", "24 h of simulated audio through the server (tiny model): memory growth, latency drift"),
     ("lite", "model_runtime.lite.bench", "the lite engine: RTF per stream, streams two cores sustain, detection figures"),
     ("assist", "model_runtime.server.asr_bench", "Assist satellites: wake word detections and the asr service's transcripts on generated speech"),
 )

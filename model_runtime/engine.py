@@ -36,6 +36,9 @@ class EngineOptions:
     context_seconds: float = 300.0  # sliding window of recent audio kept in the KV cache
     async_encoder: bool = False  # encoder runs ahead of the LM (upstream's FIFO mode)
     threads: int | None = None
+    quantize: str = "none"  # none | int8 | int8-dynamic: LM weights through torchao (interaction/quantize.py)
+    overload_seconds: float = 2.0  # live audio this far behind: decide every other chunk (interaction/overload.py)
+    batch_rooms: int = 16  # at most this many streams share one batched model step (1 = no batching)
     # lite engine
     wake_words: list[str] = field(default_factory=lambda: ["okay_nabu"])
 
@@ -106,6 +109,13 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                    help="seconds of recent audio kept in the model's context (default %(default)s)")
     g.add_argument("--async-encoder", action="store_true", help="encode audio ahead of the LM (FIFO mode)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    g.add_argument("--quantize", default=defaults.quantize, choices=["none", "int8", "int8-dynamic"],
+                   help="LM weights in int8 (torchao; for CPU homes): default %(default)s")
+    g.add_argument("--overload-seconds", type=float, default=defaults.overload_seconds,
+                   help="a live stream this many seconds behind decides every other 0.4 s chunk until it catches up, "
+                        "announced as an 'overloaded' error event (0 = never; default %(default)s)")
+    g.add_argument("--batch-rooms", type=int, default=defaults.batch_rooms,
+                   help="streams that share one batched model step, at most (1 = no batching; default %(default)s)")
     g.add_argument("--wake-word", dest="wake_words", action="append", default=None,
                    help="lite engine wake word (repeatable; default okay_nabu)")
 
@@ -122,5 +132,8 @@ def options_from_args(args: argparse.Namespace) -> EngineOptions:
         context_seconds=args.context_seconds,
         async_encoder=args.async_encoder,
         threads=args.threads,
+        quantize=args.quantize,
+        overload_seconds=args.overload_seconds,
+        batch_rooms=args.batch_rooms,
         wake_words=args.wake_words or defaults.wake_words,
     )

@@ -123,41 +123,70 @@ class CachedDecoder:
     def compact(self, cache: KVCache, keep: torch.Tensor, start: int) -> None:
         cache.compact(keep, start, self.rotary.inv_freq)
 
-    @torch.inference_mode()
     def forward(self, cache: KVCache, embeds: torch.Tensor) -> torch.Tensor:
         """Append `embeds` (n, width) at the cache's end; return the last position's logits (vocab,), float32."""
-        n = embeds.shape[0]
-        start = cache.length
-        end = start + n
-        if end > cache.capacity:
-            raise ValueError(f"KV cache full: {end} slots needed, capacity {cache.capacity}")
-        x = embeds.to(self.dtype).unsqueeze(0)  # (1, n, width)
-        positions = torch.arange(start, end, device=self.device).unsqueeze(0)
+        return self.forward_many([cache], [embeds])[0]
+
+    @torch.inference_mode()
+    def forward_many(self, caches: list[KVCache], embeds: list[torch.Tensor]) -> torch.Tensor:
+        """One step for several streams at once (batched rooms): `embeds[r]` (n_r, width) goes onto `caches[r]`.
+
+        Returns (rooms, vocab) float32: row r is the logits of room r's last new position.
+        The rooms' tokens are concatenated into one (1, sum n_r, width) sequence, so
+        every projection and MLP streams the weights once for all rooms (what makes a
+        step memory-bound on CPU and launch-bound on GPU). Only attention is per room:
+        each room's queries attend to its own cache at its own positions (ragged
+        lengths need no padding and no mask across rooms), causally within its
+        n_r new rows. Row r depends on room r's inputs alone, so a non-finite room
+        cannot spoil another's logits.
+        """
+        if len(caches) != len(embeds) or not caches:
+            raise ValueError("forward_many needs one embeds tensor per cache, at least one")
+        if len({id(cache) for cache in caches}) != len(caches):
+            raise ValueError("forward_many: a cache may appear once per step")
+        counts = [e.shape[0] for e in embeds]
+        starts = [cache.length for cache in caches]
+        for cache, start, n in zip(caches, starts, counts):
+            if start + n > cache.capacity:
+                raise ValueError(f"KV cache full: {start + n} slots needed, capacity {cache.capacity}")
+        offsets = [sum(counts[:r]) for r in range(len(counts))]
+        total = sum(counts)
+        x = torch.cat([e.to(self.dtype) for e in embeds]).unsqueeze(0)  # (1, total, width)
+        positions = torch.cat(
+            [torch.arange(start, start + n, device=self.device) for start, n in zip(starts, counts)]
+        ).unsqueeze(0)
         cos, sin = self.rotary(x, positions)
-        # Causal mask of the n new rows against all `end` slots, repeated for the
-        # `group` query heads folded into each K/V head (rows are head-major).
-        mask = None
-        if n > 1:
-            rows = torch.arange(start, end, device=self.device)[:, None]
-            cols = torch.arange(end, device=self.device)[None, :]
-            mask = (cols <= rows).repeat(self.group, 1)
+        masks = [self._causal_mask(start, n) for start, n in zip(starts, counts)]
         for index, layer in enumerate(self.layers):
             attn = layer.self_attn
             h = layer.input_layernorm(x)
-            q = attn.q_proj(h).view(1, n, self.n_heads, self.head_dim).transpose(1, 2)
-            k = attn.k_proj(h).view(1, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(1, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            q = attn.q_proj(h).view(1, total, self.n_heads, self.head_dim).transpose(1, 2)
+            k = attn.k_proj(h).view(1, total, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(h).view(1, total, self.n_kv_heads, self.head_dim).transpose(1, 2)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            cache.keys[index, :, start:end] = k[0]
-            cache.values[index, :, start:end] = v[0]
-            keys = cache.keys[index, :, :end].unsqueeze(0)
-            values = cache.values[index, :, :end].unsqueeze(0)
-            # (1, heads, n, d) -> (1, kv_heads, group * n, d): head h = kv * group + r
-            packed = q.reshape(1, self.n_kv_heads, self.group * n, self.head_dim)
-            out = F.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=self.scale)
-            out = out.reshape(1, self.n_heads, n, self.head_dim).transpose(1, 2).reshape(1, n, -1)
-            x = x + attn.o_proj(out)
+            outs = []
+            for cache, start, n, offset, mask in zip(caches, starts, counts, offsets, masks):
+                end = start + n
+                cache.keys[index, :, start:end] = k[0, :, offset : offset + n]
+                cache.values[index, :, start:end] = v[0, :, offset : offset + n]
+                keys = cache.keys[index, :, :end].unsqueeze(0)
+                values = cache.values[index, :, :end].unsqueeze(0)
+                # (1, heads, n, d) -> (1, kv_heads, group * n, d): head h = kv * group + r
+                packed = q[:, :, offset : offset + n].reshape(1, self.n_kv_heads, self.group * n, self.head_dim)
+                out = F.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=self.scale)
+                outs.append(out.reshape(1, self.n_heads, n, self.head_dim).transpose(1, 2).reshape(1, n, -1))
+            x = x + attn.o_proj(outs[0] if len(outs) == 1 else torch.cat(outs, dim=1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
-        cache.length = end
-        last = self.final_norm(x[:, -1])
-        return self.lm_head(last)[0].float()
+        for cache, start, n in zip(caches, starts, counts):
+            cache.length = start + n
+        last = self.final_norm(x[0, [offset + n - 1 for offset, n in zip(offsets, counts)]])
+        return self.lm_head(last).float()
+
+    def _causal_mask(self, start: int, n: int) -> torch.Tensor | None:
+        """Causal mask of n new rows against all start + n slots, repeated for the
+        `group` query heads folded into each K/V head (rows are head-major); None for one row."""
+        if n == 1:
+            return None
+        rows = torch.arange(start, start + n, device=self.device)[:, None]
+        cols = torch.arange(start + n, device=self.device)[None, :]
+        return (cols <= rows).repeat(self.group, 1)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -60,12 +61,15 @@ from .. import events
 from ..engine import Engine, EngineOptions, EngineStream
 from ..errors import UserError
 from ..events import Event
+from .batch import Combiner, encode_batch, lm_step_batch
 from .checkpoint import encode_chunks, load_checkpoint
 from .chunk_encoder import ChunkEncoder, EncodedChunk, FifoChunkEncoder
 from .context import ContextWindow
 from .decoder import CachedDecoder
 from .features import StreamingLogMel
+from .overload import OverloadGuard
 from .prompt import AUDIO_SLOTS, CHUNK_IDS, instruction_ids, prefix_ids
+from .quantize import quantize_lm
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +104,32 @@ class InteractionEngine(Engine):
         self.options = options
         self.loaded = loaded if loaded is not None else load_checkpoint(options.model, options.device, options.dtype)
         self.tokenizer = self.loaded.tokenizer
+        quantize_lm(self.loaded.lm, options.quantize)  # in place, once (a shared `loaded` is quantized too)
         self.decoder = CachedDecoder(self.loaded.lm)
         self.prefix_ids = prefix_ids(self.tokenizer, options.system_prompt)
         # The prefix's K/V is the same for every stream: computed once, copied into each new cache.
         self.prefix_cache = self.decoder.new_cache(len(self.prefix_ids))
         self.decoder.forward(self.prefix_cache, self.decoder.embed(self.prefix_ids))
-        self.encode = functools.partial(encode_chunks, self.loaded)
+        self.open_streams: weakref.WeakSet[InteractionStream] = weakref.WeakSet()  # read by benchmarks
+        # Batched rooms (batch.py): every stream's LM steps and encoder calls go through
+        # one combiner each, so concurrent rooms share each model call.
+        if options.batch_rooms < 1:
+            raise UserError(f"--batch-rooms must be at least 1, not {options.batch_rooms}")
+        encode_one = functools.partial(encode_chunks, self.loaded)
+        if options.batch_rooms == 1:  # no batching: each stream calls the model itself
+            self.lm_step = self.decoder.forward
+            self.encode = encode_one
+            self.lm_batches = self.encoder_batches = None
+        else:
+            self.lm_batches = Combiner(functools.partial(lm_step_batch, self.decoder), options.batch_rooms)
+            self.encoder_batches = Combiner(functools.partial(encode_batch, encode_one), options.batch_rooms)
+            self.lm_step = lambda cache, embeds: self.lm_batches.submit((cache, embeds))
+            self.encode = self.encoder_batches.submit
 
     def open_stream(self, *, roll_seconds: float | None = None) -> InteractionStream:
-        return InteractionStream(self, roll_seconds=roll_seconds)
+        stream = InteractionStream(self, roll_seconds=roll_seconds)
+        self.open_streams.add(stream)
+        return stream
 
     def wake_words(self) -> list[str]:
         return [c.MODEL_DECISION_NAME]
@@ -136,6 +157,7 @@ class InteractionStream(EngineStream):
         else:
             self.encoder = ChunkEncoder(engine.encode)
         self.stats = LoopStats()
+        self.overload = OverloadGuard(options.overload_seconds)
         # Tokens to feed before the next chunk: (ids, kind) with kind "close" (ends the
         # last reply: part of the previous segment) or "instruction" (a pinned segment).
         self._pending: list[tuple[list[int], str]] = []
@@ -198,16 +220,20 @@ class InteractionStream(EngineStream):
         if not self._closed:
             self._closed = True
             self.encoder.close()
+            self.engine.open_streams.discard(self)
             self.cache = None  # free the stream's K/V now, not when the stream object goes
 
     # --- the loop -------------------------------------------------------------
     def _process(self, mel: np.ndarray) -> Iterator[Event]:
         # Counted on the stream, not per call: chunks a caller left unread (an abandoned
         # `feed_iter`) are taken, in order, by the next call instead of being lost.
+        mel, notice = self.overload.select(mel, self._outstanding, self._samples_in / c.SAMPLE_RATE)
+        if notice is not None:
+            yield notice
         self._outstanding += self.encoder.submit(mel)
         while self._outstanding:
             self._outstanding -= 1
-            yield from self.process_chunk(self.encoder.get())
+            yield from self.process_chunk(self.overload.true_index(self.encoder.get()))
 
     def process_chunk(self, chunk: EncodedChunk) -> Iterator[Event]:
         """The LM half of the loop for one already-encoded chunk (chunks must come in order).
@@ -301,7 +327,7 @@ class InteractionStream(EngineStream):
     # --- helpers --------------------------------------------------------------
     def _forward(self, embeds: torch.Tensor) -> torch.Tensor:
         started = time.perf_counter()
-        logits = self.decoder.forward(self.cache, embeds)
+        logits = self.engine.lm_step(self.cache, embeds)
         self.stats.lm_seconds += time.perf_counter() - started
         self.stats.lm_steps += 1
         return logits

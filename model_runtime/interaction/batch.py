@@ -1,0 +1,128 @@
+"""Batched rooms: the streams of one engine share each model step.
+
+Every room (stream) runs its own loop in its own thread (the server gives each
+stream a worker). When a room needs the LM or the audio encoder it does not call
+the model itself: it hands its request to a `Combiner` and waits. Whichever
+waiting thread finds no batch running takes *every* request waiting at that
+moment (up to `max_batch`), runs them as one batched call, hands each its
+result, and returns to its own work; requests that arrived meanwhile form the
+next batch. No scheduler thread, no timer, no tick to wait for:
+
+- N rooms in step (audio arrives every 0.4 s in each) share one batched LM step
+  per tick: `CachedDecoder.forward_many`, ragged caches, per-room positions;
+- a room that speaks joins each batch with its one-token decode step, so the
+  listening rooms' chunk steps ride along instead of queueing behind its reply;
+- a lone room runs exactly as it would alone (a batch of one).
+
+A failed batch fails each of its requests (each thread re-raises it and its
+stream turns it into an error event), never the combiner.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Generic, TypeVar
+
+import numpy as np
+import torch
+
+from .. import constants as c
+
+Request = TypeVar("Request")
+Result = TypeVar("Result")
+
+
+@dataclass
+class BatchStats:
+    """How the requests were grouped (read by tests and the benchmark)."""
+
+    batches: int = 0
+    requests: int = 0
+    largest: int = 0
+    sizes: dict[int, int] = field(default_factory=dict)  # batch size -> how many batches had it
+
+    def record(self, size: int) -> None:
+        self.batches += 1
+        self.requests += size
+        self.largest = max(self.largest, size)
+        self.sizes[size] = self.sizes.get(size, 0) + 1
+
+
+class _Slot(Generic[Request, Result]):
+    __slots__ = ("request", "result", "error", "done")
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class Combiner(Generic[Request, Result]):
+    """Runs `run_batch(requests) -> results` (one result per request, same order) for many threads."""
+
+    def __init__(self, run_batch: Callable[[list[Request]], list[Result]], max_batch: int = 16) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.stats = BatchStats()
+        self._cond = threading.Condition()
+        self._waiting: list[_Slot] = []
+        self._running = False
+
+    def submit(self, request: Request) -> Result:
+        """Block until `request` ran in some batch; return its result or raise its error."""
+        slot: _Slot = _Slot(request)
+        with self._cond:
+            self._waiting.append(slot)
+            while not slot.done:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                # Nobody is running a batch: this thread runs the next one (maybe not its own
+                # request first, when more than max_batch wait: oldest first, none starves).
+                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+                self._running = True
+                self._cond.release()
+                try:
+                    self._run(batch)
+                finally:
+                    self._cond.acquire()
+                    self._running = False
+                    self._cond.notify_all()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result  # type: ignore[return-value]
+
+    def _run(self, batch: list[_Slot]) -> None:
+        try:
+            results = self.run_batch([slot.request for slot in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch of {len(batch)} requests returned {len(results)} results")
+        except Exception as err:  # noqa: BLE001 - each request's thread re-raises it
+            for slot in batch:
+                slot.error, slot.done = err, True
+        else:
+            for slot, result in zip(batch, results):
+                slot.result, slot.done = result, True
+        self.stats.record(len(batch))
+
+
+def lm_step_batch(decoder, requests: list[tuple[object, torch.Tensor]]) -> list[torch.Tensor]:
+    """(cache, embeds) requests -> each room's last-position logits, in one `forward_many`."""
+    logits = decoder.forward_many([cache for cache, _ in requests], [embeds for _, embeds in requests])
+    return list(logits)
+
+
+def encode_batch(encode: Callable[[np.ndarray], torch.Tensor], mels: list[np.ndarray]) -> list[torch.Tensor]:
+    """(128, 40 * k_r) mel frames of several rooms -> each room's (k_r, 10, width), in one encoder call.
+
+    Chunks are encoded independently (per-chunk `feature_lens`), so the rooms'
+    frames can simply be put side by side: the encoder's attention never crosses
+    a chunk boundary, hence never a room boundary either.
+    """
+    counts = [mel.shape[1] // c.MEL_FRAMES_PER_CHUNK for mel in mels]
+    vectors = encode(np.concatenate(mels, axis=1) if len(mels) > 1 else mels[0])
+    return list(torch.split(vectors, counts))

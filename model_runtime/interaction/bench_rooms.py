@@ -1,0 +1,242 @@
+"""`audio-interaction bench rooms`: batched rooms and quantized weights on the 3B-shaped model (printed, never asserted).
+
+Random weights in the shapes of Qwen2.5-3B (LM) and Qwen2.5-Omni-3B's audio
+encoder (no download; see bench.py `build_random`). Two sections (`--sections`):
+
+- rooms: one 0.4 s tick of N rooms = the encoder on N chunks + a 12-token
+  listening step for each room at `--context` tokens, three ways:
+  batched (one encoder call, one `forward_many`), sequential (N separate calls,
+  what the runtime did before), and the engine's path (N threads, one per room
+  as the server runs them, meeting in the `Combiner`s). Printed: ms per tick,
+  ratio to one room, RTF of the tick (<= 1: all N rooms keep up with real time).
+- rtf: one room, whole chunk (encoder + listening step) at the start and at the
+  end of the default context window (300 s), per `--quantize` mode; wall and CPU
+  time (the build machines are shared and loaded: CPU time / threads is the
+  better estimate of an idle machine's wall time), and the logits drift of each
+  quantized mode against the unquantized weights over a few steps.
+
+`--device cuda --dtype bfloat16` runs it on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import threading
+import time
+
+from .. import constants as c
+from .bench import PeakMemory, build_random, omni3b_audio_config, qwen25_3b_config
+
+SECTIONS = ("rooms", "rtf")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of: %(default)s")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default %(default)s)")
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--rooms", default="1,4,8,16", help="room counts (default %(default)s)")
+    parser.add_argument("--context", type=int, default=1000, help="tokens of context per room in the rooms section")
+    parser.add_argument("--quantize", default="none,int8", help="rtf section modes (default %(default)s)")
+    parser.add_argument("--layers", type=int, default=36, help="LM layers (default %(default)s; fewer for a quick look)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per figure (median; default %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..errors import UserError
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible to torch")
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise UserError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    dtype = getattr(torch, args.dtype)
+    started = time.perf_counter()
+    lm, encoder = _build(dtype, device, args.layers)
+    print(f"# bench rooms: Qwen2.5-3B-shaped LM ({args.layers} layers) + Omni-3B audio encoder, random weights, "
+          f"{args.dtype}, {_device_name(device)}, {torch.get_num_threads()} CPU threads; built in "
+          f"{time.perf_counter() - started:.0f} s; medians of {args.repeats}")
+    if "rooms" in sections:
+        bench_rooms(lm, encoder, device, [int(r) for r in args.rooms.split(",")], args.context, args.repeats)
+    if "rtf" in sections:
+        modes = [m.strip() for m in args.quantize.split(",") if m.strip()]
+        bench_rtf(lm, encoder, device, modes, args.repeats)
+    print(f"total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _build(dtype, device, layers: int):
+    from transformers import Qwen2ForCausalLM
+    from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
+
+    lm = build_random(Qwen2ForCausalLM, qwen25_3b_config(layers), dtype, device)
+    encoder = build_random(Qwen2_5OmniAudioEncoder, omni3b_audio_config(), dtype, device)
+    return lm, encoder
+
+
+def _device_name(device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
+def _timed(fn, device, repeats: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of `fn()` after one warm-up call; CPU = this process, all threads."""
+    import torch
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()
+    sync()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        sync()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def _random_caches(decoder, rooms: int, context: int):
+    caches = [decoder.new_cache(context + c.TOKENS_PER_CHUNK + 1) for _ in range(rooms)]
+    for cache in caches:  # attention costs the same over random K/V as over real ones
+        cache.keys[:, :, :context].normal_(0, 0.5)
+        cache.values[:, :, :context].normal_(0, 0.5)
+        cache.length = context
+    return caches
+
+
+def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repeats: int) -> None:
+    import numpy as np
+    import torch
+
+    from .batch import Combiner, encode_batch, lm_step_batch
+    from .checkpoint import encode_chunks_with
+    from .decoder import CachedDecoder
+
+    decoder = CachedDecoder(lm)
+    caches = _random_caches(decoder, max(room_counts), context)
+    mel = np.random.default_rng(0).standard_normal((c.N_MELS, c.MEL_FRAMES_PER_CHUNK)).astype(np.float32)
+    embeds = (torch.randn(c.TOKENS_PER_CHUNK, lm.config.hidden_size, device=device) * 0.02).to(decoder.dtype)
+
+    def encode_one(m):
+        return encode_chunks_with(encoder, m)
+
+    def rewind(rooms):
+        for cache in caches[:rooms]:
+            cache.length = context
+
+    print(f"\n## rooms: one 0.4 s tick = encoder on N chunks + a 12-token listening step per room, "
+          f"{context} tokens of context each")
+    print("rooms | batched ms/tick (x one room, RTF) | sequential ms/tick (x batched) | engine path: threads + "
+          "combiners ms/tick (LM batches/tick) | batched CPU ms")
+    base = None
+    for rooms in room_counts:
+        def batched(rooms=rooms):
+            rewind(rooms)
+            encode_batch(encode_one, [mel] * rooms)
+            decoder.forward_many(caches[:rooms], [embeds] * rooms)
+
+        def sequential(rooms=rooms):
+            rewind(rooms)
+            for cache in caches[:rooms]:
+                encode_one(mel)
+                decoder.forward(cache, embeds)
+
+        lm_batches = Combiner(lambda requests: lm_step_batch(decoder, requests), max_batch=16)
+        encoder_batches = Combiner(lambda mels: encode_batch(encode_one, mels), max_batch=16)
+
+        def engine_path(rooms=rooms):
+            rewind(rooms)
+            barrier = threading.Barrier(rooms)
+
+            def room(cache):
+                with torch.inference_mode():
+                    barrier.wait()
+                    encoder_batches.submit(mel)
+                    lm_batches.submit((cache, embeds))
+
+            threads = [threading.Thread(target=room, args=(cache,)) for cache in caches[:rooms]]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        with torch.inference_mode():
+            wall, cpu = _timed(batched, device, repeats)
+            seq, _ = _timed(sequential, device, repeats)
+        path, _ = _timed(engine_path, device, repeats)
+        base = base or wall
+        ticks = repeats + 1
+        print(f"{rooms:>5} | {wall * 1000:9.1f} ({wall / base:4.2f}x, RTF {wall / c.CHUNK_SECONDS:5.2f}) | "
+              f"{seq * 1000:9.1f} ({seq / wall:4.2f}x) | {path * 1000:9.1f} ({lm_batches.stats.batches / ticks:.1f}) | "
+              f"{cpu * 1000:8.1f}")
+    del caches
+    gc.collect()
+
+
+def bench_rtf(lm, encoder, device, modes: list[str], repeats: int) -> None:
+    import numpy as np
+    import torch
+
+    from .checkpoint import encode_chunks_with
+    from .context import ContextWindow
+    from .decoder import CachedDecoder
+    from .quantize import quantize_lm, weight_bytes
+
+    prefix = 64
+    window = ContextWindow(prefix, 300.0, max_segment_tokens=c.TOKENS_PER_CHUNK + 131)
+    contexts = {"start": prefix, "end": window.capacity - c.TOKENS_PER_CHUNK}
+    mel = np.random.default_rng(0).standard_normal((c.N_MELS, c.MEL_FRAMES_PER_CHUNK)).astype(np.float32)
+    gen = torch.Generator().manual_seed(1)
+    probe_prefix = torch.randn(prefix, lm.config.hidden_size, generator=gen).to(device) * 0.02
+    probe = [torch.randn(c.TOKENS_PER_CHUNK, lm.config.hidden_size, generator=gen).to(device) * 0.02 for _ in range(6)]
+    print(f"\n## rtf: one room, whole chunk (encoder + 12-token listening step); window of 300 s = "
+          f"{window.capacity} slots (start = {contexts['start']}, end = {contexts['end']} tokens of context)")
+    reference = None
+    memory = PeakMemory(device)
+    for mode in modes:
+        quantize_lm(lm, mode)  # in place: modes must go from none to one quantized mode
+        decoder = CachedDecoder(lm)
+        memory.reset()
+        with torch.inference_mode():
+            enc, enc_cpu = _timed(lambda: encode_chunks_with(encoder, mel), device, repeats)
+            figures = []
+            for where, context in contexts.items():
+                cache = _random_caches(decoder, 1, context)[0]
+                embeds = probe[0].to(decoder.dtype)
+
+                def step(cache=cache, context=context):
+                    cache.length = context
+                    decoder.forward(cache, embeds)
+
+                wall, cpu = _timed(step, device, repeats)
+                figures.append(f"{where} {wall * 1000:7.1f} ms step, chunk RTF {(enc + wall) / c.CHUNK_SECONDS:5.2f} "
+                               f"(CPU {(enc_cpu + cpu) * 1000:7.1f} ms)")
+                del cache
+            cache = decoder.new_cache(prefix + len(probe) * c.TOKENS_PER_CHUNK)
+            cache.length = 0
+            decoder.forward(cache, probe_prefix.to(decoder.dtype))
+            logits = torch.stack([decoder.forward(cache, e.to(decoder.dtype)) for e in probe])
+        drift = ""
+        if reference is None:
+            reference = logits
+        else:
+            scale = float(reference.abs().max())
+            worst = float((logits - reference).abs().max())
+            same = float((logits.argmax(-1) == reference.argmax(-1)).float().mean())
+            drift = f" | logits drift vs {modes[0]}: max {worst:.3f} ({100 * worst / scale:.1f} % of max |logit|), " \
+                    f"argmax equal {100 * same:.0f} %"
+        print(f"{mode:>12}: LM weights {weight_bytes(lm) / 2**30:5.2f} GiB | encoder {enc * 1000:6.1f} ms | "
+              + " | ".join(figures) + f" | peak {memory.peak_gib():.2f} GiB{drift}")

@@ -1,0 +1,191 @@
+"""Batched rooms on the rigged tiny checkpoint: one model step serves many streams.
+
+Tolerance: float32 on CPU; a batched step multiplies the same rows by the same
+weights, only grouped differently, so the logits agree to float32 rounding:
+max |batched - alone| <= 1e-4 (logits are O(10) here), and the greedy token is equal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from model_runtime import constants as c
+from model_runtime.engine import run_stream
+from model_runtime.errors import UserError
+from model_runtime.interaction.batch import Combiner
+from model_runtime.interaction.decoder import CachedDecoder
+from model_runtime.interaction.tiny import RIGGED_TEXT, trigger_audio
+from scale_support import loaded, make_engine  # noqa: F401 (a fixture)
+
+TOLERANCE = 1e-4
+
+
+def clone(cache):
+    twin = type(cache).__new__(type(cache))
+    twin.keys, twin.values = cache.keys.clone(), cache.values.clone()
+    twin.capacity, twin.length = cache.capacity, cache.length
+    return twin
+
+
+def test_batched_step_equals_each_room_alone(loaded):
+    decoder = CachedDecoder(loaded.lm)
+    width = loaded.lm.config.hidden_size
+    gen = torch.Generator().manual_seed(0)
+    # Ragged rooms: different histories, and different new-token counts in the same step
+    # (a listening chunk of 12, a chunk behind pending tokens, a one-token decode step).
+    histories, news = [5, 40, 17, 1], [12, 15, 1, 12]
+    caches = []
+    for history in histories:
+        cache = decoder.new_cache(128)
+        decoder.forward(cache, torch.randn(history, width, generator=gen))
+        caches.append(cache)
+    embeds = [torch.randn(n, width, generator=gen) for n in news]
+    alone = [clone(cache) for cache in caches]
+    expected = torch.stack([decoder.forward(cache, e) for cache, e in zip(alone, embeds)])
+    got = decoder.forward_many(caches, embeds)
+    assert got.shape == expected.shape == (4, loaded.lm.config.vocab_size)
+    assert float((got - expected).abs().max()) <= TOLERANCE
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
+    for cache, single, history, n in zip(caches, alone, histories, news):
+        assert cache.length == single.length == history + n
+        assert torch.allclose(cache.keys[:, :, : cache.length], single.keys[:, :, : single.length], atol=1e-5)
+        assert torch.allclose(cache.values[:, :, : cache.length], single.values[:, :, : single.length], atol=1e-5)
+
+
+def test_a_non_finite_room_spoils_no_other_room(loaded):
+    decoder = CachedDecoder(loaded.lm)
+    width = loaded.lm.config.hidden_size
+    caches = [decoder.new_cache(64) for _ in range(3)]
+    embeds = [torch.randn(12, width) for _ in range(3)]
+    expected = decoder.forward(clone(caches[2]), embeds[2])
+    embeds[1][3] = float("nan")
+    got = decoder.forward_many(caches, embeds)
+    assert not torch.isfinite(got[1]).all()
+    assert torch.isfinite(got[0]).all() and torch.isfinite(got[2]).all()
+    assert float((got[2] - expected).abs().max()) <= TOLERANCE
+    with pytest.raises(ValueError, match="KV cache full"):
+        decoder.forward_many([caches[0], decoder.new_cache(4)], [embeds[0], embeds[2]])
+    assert caches[0].length == 12  # a refused step changed no cache
+
+
+def test_combiner_groups_concurrent_requests_and_fails_only_its_batch():
+    release = threading.Event()
+    seen: list[list[int]] = []
+
+    def run(batch: list[int]) -> list[int]:
+        seen.append(list(batch))
+        release.wait(5)  # the first batch holds the model while the others queue up
+        if -1 in batch:
+            raise RuntimeError("bad request")
+        return [x * 10 for x in batch]
+
+    combiner: Combiner[int, int] = Combiner(run, max_batch=3)
+    results: dict[int, object] = {}
+
+    def room(x: int) -> None:
+        try:
+            results[x] = combiner.submit(x)
+        except RuntimeError as err:
+            results[x] = str(err)
+
+    first = threading.Thread(target=room, args=(0,))
+    first.start()
+    while not seen:
+        threading.Event().wait(0.001)
+    others = [threading.Thread(target=room, args=(x,)) for x in (1, 2, 3, 4, -1)]
+    for thread in others:
+        thread.start()
+    while len(combiner._waiting) < 5:  # all queued behind the running batch
+        threading.Event().wait(0.001)
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert seen[0] == [0]
+    assert sorted(len(b) for b in seen[1:]) == [2, 3]  # five waiting: one batch of 3 (the cap), then 2
+    failed = next(b for b in seen if -1 in b)
+    for x in (0, 1, 2, 3, 4):
+        assert results[x] == ("bad request" if x in failed else x * 10)
+    assert results[-1] == "bad request"
+    assert combiner.stats.batches == 3 and combiner.stats.requests == 6 and combiner.stats.largest == 3
+
+
+def _run_rooms(engine, audios: list[np.ndarray]) -> list[list]:
+    """Each room in its own thread (as the server runs them), fed in 0.1 s pieces in lock-step."""
+    barrier = threading.Barrier(len(audios))
+    out: list[list] = [[] for _ in audios]
+
+    def room(index: int) -> None:
+        stream = engine.open_stream()
+        audio = audios[index]
+        for start in range(0, len(audio), c.CHUNK_SAMPLES // 4):
+            barrier.wait(30)
+            out[index].extend(stream.feed(audio[start : start + c.CHUNK_SAMPLES // 4]))
+        out[index].extend(stream.finish())
+        stream.close()
+
+    threads = [threading.Thread(target=room, args=(i,)) for i in range(len(audios))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return out
+
+
+def _decisions(events) -> list[tuple[float, bool]]:
+    return [(round(e.t, 3), e.data["respond"]) for e in events if e.type == c.EVENT_DECISION]
+
+
+def test_trigger_in_one_room_is_answered_while_the_others_stay_silent(loaded):
+    rng = np.random.default_rng(3)
+    chunks = 8
+    audios = [(rng.standard_normal(chunks * c.CHUNK_SAMPLES) * 0.01).astype(np.float32) for _ in range(4)]
+    audios[2][3 * c.CHUNK_SAMPLES : 4 * c.CHUNK_SAMPLES] = trigger_audio()
+    engine = make_engine(loaded, batch_rooms=16)
+    run_batch = engine.lm_batches.run_batch
+
+    def step_taking_real_time(requests):  # as a 3B step does: the other rooms arrive while it runs
+        time.sleep(0.05)
+        return run_batch(requests)
+
+    engine.lm_batches.run_batch = step_taking_real_time
+    rooms = _run_rooms(engine, audios)
+    for index, events in enumerate(rooms):
+        assert [t for t, _ in _decisions(events)] == [round(0.4 * (i + 1), 3) for i in range(chunks)]
+        said = [t for t, respond in _decisions(events) if respond]
+        finals = [e.data["text"] for e in events if e.type == c.EVENT_RESPONSE and e.data["final"]]
+        assert not [e for e in events if e.type == c.EVENT_ERROR]
+        if index == 2:
+            assert said == [1.6] and finals == [RIGGED_TEXT]
+        else:
+            assert said == [] and finals == []
+    # The rooms really shared LM steps (requests that arrive while a step runs form the
+    # next batch); every decision equals the room run alone without batching.
+    assert engine.lm_batches.stats.largest >= 2
+    alone = make_engine(loaded, batch_rooms=1)
+    assert alone.lm_batches is None
+    for audio, events in zip(audios, rooms):
+        assert _decisions(run_stream(alone.open_stream(), audio)) == _decisions(events)
+
+
+def test_batch_rooms_option_is_checked(loaded):
+    with pytest.raises(UserError, match="--batch-rooms must be at least 1"):
+        make_engine(loaded, batch_rooms=0)
+
+
+def test_batched_encoder_equals_each_room_alone(loaded):
+    from model_runtime.interaction.batch import encode_batch
+    from model_runtime.interaction.checkpoint import encode_chunks
+
+    rng = np.random.default_rng(5)  # log-mel-like frames of three rooms: 1, 3 and 2 chunks
+    mels = [rng.uniform(-1, 1, (c.N_MELS, k * c.MEL_FRAMES_PER_CHUNK)).astype(np.float32) for k in (1, 3, 2)]
+    with torch.inference_mode():
+        got = encode_batch(lambda mel: encode_chunks(loaded, mel), mels)
+        for mel, vectors in zip(mels, got):
+            alone = encode_chunks(loaded, mel)
+            assert vectors.shape == alone.shape == (mel.shape[1] // c.MEL_FRAMES_PER_CHUNK, 10, alone.shape[-1])
+            assert float((vectors - alone).abs().max()) <= TOLERANCE

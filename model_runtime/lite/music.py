@@ -7,8 +7,10 @@ after two without. The model carries no state, so one copy serves all streams.
 The model is the engine's dearest part after speech (~0.0045 CPU s per second
 scored), so while no music is on, a window is skipped when the window before
 was clearly not music, or when someone spoke all through it (speech is the
-speech detector's; a song with vocals still gets every other window). At most
-one window in a row is skipped, so music is still heard within a few seconds.
+speech detector's; a song with vocals still gets every other window); while
+music is on, a window is skipped after one that was clearly music. At most one
+window in a row is skipped, so music is heard, and its end found, within a few
+seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..events import Event
 WINDOW_S, HOP_S = 2.0, 2.0  # back to back: the model's cost is per second of audio
 ON_PROB, OFF_PROB = 0.5, 0.3
 QUIET_DBFS = -55.0  # a window this quiet is not music (and is not scored)
-CLEARLY_NOT_PROB = 0.15
+CLEARLY_NOT_PROB, CLEARLY_MUSIC_PROB = 0.15, 0.8
 
 
 def load_shared_model():
@@ -62,7 +64,7 @@ class MusicDetector:
         return out
 
     def _judge(self, t: float) -> list[Event]:
-        if self._start is None and not self._skipped and (self._prob < CLEARLY_NOT_PROB or self._speech_throughout):
+        if not self._skipped and self._can_skip():
             self._skipped = True
             return []
         self._skipped = False
@@ -84,6 +86,11 @@ class MusicDetector:
                 if self._votes >= 2:
                     return self._end(t)
         return []
+
+    def _can_skip(self) -> bool:
+        if self._start is None:
+            return self._prob < CLEARLY_NOT_PROB or self._speech_throughout
+        return self._prob >= CLEARLY_MUSIC_PROB
 
     def finish(self) -> list[Event]:
         return self._end(self._seen / SAMPLE_RATE) if self._start is not None else []

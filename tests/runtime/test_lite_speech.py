@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from model_runtime import constants as c
@@ -82,3 +83,19 @@ def test_unknown_wake_word_at_the_cli_is_one_clear_line(cli):
     proc = cli("analyze", "model_runtime/samples/kitchen_smoke_alarm.flac", "--wake-word", "hey_siri")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "unknown wake word hey_siri" in proc.stderr and "okay_nabu" in proc.stderr
+
+
+def test_music_ends_when_it_stops(engine, clips_dir):
+    clip = ts.build([s for s in ts.negative_specs() if s.label == "music"][:1], clips_dir)[0]
+    music = load_audio(clip.path)
+    audio = np.concatenate([music, np.zeros(12 * c.SAMPLE_RATE, dtype=np.float32)])  # then the room is quiet
+    stream = engine.open_stream()
+    found = []
+    for i in range(0, len(audio), 1_600):
+        found += stream.feed(audio[i : i + 1_600])
+    stream.close()
+    ends = [e for e in found if e.type == c.EVENT_SOUND and e.data["label"] == "music" and e.data["end"] is not None]
+    # Heard ending while the stream runs (not only at its close), a few windows after the music stopped
+    # (windows are 2 s, and one may be skipped: the end is placed to within two of them).
+    music_s = len(music) / c.SAMPLE_RATE
+    assert len(ends) == 1 and music_s - 4.5 <= ends[0].data["end"] <= music_s and ends[0].t <= music_s + 8.0, [e.to_dict() for e in ends]

@@ -54,6 +54,7 @@ class WakeStage:
         self.detection: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         # (audio, timestamp_ms, room stream position in samples after this piece)
         self._pieces: deque[tuple[bytes, int, int]] = deque()
+        self._kept = 0  # bytes in _pieces: bounded by count, not by position (a reconnect restarts positions)
 
     def offer(self, data: dict[str, Any]) -> None:
         """A `decision` from the room's stream: ours if it responds with the wake word asked for."""
@@ -81,8 +82,9 @@ class WakeStage:
 
     def _keep(self, audio: bytes, timestamp: int, position: int) -> None:
         self._pieces.append((audio, timestamp, position))
-        while self._pieces and position - self._pieces[0][2] > KEEP_SECONDS * SAMPLE_RATE:
-            self._pieces.popleft()
+        self._kept += len(audio)
+        while self._kept > KEEP_SECONDS * SAMPLE_RATE * SAMPLE_WIDTH:
+            self._kept -= len(self._pieces.popleft()[0])
 
     def _result(self) -> DetectionResult:
         data = self.detection.result()

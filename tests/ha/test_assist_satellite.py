@@ -45,6 +45,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.setup import async_setup_component
 
 from custom_components.audio_interaction.const import BUS_EVENT_SOUND, MODEL_DECISION_NAME, SUBENTRY_ROOM
+from custom_components.audio_interaction.satellite import KEEP_SECONDS
 from ha_helpers import add_entry, room, room_of, wait_for
 
 SATELLITE_DOMAIN = "test_satellite"
@@ -350,3 +351,31 @@ async def test_the_big_models_decision_ends_the_wake_word_stage(
     await hass.async_block_till_done()
     assert not satellite.announcements
     assert PipelineEventType.RUN_END in satellite.types()  # the run was not cut short by an announcement
+
+
+async def test_a_long_wake_word_stage_keeps_little_and_a_muted_room_sends_nothing(
+    hass: HomeAssistant, audio_server
+) -> None:
+    """Satellites stay in their wake-word stage for hours: the stage keeps at most KEEP_SECONDS for STT.
+    A muted room's satellite audio never reaches the server."""
+    entry = await add_entry(hass, audio_server, room("Den", assist_satellite="assist_satellite.den"))
+    den = room_of(entry, "Den")
+    await wait_for(lambda: den.connected)
+    entity = wake_word.async_get_wake_word_detection_entity(hass, "wake_word.den_wake_word")
+    kept: list[int] = []
+
+    async def quiet(seconds: float) -> AsyncIterator[tuple[bytes, int]]:
+        for n in range(int(seconds * 10)):
+            yield silence(0.1), n * 100
+            if n % 10 == 0:
+                await asyncio.sleep(0)
+                kept.extend(stage._kept for stage in den.wake_stages)  # noqa: SLF001
+
+    assert await entity.async_process_audio_stream(quiet(30), "okay_nabu") is None
+    assert max(kept) <= KEEP_SECONDS * 16_000 * 2 and den.wake_stages == set()
+    assert den.stream_samples == 30 * 16_000
+
+    await hass.services.async_call("switch", "turn_on", {"entity_id": "switch.den_mute"}, blocking=True)
+    sent = den.stats.chunks_sent
+    assert await entity.async_process_audio_stream(quiet(2), "okay_nabu") is None
+    assert den.stream_samples == 30 * 16_000 and den.stats.chunks_sent == sent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 import wave
@@ -85,3 +86,24 @@ async def test_bad_requests_get_clear_errors():
         transcript, _ = await client.read_until("transcript", timeout=20)
         assert transcript.data["text"] == ""
         await client.close()
+
+
+async def test_a_client_that_leaves_mid_request_is_cleaned_up():
+    """HA cancels a pipeline (the satellite went away) while its command streams: nothing is left behind."""
+    pcm, rate = espeak(COMMAND)
+    async with running_server() as server:
+        client = await Client.connect(server)
+        await client.send(Transcribe().event())
+        await client.stream(pcm[: len(pcm) // 2], rate=rate, stop=False)
+        await client.close()
+        async with asyncio.timeout(5):
+            while server.handlers:
+                await asyncio.sleep(0.05)
+        assert server.open_streams == 0
+        # The service goes on for the next client.
+        other = await Client.connect(server)
+        await other.send(Transcribe().event())
+        await other.stream(pcm, rate=rate)
+        transcript, _ = await other.read_until("transcript", timeout=20)
+        assert transcript.data["text"] == COMMAND
+        await other.close()

@@ -27,13 +27,9 @@ MEDIA_SOURCE_PREFIX = "media-source://media_source/"
 # `audio-stop` before reading on, so its `pong` to our `ping` marks the end.
 END_MARKER = "analysis-complete"
 # However long the file, the server must finish within this after the last audio.
+# (The file decodes far faster than real time; the stream is opened as not live,
+# so the server paces our writes by TCP flow control instead of skipping audio.)
 FLUSH_TIMEOUT = 60.0
-# A file decodes far faster than real time, but the server keeps a live stream
-# live by dropping audio queued beyond its backlog cap (10 s by default). So we
-# send at most this much audio ahead of what the engine has reported on (every
-# event carries `t`, and engines send a decision for every 0.4 s chunk).
-WINDOW_SECONDS = 4.0
-BYTES_PER_SECOND = SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS
 
 
 def resolve_media_file(hass: HomeAssistant, file: str) -> Path:
@@ -63,14 +59,12 @@ def _invalid_file(file: str) -> ServiceValidationError:
 async def async_analyze_file(hass: HomeAssistant, host: str, port: int, path: Path) -> list[dict[str, Any]]:
     """Stream the file's audio to the server; return its events (decisions only when it responds)."""
     try:
-        client = await async_open_stream(host, port, room=None)
+        client = await async_open_stream(host, port, room=None, live=False)
     except OSError as err:
         raise HomeAssistantError(
             translation_domain=DOMAIN, translation_key="cannot_connect", translation_placeholders={"error": str(err)}
         ) from err
     events: list[dict[str, Any]] = []
-    heard = {"t": 0.0}  # stream time the engine has reported on
-    progress = asyncio.Event()
 
     async def receive() -> None:
         with contextlib.suppress(OSError):  # the server went away: keep what came
@@ -80,22 +74,13 @@ async def async_analyze_file(hass: HomeAssistant, host: str, port: int, path: Pa
                 if (parsed := engine_event(event)) is None:
                     continue
                 kind, data = parsed
-                if isinstance(data.get("t"), (int, float)):
-                    heard["t"] = max(heard["t"], data["t"])
-                    progress.set()
                 if kind != EVENT_DECISION or data.get("respond"):
                     events.append({"type": kind, **data})
 
     audio: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     async def send() -> None:
-        sent = 0.0
         while (chunk := await audio.get()) is not None:
-            sent += len(chunk) / BYTES_PER_SECOND
-            while sent - heard["t"] > WINDOW_SECONDS and not receiver.done():
-                progress.clear()
-                async with asyncio.timeout(FLUSH_TIMEOUT):  # a server that stopped answering
-                    await progress.wait()
             await client.write_event(
                 AudioChunk(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS, audio=chunk).event()
             )

@@ -87,12 +87,16 @@ async def async_get_server_info(host: str, port: int, timeout: float = INFO_TIME
     raise CannotConnect(f"{host}:{port} closed the connection without answering describe")
 
 
-async def async_open_stream(host: str, port: int, room: str | None) -> AsyncTcpClient:
-    """Connect and start a stream: `audio-interaction-listen` once, then `audio-start`."""
+async def async_open_stream(host: str, port: int, room: str | None, *, live: bool = True) -> AsyncTcpClient:
+    """Connect and start a stream: `audio-interaction-listen` once, then `audio-start`.
+
+    `live=False` (a recording): the server never skips its audio when the
+    engine falls behind; it stops reading instead, which paces our writes.
+    """
     client = AsyncTcpClient(host, port)
     await client.connect()
     try:
-        await client.write_event(Event(type=WYOMING_LISTEN, data={"room": room}))
+        await client.write_event(Event(type=WYOMING_LISTEN, data={"room": room, "live": live}))
         await client.write_event(
             AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event()
         )

@@ -66,6 +66,7 @@ class ClientHandler(AsyncEventHandler):
         self.room: str | None = None
         self.finished = asyncio.Event()  # set when the connection is fully cleaned up
         self._listening = False  # sent audio-interaction-listen: wants our events
+        self._live = True  # live audio is skipped when the engine falls behind; a recording is slowed down
         self._wake_names: list[str] | None = None
         self._detect_requested = False
         self._detected = False
@@ -138,7 +139,10 @@ class ClientHandler(AsyncEventHandler):
             room = data.get("room")
             if room is not None and not isinstance(room, str):
                 raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"{etype}: 'room' must be a string, got {room!r}")
-            self._listening, self.room = True, room
+            live = data.get("live", True)
+            if not isinstance(live, bool):
+                raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"{etype}: 'live' must be true or false, got {live!r}")
+            self._listening, self.room, self._live = True, room, live
             if room:
                 self.peer = f"{self.peer} ({room})"  # every later log line names the room
             _LOGGER.debug("%s listens for our events", self.peer)
@@ -191,6 +195,7 @@ class ClientHandler(AsyncEventHandler):
                 on_failure=self.send_error,
                 max_backlog_seconds=self.server.max_backlog_seconds,
                 min_feed_seconds=self.server.min_feed_seconds,
+                live=self._live,
             )
         except BaseException:
             self.server.release_stream()
@@ -212,6 +217,8 @@ class ClientHandler(AsyncEventHandler):
         # A chunk carries its own format; one that leaves it out has audio-start's.
         rate, width, channels = audio_format({**self._start_format, **data}, "audio-chunk")
         self._session.push_audio(self._audio.convert(rate, width, channels, payload))
+        if not self._live:  # a recording: slow the sender down instead of skipping its audio
+            await self._session.backlog_room()
 
     async def _on_stop(self) -> None:
         if self._session is None:

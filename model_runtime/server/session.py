@@ -10,7 +10,10 @@ the whole waiting backlog is dropped (never the instructions between it) and
 the stream jumps to live audio; `on_skip(seconds, total_seconds)` reports how
 much was lost, now and on this stream so far.
 Memory per stream stays under the cap, and the delay of events never exceeds
-it plus one engine call.
+it plus one engine call. A stream opened with `live=False` (a recording sent
+faster than real time) is never skipped: instead the handler awaits
+`backlog_room()` after each chunk, so the client is slowed by TCP flow control
+and memory still stays under the cap.
 
 Audio reaches the engine in pieces of at least `min_feed_seconds` (the rest
 waits for more audio, an instruction or the flush at the end): a client's
@@ -55,6 +58,7 @@ class StreamSession:
         on_failure: ReportFailure,
         max_backlog_seconds: float,
         min_feed_seconds: float = 0.0,
+        live: bool = True,
     ) -> None:
         self._stream = stream
         self._executor = executor
@@ -63,6 +67,9 @@ class StreamSession:
         self._on_failure = on_failure
         self._max_backlog = int(max_backlog_seconds * SAMPLE_RATE)
         self._min_feed = int(min_feed_seconds * SAMPLE_RATE)
+        self._live = live
+        self._drained = asyncio.Event()  # set whenever the backlog is under the cap
+        self._drained.set()
         self._items: collections.deque[tuple[str, object]] = collections.deque()
         self._backlog = 0  # samples queued, not yet handed to the engine
         self._pending_skip = 0
@@ -85,7 +92,7 @@ class StreamSession:
         if self._failed or samples.size == 0:
             return
         self.samples_in += samples.size
-        if self._backlog + samples.size > self._max_backlog:
+        if self._live and self._backlog + samples.size > self._max_backlog:
             kept = [item for item in self._items if item[0] != _AUDIO]
             self._pending_skip += self._backlog
             self.samples_skipped += self._backlog
@@ -94,8 +101,16 @@ class StreamSession:
         self._items.append((_AUDIO, samples))
         self._backlog += samples.size
         self.peak_backlog = max(self.peak_backlog, self._backlog)
+        if self._backlog >= self._max_backlog:
+            self._drained.clear()
         if self._backlog >= self._min_feed:  # smaller pieces wait for more (or for a flush)
             self._wakeup.set()
+
+    async def backlog_room(self) -> None:
+        """Return once the backlog is under the cap (or the stream is closing or failed)."""
+        while self._backlog >= self._max_backlog and not (self._closing or self._failed):
+            self._wakeup.set()  # a piece below min_feed may still be waiting for the worker
+            await self._drained.wait()
 
     @property
     def instructions_waiting(self) -> int:
@@ -120,6 +135,7 @@ class StreamSession:
         """
         self._closing = True
         self._wakeup.set()
+        self._drained.set()
         try:
             await self._worker
         except Exception:  # noqa: BLE001 - a send that failed must not keep the stream open
@@ -174,6 +190,7 @@ class StreamSession:
             pieces.append(self._items.popleft()[1])  # type: ignore[arg-type]
         audio = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         self._backlog -= audio.size
+        self._drained.set()
         return audio
 
     async def _engine_call(self, fn, *args) -> list[Event]:
@@ -190,6 +207,7 @@ class StreamSession:
             # Drop the queued work, but keep the flush requests: someone awaits them.
             self._items = collections.deque(item for item in self._items if item[0] == _FINISH)
             self._backlog = 0
+            self._drained.set()
             await self._on_failure(
                 c.WYOMING_ERROR_ENGINE_FAILED,
                 f"the engine failed on this stream ({type(err).__name__}: {err}); "

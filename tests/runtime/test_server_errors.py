@@ -194,6 +194,39 @@ async def test_a_slow_engine_skips_audio_visibly_and_boundedly_without_stalling_
             await client.close()
 
 
+async def test_a_recording_on_a_slow_engine_is_paced_not_skipped():
+    """`live: false`: the server stops reading instead of dropping; every second reaches the engine."""
+    engine = SlowEngine(EngineOptions())
+    async with running_server(engine, max_backlog_seconds=0.5) as server:
+        client = await Client.connect(server)
+        await client.send(
+            Event(c.WYOMING_LISTEN, {"room": None, "live": False}), AudioStart(rate=16000, width=2, channels=1).event()
+        )
+        (handler,) = server.handlers
+        await _until(lambda: handler._session is not None)  # noqa: SLF001
+        session = handler._session  # noqa: SLF001
+        pcm = to_pcm16(burst(3.0, loud_at=2.5))
+        for start in range(0, len(pcm), 3200):  # as fast as the socket takes it
+            await client.send(AudioChunk(rate=16000, width=2, channels=1, audio=pcm[start:start + 3200]).event())
+        await client.send(AudioStop().event())
+        events = await client.flushed()
+        assert not [e for e in events if e.type == "error"], [e.data for e in events if e.type == "error"]
+        assert session.samples_skipped == 0 and session.samples_in == 3 * 16000
+        assert session.peak_backlog <= 0.5 * 16000 + 1600  # the cap (plus the piece that reached it)
+        sounds = custom(events, c.EVENT_SOUND)
+        assert sounds and abs(sounds[0].data["start"] - 2.5) < 0.05  # heard at its true stream time
+        await client.close()
+
+
+async def test_live_must_be_a_boolean():
+    async with running_server() as server:
+        client = await Client.connect(server)
+        await client.send(Event(c.WYOMING_LISTEN, {"live": "no"}))
+        error, _ = await client.read_until("error", timeout=5.0)
+        assert error.data["code"] == c.WYOMING_ERROR_BAD_EVENT and "'live'" in error.data["text"]
+        await client.close()
+
+
 class BrokenEngine(LiteEngine):
     """An engine with a bug: any feed of loud audio raises."""
 

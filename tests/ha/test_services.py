@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import wave
 
 import pytest
 from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
@@ -42,6 +43,16 @@ async def test_analyze_file(hass: HomeAssistant, audio_server, smoke_alarm_wav, 
     # The same through a media-source id and an explicit server: the same events.
     same = await analyze("media-source://media_source/local/recordings/kitchen.wav", config_entry_id=entry.entry_id)
     assert same == result
+
+    # 40 s of a quiet room, decoded far faster than real time and longer than the
+    # server's 10 s backlog: nothing to report, nothing skipped, and no waiting on
+    # events that never come.
+    with wave.open(str(media / "recordings" / "quiet.wav"), "wb") as quiet:
+        quiet.setnchannels(1)
+        quiet.setsampwidth(2)
+        quiet.setframerate(16000)
+        quiet.writeframes(bytes(2 * 16000 * 40))
+    assert (await analyze("recordings/quiet.wav"))["events"] == []
 
     for bad in ("../outside.wav", "recordings/missing.wav", "media-source://media_source/other/x.wav"):
         with pytest.raises(ServiceValidationError) as err:

@@ -12,6 +12,9 @@
    The pause is what tells an alarm from any regular beeper, so a match is
    confirmed once the time a next regular beep would have started has passed
    without one: about 3.3 s after a T3 starts, 1 s after a T4 starts.
+   Under a TV or music, other sounds share the alarm's pitch: what is clearly
+   weaker than the alarm's beeps (a voice's harmonic, a note) is neither
+   mended into a beep, nor a beep that breaks the pause, nor the end of a group.
 4. Regular beeps that are not (and cannot still become) an alarm pattern are
    `beeping`: a microwave, an oven timer, a truck reversing. Never an alarm.
 

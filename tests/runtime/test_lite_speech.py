@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -99,3 +103,14 @@ def test_music_ends_when_it_stops(engine, clips_dir):
     # (windows are 2 s, and one may be skipped: the end is placed to within two of them).
     music_s = len(music) / c.SAMPLE_RATE
     assert len(ends) == 1 and music_s - 4.5 <= ends[0].data["end"] <= music_s and ends[0].t <= music_s + 8.0, [e.to_dict() for e in ends]
+
+
+def test_silero_threads_settings_do_not_leak_into_the_process():
+    # Silero's own OpenMP is loaded single-threaded and non-spinning; the process's
+    # environment (which torch's OpenMP reads) is left as it was, and a user's choice wins.
+    code = "import os, model_runtime.lite.speech; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('OMP_THREAD_LIMIT'))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert plain.stdout.split() == ["None", "None"]
+    chosen = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True, check=True)
+    assert chosen.stdout.split() == ["ACTIVE", "None"]

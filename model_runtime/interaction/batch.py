@@ -12,7 +12,11 @@ next batch. No scheduler thread, no timer, no tick to wait for:
   per tick: `CachedDecoder.forward_many`, ragged caches, per-room positions;
 - a room that speaks joins each batch with its one-token decode step, so the
   listening rooms' chunk steps ride along instead of queueing behind its reply;
-- a lone room runs exactly as it would alone (a batch of one).
+- a lone room runs exactly as it would alone (a batch of one);
+- rooms whose chunks complete together (within `gather_seconds`, 2 ms in the
+  engine) share one step: the thread about to run a batch waits that long for
+  a request from every open room; rooms out of phase cost each listening step
+  at most that (decode steps never wait).
 
 A failed batch fails each of its requests (each thread re-raises it and its
 stream turns it into an error event), never the combiner.
@@ -21,6 +25,7 @@ stream turns it into an error event), never the combiner.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Generic, TypeVar
 
@@ -62,29 +67,48 @@ class _Slot(Generic[Request, Result]):
 class Combiner(Generic[Request, Result]):
     """Runs `run_batch(requests) -> results` (one result per request, same order) for many threads."""
 
-    def __init__(self, run_batch: Callable[[list[Request]], list[Result]], max_batch: int = 16) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[Request]], list[Result]],
+        max_batch: int = 16,
+        *,
+        expected: Callable[[], int] | None = None,
+        gather_seconds: float = 0.0,
+    ) -> None:
+        """`expected()`: how many requests a full batch would have now (e.g. the open rooms);
+        the thread about to run a batch waits up to `gather_seconds` for that many, so rooms
+        whose chunks complete together share one step instead of the first one running alone."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self.run_batch = run_batch
         self.max_batch = max_batch
+        self.expected = expected
+        self.gather_seconds = gather_seconds
         self.stats = BatchStats()
         self._cond = threading.Condition()
         self._waiting: list[_Slot] = []
         self._running = False
 
-    def submit(self, request: Request) -> Result:
-        """Block until `request` ran in some batch; return its result or raise its error."""
+    def submit(self, request: Request, *, gather: bool = True) -> Result:
+        """Block until `request` ran in some batch; return its result or raise its error.
+
+        `gather=False`: if this thread runs the batch, it does not wait for other rooms
+        (a speaking room's decode steps: the other rooms are rarely in step with them)."""
         slot: _Slot = _Slot(request)
         with self._cond:
             self._waiting.append(slot)
+            if self._running:
+                self._cond.notify_all()  # a thread gathering a batch may be waiting for this one
             while not slot.done:
                 if self._running:
                     self._cond.wait()
                     continue
                 # Nobody is running a batch: this thread runs the next one (maybe not its own
                 # request first, when more than max_batch wait: oldest first, none starves).
-                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
                 self._running = True
+                if gather:
+                    self._gather()
+                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
                 self._cond.release()
                 try:
                     self._run(batch)
@@ -95,6 +119,17 @@ class Combiner(Generic[Request, Result]):
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
+
+    def _gather(self) -> None:
+        """(Lock held.) Wait, briefly, until the expected number of requests is waiting."""
+        if self.expected is None or self.gather_seconds <= 0:
+            return
+        deadline = time.monotonic() + self.gather_seconds
+        while len(self._waiting) < min(self.max_batch, self.expected()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def _run(self, batch: list[_Slot]) -> None:
         try:

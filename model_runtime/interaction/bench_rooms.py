@@ -124,6 +124,7 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
     from .batch import Combiner, encode_batch, lm_step_batch
     from .checkpoint import encode_chunks_with
     from .decoder import CachedDecoder
+    from .engine import BATCH_GATHER_SECONDS
 
     decoder = CachedDecoder(lm)
     caches = _random_caches(decoder, max(room_counts), context)
@@ -139,9 +140,10 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
 
     print(f"\n## rooms: one 0.4 s tick = encoder on N chunks + a 12-token listening step per room, "
           f"{context} tokens of context each")
-    print("rooms | batched ms/tick (x one room, RTF) | sequential ms/tick (x batched) | engine path: threads + "
-          "combiners ms/tick (LM batches/tick) | batched CPU ms")
+    print("rooms | batched ms/tick (x one room, RTF of the tick, RTF per room) | sequential ms/tick (x batched) | "
+          "engine path: threads + combiners ms/tick (LM batches/tick) | batched CPU ms")
     base = None
+    keeps_up = 0
     for rooms in room_counts:
         def batched(rooms=rooms):
             rewind(rooms)
@@ -154,8 +156,9 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
                 encode_one(mel)
                 decoder.forward(cache, embeds)
 
-        lm_batches = Combiner(lambda requests: lm_step_batch(decoder, requests), max_batch=16)
-        encoder_batches = Combiner(lambda mels: encode_batch(encode_one, mels), max_batch=16)
+        rooms_now = dict(max_batch=16, expected=lambda rooms=rooms: rooms, gather_seconds=BATCH_GATHER_SECONDS)
+        lm_batches = Combiner(lambda requests: lm_step_batch(decoder, requests), **rooms_now)
+        encoder_batches = Combiner(lambda mels: encode_batch(encode_one, mels), **rooms_now)
 
         def engine_path(rooms=rooms):
             rewind(rooms)
@@ -179,9 +182,13 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
         path, _ = _timed(engine_path, device, repeats)
         base = base or wall
         ticks = repeats + 1
-        print(f"{rooms:>5} | {wall * 1000:9.1f} ({wall / base:4.2f}x, RTF {wall / c.CHUNK_SECONDS:5.2f}) | "
+        if wall <= c.CHUNK_SECONDS:
+            keeps_up = max(keeps_up, rooms)
+        print(f"{rooms:>5} | {wall * 1000:9.1f} ({wall / base:4.2f}x, RTF {wall / c.CHUNK_SECONDS:5.2f}, "
+              f"{wall / rooms / c.CHUNK_SECONDS:5.3f}) | "
               f"{seq * 1000:9.1f} ({seq / wall:4.2f}x) | {path * 1000:9.1f} ({lm_batches.stats.batches / ticks:.1f}) | "
               f"{cpu * 1000:8.1f}")
+    print(f"rooms this device keeps in real time (tick <= 0.4 s), of those measured: {keeps_up or 'none'}")
     del caches
     gc.collect()
 

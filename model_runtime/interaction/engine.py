@@ -73,6 +73,9 @@ from .quantize import quantize_lm
 
 log = logging.getLogger(__name__)
 
+# How long a room about to run a batched step waits for the other open rooms' requests.
+BATCH_GATHER_SECONDS = 0.002
+
 # TEXT_BEGIN + a capped reply + its closing tokens; bounds one segment of the context.
 _REPLY_OVERHEAD_TOKENS = 3
 
@@ -121,9 +124,13 @@ class InteractionEngine(Engine):
             self.encode = encode_one
             self.lm_batches = self.encoder_batches = None
         else:
-            self.lm_batches = Combiner(functools.partial(lm_step_batch, self.decoder), options.batch_rooms)
-            self.encoder_batches = Combiner(functools.partial(encode_batch, encode_one), options.batch_rooms)
-            self.lm_step = lambda cache, embeds: self.lm_batches.submit((cache, embeds))
+            rooms = dict(
+                max_batch=options.batch_rooms, expected=self.open_streams.__len__, gather_seconds=BATCH_GATHER_SECONDS
+            )
+            self.lm_batches = Combiner(functools.partial(lm_step_batch, self.decoder), **rooms)
+            self.encoder_batches = Combiner(functools.partial(encode_batch, encode_one), **rooms)
+            # Listening steps wait (briefly) for the other rooms' chunks; decode steps never do.
+            self.lm_step = lambda cache, embeds: self.lm_batches.submit((cache, embeds), gather=embeds.shape[0] > 1)
             self.encode = self.encoder_batches.submit
 
     def open_stream(self, *, roll_seconds: float | None = None) -> InteractionStream:

@@ -114,6 +114,21 @@ def test_combiner_groups_concurrent_requests_and_fails_only_its_batch():
     assert combiner.stats.batches == 3 and combiner.stats.requests == 6 and combiner.stats.largest == 3
 
 
+def test_combiner_gathers_the_expected_rooms_into_one_batch():
+    seen: list[list[int]] = []
+    combiner: Combiner[int, int] = Combiner(lambda b: seen.append(list(b)) or b, expected=lambda: 3, gather_seconds=5.0)
+    threads = [threading.Thread(target=combiner.submit, args=(x,)) for x in range(3)]
+    for thread in threads:  # the rooms' chunks complete a little apart
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(10)
+    assert seen == [[0, 1, 2]]  # one step for all three, not [0] then [1, 2]
+    started = time.monotonic()
+    alone: Combiner[int, int] = Combiner(lambda b: b, expected=lambda: 3, gather_seconds=0.1)
+    assert alone.submit(7) == 7 and time.monotonic() - started < 1.0  # a missing room costs the window only
+
+
 def _run_rooms(engine, audios: list[np.ndarray]) -> list[list]:
     """Each room in its own thread (as the server runs them), fed in 0.1 s pieces in lock-step."""
     barrier = threading.Barrier(len(audios))

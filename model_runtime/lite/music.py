@@ -4,7 +4,7 @@ The model judges a window, not a stream: every HOP_S it scores the last
 WINDOW_S of audio. Music starts after two music windows in a row and ends
 after two without. The model carries no state, so one copy serves all streams.
 
-The model is the engine's dearest part after speech (~0.0045 CPU s per second
+The model is one of the engine's dearer parts (~0.0045 CPU s per second
 scored), so while no music is on, a window is skipped when the window before
 was clearly not music, or when someone spoke all through it (speech is the
 speech detector's; a song with vocals still gets every other window); while

@@ -14,33 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
 
 from model_runtime import constants as c
 from model_runtime.engine import EngineOptions, run_stream
 from model_runtime.errors import UserError
-from model_runtime.interaction.checkpoint import load_checkpoint
-from model_runtime.interaction.engine import InteractionEngine
 from model_runtime.interaction.prompt import instruction_ids
-from model_runtime.interaction.tiny import RIGGED_EMOTION_NAME, RIGGED_TEXT, make_tiny_checkpoint, trigger_audio
+from model_runtime.interaction.tiny import RIGGED_EMOTION_NAME, RIGGED_TEXT, trigger_audio
+
+from tiny_model_support import loaded, make_engine  # noqa: F401 (a fixture)
 
 CHUNK = c.CHUNK_SAMPLES
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machines have 2 shared cores: one thread is faster than contention
-    folder = make_tiny_checkpoint(tmp_path_factory.mktemp("interaction") / "tiny")
-    yield load_checkpoint(str(folder), "cpu", "float32")
-    torch.set_num_threads(threads)
-
-
-def make_engine(loaded, **options) -> InteractionEngine:
-    opts = EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, model=str(loaded.path), device="cpu", dtype="float32")
-    for key, value in options.items():
-        setattr(opts, key, value)
-    return InteractionEngine(opts, loaded=loaded)
 
 
 def noise(chunks: float, seed: int = 0) -> np.ndarray:

@@ -20,7 +20,7 @@ from model_runtime.errors import UserError
 from model_runtime.interaction.batch import Combiner
 from model_runtime.interaction.decoder import CachedDecoder
 from model_runtime.interaction.tiny import RIGGED_TEXT, trigger_audio
-from scale_support import loaded, make_engine  # noqa: F401 (a fixture)
+from tiny_model_support import loaded, make_engine  # noqa: F401 (a fixture)
 
 TOLERANCE = 1e-4
 

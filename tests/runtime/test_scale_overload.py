@@ -14,7 +14,7 @@ from model_runtime import constants as c
 from model_runtime.engine import run_stream
 from model_runtime.interaction.engine import InteractionEngine
 from model_runtime.interaction.overload import OVERLOADED, OverloadGuard
-from scale_support import loaded, make_engine  # noqa: F401 (a fixture)
+from tiny_model_support import loaded, make_engine  # noqa: F401 (a fixture)
 from server_support import Client, custom, listen, running_server, to_pcm16
 
 FRAMES = c.MEL_FRAMES_PER_CHUNK

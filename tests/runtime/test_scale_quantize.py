@@ -19,7 +19,7 @@ from model_runtime.errors import UserError
 from model_runtime.interaction.engine import InteractionEngine
 from model_runtime.interaction.quantize import quantize_lm, quantized_mode, weight_bytes
 from model_runtime.interaction.tiny import RIGGED_TEXT, trigger_audio
-from scale_support import loaded, make_engine  # noqa: F401 (a fixture)
+from tiny_model_support import loaded, make_engine  # noqa: F401 (a fixture)
 
 RELATIVE_DRIFT_BOUND = 0.05
 

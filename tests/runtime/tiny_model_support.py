@@ -1,4 +1,4 @@
-"""Shared by the test_scale_* tests: the rigged tiny checkpoint, loaded once per module, and engines on it."""
+"""Shared by the interaction and scale tests: the rigged tiny checkpoint, loaded once per module, and engines on it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from model_runtime.interaction.tiny import make_tiny_checkpoint
 def loaded(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 shared cores: one thread is faster than contention
-    folder = make_tiny_checkpoint(tmp_path_factory.mktemp("scale") / "tiny")
+    folder = make_tiny_checkpoint(tmp_path_factory.mktemp("interaction") / "tiny")
     yield load_checkpoint(str(folder), "cpu", "float32")
     torch.set_num_threads(threads)
 

@@ -43,6 +43,7 @@ END_FRAMES = 3  # off this many frames (30 ms) ends a beep
 MIN_BEEP_S = 0.04
 MAX_BEEP_S = 2.0  # longer is a continuous tone, not a beep
 FREQ_TOLERANCE = 0.12  # beeps of one sounder agree in frequency within 12 %
+FIXED_TONE_HZ, FIXED_TONE = 50.0, 0.02  # (within 1.5 bins, or 2 %, if it is a fixed tone)
 KEEP_BEEPS = 8
 ONSET_FRAMES = 30  # levels kept to place a beep's onset
 ECHO_DB, ECHO_S = 12.0, 1.0
@@ -98,6 +99,10 @@ PATTERNS = (T3, T4)
 # An alarm is loud (85 dB SPL at 3 m) and clearly tonal: fainter things are artefacts.
 ALARM_MIN_LEVEL_DB = -60.0
 ALARM_MIN_SALIENCE = 9.0
+# A sounder's beep holds its level (its beeps sag 1-5 dB below their peak on average, in
+# noise, music or speech); a piano's note fades 6 dB or more over a T3 beep's length.
+# (Fixed tones only: a sweep's level wanders from bin to bin.)
+ALARM_MAX_SAG_DB = 5.5
 
 # Beeping: regular tonal beeps of one sounder.
 BEEPING_MIN_BEEPS = 3
@@ -138,15 +143,41 @@ def is_echo(beep: Beep, before: Beep) -> bool:
     return beep.peak < before.peak - ECHO_DB and beep.on - before.off < ECHO_S
 
 
-def breaks_pause(beep: Beep, last: Beep, pattern: Pattern) -> bool:
-    """Whether `beep` (of the sounder, after the group's `last` beep) means the pattern's pause did not come."""
-    if beep.peak >= last.peak - PAUSE_BREAK_DB:
-        return True
-    return beep.on >= last.off + pattern.min_gap and beep.duration >= PAUSE_BREAK_FRACTION * pattern.duration[0]
+def breaks_pause(beep: Beep, last: Beep, pattern: Pattern, pitch: float, tolerance: float) -> bool:
+    """Whether `beep` (after the group's `last` beep) means the pattern's pause did not come.
+
+    `pitch` and `tolerance`: the group's sounder (`sounder_pitch`). At the sounder's pitch,
+    what is as loud as the group breaks the pause, and a weaker sound too if it could be
+    a next beep (long enough, after the pattern's gap). Near the pitch but not at it (a
+    note, a voice's harmonic a few percent off) only a sound as loud and as long as a beep
+    of the pattern does: a tune's notes are.
+    """
+    if not same_sounder(beep.freq, pitch) or beep.peak < last.peak - ECHO_DB:
+        return False
+    loud = beep.peak >= last.peak - PAUSE_BREAK_DB
+    long_enough = beep.duration >= PAUSE_BREAK_FRACTION * pattern.duration[0]
+    if abs(beep.freq - pitch) > tolerance:
+        return loud and long_enough
+    return loud or (beep.on >= last.off + pattern.min_gap and long_enough)
 
 
 def same_sounder(a: float, b: float) -> bool:
     return abs(a - b) <= FREQ_TOLERANCE * min(a, b)
+
+
+def sounder_pitch(group: list[Beep]) -> tuple[float, float]:
+    """The group's pitch and how far another beep of its sounder may lie from it (Hz).
+
+    A fixed-tone sounder repeats its pitch to within a bin or two, so only a beep that
+    close can be its next one; a voice's harmonic or a note a few percent off is
+    another sound. A sweeping sounder's beeps measure less alike: FREQ_TOLERANCE.
+    """
+    pitch = float(np.median([b.freq for b in group]))
+    # (Signed: another sound at a beep's edge moves its first or last frame either way; a sweep always moves one way.)
+    sweep = abs(float(np.median([b.freq_off - b.freq_on for b in group])))
+    if sweep <= max(FIXED_TONE_HZ, FIXED_TONE * pitch):
+        return pitch, max(FIXED_TONE_HZ, FIXED_TONE * pitch)
+    return pitch, FREQ_TOLERANCE * pitch
 
 
 @dataclass
@@ -326,8 +357,9 @@ class AlarmDetector:
             if self._now < opens:
                 continue  # too early to know the pause has begun
             st, pattern, last = self._channels[key[0]], PATTERNS[key[1]], group[-1]
-            if st.active and st.start > last.off and same_sounder(st.last_freq, last.freq) and st.peak >= last.peak - ECHO_DB:
-                if st.peak >= last.peak - PAUSE_BREAK_DB or st.start >= last.off + pattern.min_gap:
+            if st.active and st.start > last.off:
+                sounding = Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0)
+                if breaks_pause(sounding, last, pattern, *sounder_pitch(group)):
                     continue  # a beep of this sounder is sounding now: no pause
             alarm = self._alarms.get(pattern.label)
             if alarm is not None:
@@ -385,12 +417,17 @@ class AlarmDetector:
         group = sounder[-pattern.beeps :]
         if not pattern.timing_fits(group):
             return None
+        pitch, tolerance = sounder_pitch(group)
+        if any(abs(b.freq - pitch) > tolerance for b in group):
+            return None  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
+        if tolerance < FREQ_TOLERANCE * pitch and np.median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
+            return None  # a fixed tone that fades through each beep: a struck note repeated, not a sounder
         # The pause: nothing of this sounder, as loud, since the group's last beep. What is
         # weaker than the group (by PAUSE_BREAK_DB) counts only if it could be a next beep:
         # not a scrap of the last beep's tail that a voice or a note split off (it starts
         # sooner than the pattern's gap) nor a short bit of a harmonic near the tone.
         for b in st.beeps:
-            if b.on > last.off and same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB and breaks_pause(b, last, pattern):
+            if b.on > last.off and breaks_pause(b, last, pattern, pitch, tolerance):
                 return None
         before = sounder[-pattern.beeps - 1] if len(sounder) > pattern.beeps else None
         if before is not None and group[0].on - before.off < pattern.min_pause and before.peak >= last.peak - PRE_PAUSE_DB:

@@ -1,5 +1,8 @@
 """Speech-to-text backed by the server's Wyoming `asr` service (offline PocketSphinx, US English).
 
+Each request carries the home's entity and area names (vocabulary.py): the
+server biases its recogniser to the home's commands over them.
+
 When the same pipeline run's wake word was one of ours, the audio also goes on
 into that room's stream, so the room does not go deaf while a command is spoken.
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable
 import logging
 
-from wyoming.asr import Transcribe, Transcript
+from wyoming.asr import Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 
@@ -22,6 +25,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .const import CHANNELS, DOMAIN, SAMPLE_RATE, SAMPLE_WIDTH
 from .models import AudioInteractionConfigEntry
 from .satellite import DETECTED_ROOM
+from .vocabulary import transcribe_event
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,7 +84,7 @@ class ServerSpeechToText(stt.SpeechToTextEntity):
         room = DETECTED_ROOM.get()
         try:
             async with AsyncTcpClient(self._host, self._port) as client:
-                await client.write_event(Transcribe(language=metadata.language).event())
+                await client.write_event(transcribe_event(self.hass, metadata.language))
                 await client.write_event(AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event())
                 async for audio in stream:
                     if room is not None:

@@ -6,6 +6,12 @@ answers one `transcript` {text, language}. The audio of a request goes to the
 recogniser only, never to an engine stream: the room's sounds are the room
 stream's business (our integration keeps feeding that stream during STT).
 
+A client may name the home's devices (`transcript_names`, Wyoming's field
+for names that should bias the transcription) and areas
+(`transcript_terms`); the recogniser then also tries the home's command
+grammar over them (lite/home_phrases.py), as Speech-to-Phrase does. Our
+HA integration's STT entity sends the names Assist exposes.
+
 The recogniser is PocketSphinx (US English, inside its wheel): the lite
 engine's own shared decoder when it has one, else one loaded on the first
 request. The big model's in-stream `transcribe` instruction is not used for
@@ -32,6 +38,7 @@ from .. import __version__
 from .. import constants as c
 from ..engine import Engine
 from ..errors import UserError
+from ..lite.home_phrases import HomeVocabulary
 from .audio_in import AudioInput, audio_format
 
 _LOGGER = logging.getLogger("model_runtime.server")
@@ -41,6 +48,9 @@ ASR_MODEL_NAME = "pocketsphinx-en-us"
 ASR_LANGUAGES = ["en"]
 # One request is one spoken command; more than this is cut (memory stays bounded).
 MAX_TRANSCRIBE_SECONDS = 30.0
+# A home's names beyond these bounds are refused (the grammar and its compile time stay small).
+MAX_HOME_NAMES = 2000
+MAX_NAME_CHARS = 100
 # Audio whose loudest sample stays under this (-60 dBFS) is silence, e.g. a muted microphone.
 SILENCE_PEAK = 1e-3
 
@@ -75,8 +85,8 @@ class Transcriber:
         self._recognizer = getattr(engine, "recognizer", None)  # the lite engine's, if it loaded one
         self._lock = threading.Lock()
 
-    def transcribe(self, audio: np.ndarray) -> str:
-        """16 kHz mono float32 -> text ("" for silence). Runs in a worker thread."""
+    def transcribe(self, audio: np.ndarray, home: HomeVocabulary | None = None) -> str:
+        """16 kHz mono float32 -> text ("" for silence), biased to `home`'s commands. Runs in a worker thread."""
         if audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
             return ""  # the decoder "hears" words in digital silence (e.g. "dog"): never ask it
         with self._lock:
@@ -84,7 +94,9 @@ class Transcriber:
                 from ..lite.transcribe import SharedRecognizer  # loaded once, on the first request
 
                 self._recognizer = SharedRecognizer()
-        return self._recognizer.recognize(audio)
+        recognition = self._recognizer.transcribe(audio, home)
+        _LOGGER.debug("transcript %r (%s)", recognition.text, "home grammar" if recognition.biased else "general model")
+        return recognition.text
 
 
 class TranscribeRequest:
@@ -99,6 +111,7 @@ class TranscribeRequest:
                 f"transcribe: language {language!r} is not supported; this server transcribes "
                 f"{', '.join(ASR_LANGUAGES)} only (use Whisper for other languages)"
             )
+        self._home = home_vocabulary(data)
         self._transcriber = transcriber
         self._executor = executor
         self._audio = AudioInput()
@@ -128,7 +141,7 @@ class TranscribeRequest:
         audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, dtype=np.float32)
         self._pieces = []
         loop = asyncio.get_running_loop()
-        text = await loop.run_in_executor(self._executor, self._transcriber.transcribe, audio)
+        text = await loop.run_in_executor(self._executor, self._transcriber.transcribe, audio, self._home)
         _LOGGER.debug("transcribed %.1f s of audio: %r", audio.size / c.SAMPLE_RATE, text)
         return Transcript(text=text, language=ASR_LANGUAGES[0]).event()
 
@@ -141,6 +154,23 @@ class TranscribeRequest:
         if samples.size:
             self._pieces.append(samples)
             self._samples += samples.size
+
+
+def home_vocabulary(data: dict[str, Any]) -> HomeVocabulary | None:
+    """The home's device names (`transcript_names`) and area names (`transcript_terms`) of a transcribe event."""
+    lists = []
+    for key in ("transcript_names", "transcript_terms"):
+        values = data.get(key) or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise UserError(f"transcribe: '{key}' must be a list of strings, got {values!r:.80}")
+        if len(values) > MAX_HOME_NAMES or any(len(v) > MAX_NAME_CHARS for v in values):
+            raise UserError(
+                f"transcribe: '{key}' holds {len(values)} names; at most {MAX_HOME_NAMES} of at most "
+                f"{MAX_NAME_CHARS} characters are taken (expose fewer entities to Assist)"
+            )
+        lists.append(values)
+    home = HomeVocabulary.of(*lists)
+    return home or None
 
 
 def is_transcribe(event_type: str) -> bool:

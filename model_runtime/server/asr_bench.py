@@ -1,12 +1,20 @@
 """`audio-interaction bench assist`: what an Assist satellite room gets, on generated speech, printed.
 
-- Wake words: each microWakeWord model on its phrase spoken by espeak-ng
-  (the test set's voices, two speeds): detections out of clips; false
-  detections of every model on the spoken commands (no wake word in them).
+Speakers: the Piper voice of model_runtime/piper_voice.py (a natural neural
+voice from a PyPI wheel) in three renditions (takes) at three speeds, and
+espeak-ng voices of the lite test set for comparison.
+
+- Wake words: each microWakeWord model on its phrase, per speaker:
+  detections out of clips; false detections of every model on the spoken
+  commands (no wake word in them).
 - Speech-to-text: the server's Wyoming asr service (a real server in this
-  process, on localhost) on Home Assistant commands spoken by the same
-  voices: exact transcripts, word error rate, and seconds per request
-  (audio-stop -> transcript) against the audio's length.
+  process, on localhost) on a bench home's commands (HOME_COMMANDS, sentences
+  of Home Assistant's built-in intents over HOME_NAMES / HOME_AREAS) and on
+  speech that is no command (OTHER_SPEECH), each without and with the home's
+  names in the request (the grammar bias of lite/home_phrases.py): exact
+  transcripts and word error rate per speaker; for other speech, how often
+  the bias changed what the general model heard (it should not); seconds per
+  request (audio-stop -> transcript).
 """
 
 from __future__ import annotations
@@ -16,6 +24,9 @@ import asyncio
 import logging
 import statistics
 import time
+from collections.abc import Callable
+import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -29,19 +40,69 @@ from ..engine import EngineOptions, create_engine
 from ..lite import testset as ts
 from ..lite.bench import word_error_rate
 from ..lite.wakeword import WakeWordDetector, available_wake_words
+from ..piper_voice import piper_speech
 from .app import WyomingServer
 
-SPEEDS = (140, 170)
+ESPEAK_SPEEDS = (140, 170)
+# (take, length_scale): three renditions by the Piper voice, at its own pace, faster and slower.
+PIPER_READINGS = ((0, 1.0), (1, 0.85), (2, 1.2))
+
+# The bench home: what Assist exposes (entity names) and its areas.
+HOME_NAMES = (
+    "kitchen light", "living room lamp", "bedroom light", "ceiling fan", "front door", "back door", "garage door",
+    "office blinds", "porch light", "coffee maker", "hallway light", "television", "thermostat", "desk lamp",
+    "bathroom fan",
+)
+HOME_AREAS = ("kitchen", "living room", "bedroom", "office", "garage", "hallway", "bathroom", "basement")
+HOME_COMMANDS = (
+    "turn on the kitchen light", "turn off the kitchen light", "turn on the living room lamp",
+    "turn off the bedroom light", "turn on the ceiling fan", "turn off the ceiling fan", "lock the front door",
+    "unlock the back door", "open the garage door", "close the garage door", "open the office blinds",
+    "close the office blinds", "turn on the porch light", "turn off the porch light", "turn on the coffee maker",
+    "turn on the hallway light", "turn off the television", "turn on the desk lamp", "turn off the bathroom fan",
+    "turn the desk lamp off", "turn on the lights in the kitchen", "turn off the lights in the bedroom",
+    "turn off the living room lights", "turn on the basement lights", "turn off all the lights",
+    "set the bedroom light brightness to fifty percent", "set the kitchen light to twenty percent",
+    "set the desk lamp brightness to seventy five percent", "what is the temperature in the living room",
+    "what's the temperature", "set the temperature to twenty one degrees", "is the front door locked",
+    "is the garage door open", "is the porch light on", "set a timer for ten minutes",
+    "set a timer for thirty seconds", "cancel the timer", "what time is it", "what's the weather like today",
+    "switch on the television",
+)
+# No command of the bench home (two name things the home does not have): the bias must leave these alone.
+OTHER_SPEECH = (
+    "tell me a joke", "what is the capital of france", "play some jazz music in the kitchen",
+    "add milk to the shopping list", "call my sister tonight", "how tall is mount everest", "turn on the radio",
+    "open the window", "set an alarm for seven", "good morning",
+)
+
+
+@dataclass(frozen=True)
+class Speaker:
+    name: str
+    say: Callable[[str], np.ndarray]  # text -> 16 kHz float32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--voices", type=int, default=len(ts.VOICES), help="how many of the test set's voices to use")
+    parser.add_argument("--voices", type=int, default=2, help="how many of the lite test set's espeak-ng voices to add")
 
 
-def speech(text: str, voice: str, speed: int) -> np.ndarray:
+def espeak_speech(text: str, voice: str, speed: int) -> np.ndarray:
     """espeak-ng speech at 16 kHz float32."""
     audio = ts.espeak(text, voice, speed)
     return resample_poly(audio, c.SAMPLE_RATE, ts.SYNTH_RATE).astype(np.float32)
+
+
+def speakers(espeak_voices: int) -> list[Speaker]:
+    # Cached: the wake-word and the speech-to-text figures hear the same sentences.
+    out = [
+        Speaker(f"piper joe take {take} x{scale:g}",
+                functools.lru_cache(maxsize=None)(lambda text, take=take, scale=scale: piper_speech(text, take, scale)))
+        for take, scale in PIPER_READINGS
+    ]
+    out += [Speaker(f"espeak {voice}", lambda text, voice=voice: espeak_speech(text, voice, 160))
+            for voice in ts.VOICES[:espeak_voices]]
+    return out
 
 
 def _pad(audio: np.ndarray, before: float = 0.5, after: float = 1.0) -> np.ndarray:
@@ -57,21 +118,28 @@ def _detects(name: str, audio: np.ndarray) -> bool:
         detector.close()
 
 
-def wake_word_figures(voices: tuple[str, ...]) -> None:
-    print("== wake words (espeak-ng) ==")
-    commands = [_pad(speech(text, voice, 160)) for text in ts.COMMANDS for voice in voices]
-    for name in available_wake_words():
+def wake_word_figures(piper: list[Speaker], espeak_voices: tuple[str, ...]) -> None:
+    print("== wake words: detections of each model on its phrase ==")
+    names = available_wake_words()
+    for name in names:
         phrase = name.replace("_", " ")
-        clips = [_pad(speech(phrase, voice, speed)) for voice in voices for speed in SPEEDS]
-        hits = sum(_detects(name, clip) for clip in clips)
-        false = sum(_detects(name, clip) for clip in commands)
-        print(f"{name:12s} detected {hits:2d}/{len(clips)}   false detections on commands {false}/{len(commands)}")
+        piper_hits = [_detects(name, _pad(speaker.say(phrase))) for speaker in piper]
+        espeak_hits = [_detects(name, _pad(espeak_speech(phrase, voice, speed)))
+                       for voice in espeak_voices for speed in ESPEAK_SPEEDS]
+        per_reading = " ".join("+" if hit else "-" for hit in piper_hits)
+        print(f"{name:12s} piper {sum(piper_hits)}/{len(piper_hits)} ({per_reading})   "
+              f"espeak {sum(espeak_hits)}/{len(espeak_hits)} ({len(espeak_voices)} voices x {len(ESPEAK_SPEEDS)} speeds)")
+    commands = [_pad(piper[0].say(text)) for text in HOME_COMMANDS]
+    false = {name: sum(_detects(name, clip) for clip in commands) for name in names}
+    print(f"false detections on {len(commands)} Piper commands: "
+          + ", ".join(f"{name} {count}" for name, count in false.items()))
 
 
-async def _transcribe(port: int, audio: np.ndarray) -> tuple[str, float]:
+async def _transcribe(port: int, audio: np.ndarray, home: bool) -> tuple[str, float]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     pcm = float_to_pcm16(audio)
-    await async_write_event(Transcribe(language="en").event(), writer)
+    names = {"transcript_names": list(HOME_NAMES), "transcript_terms": list(HOME_AREAS)} if home else {}
+    await async_write_event(Transcribe(language="en", **names).event(), writer)
     await async_write_event(AudioStart(rate=c.SAMPLE_RATE, width=2, channels=1).event(), writer)
     for start in range(0, len(pcm), 3200):
         await async_write_event(AudioChunk(rate=c.SAMPLE_RATE, width=2, channels=1, audio=pcm[start:start + 3200]).event(), writer)
@@ -84,38 +152,67 @@ async def _transcribe(port: int, audio: np.ndarray) -> tuple[str, float]:
     return (event.data["text"] if event else ""), took
 
 
-async def stt_figures(voices: tuple[str, ...]) -> None:
-    print("== speech-to-text: the server's asr service (PocketSphinx) ==")
+@dataclass
+class Tally:
+    exact: int = 0
+    wers: list[float] = field(default_factory=list)
+
+    def add(self, reference: str, heard: str) -> None:
+        self.exact += heard == reference
+        self.wers.append(word_error_rate(reference, heard))
+
+    def __str__(self) -> str:
+        return f"exact {self.exact:2d}/{len(self.wers)} WER {statistics.mean(self.wers or [0.0]):.2f}"
+
+
+async def stt_figures(all_speakers: list[Speaker]) -> None:
+    print("== speech-to-text: the server's asr service (PocketSphinx), without / with the home's names ==")
     logging.getLogger("model_runtime.server").setLevel(logging.WARNING)  # no line per connection
     engine = create_engine(EngineOptions())
     server = WyomingServer(engine)
     await server.start("tcp://127.0.0.1:0")
+    port = server.address[1]
     try:
-        exact, wers, times, lengths = 0, [], [], []
-        per_voice: dict[str, list[float]] = {}
-        for voice in voices:
-            for text in ts.COMMANDS:
-                audio = speech(text, voice, 160)
-                heard, took = await _transcribe(server.address[1], audio)
-                wer = word_error_rate(text, heard)
-                exact += heard == text
-                wers.append(wer)
-                per_voice.setdefault(voice, []).append(wer)
-                times.append(took)
+        totals = {False: Tally(), True: Tally()}
+        other_totals = {False: Tally(), True: Tally()}
+        changed_total, times, lengths = 0, {False: [], True: []}, []
+        for speaker in all_speakers:
+            tallies = {False: Tally(), True: Tally()}
+            for text in HOME_COMMANDS:
+                audio = _pad(speaker.say(text), 0.3, 0.5)
                 lengths.append(len(audio) / c.SAMPLE_RATE)
-        n = len(wers)
-        print(f"commands: {n}; exact transcripts {exact}/{n}; mean WER {statistics.mean(wers):.2f}")
-        for voice, values in per_voice.items():
-            print(f"  {voice:16s} WER {statistics.mean(values):.2f}")
-        print(f"seconds per request after audio-stop: median {statistics.median(times):.2f}, max {max(times):.2f} "
-              f"(audio {statistics.mean(lengths):.1f} s on average)")
+                for home in (False, True):
+                    heard, took = await _transcribe(port, audio, home)
+                    tallies[home].add(text, heard)
+                    totals[home].add(text, heard)
+                    times[home].append(took)
+            changed = 0
+            for text in OTHER_SPEECH:
+                audio = _pad(speaker.say(text), 0.3, 0.5)
+                free, _ = await _transcribe(port, audio, False)
+                biased, _ = await _transcribe(port, audio, True)
+                changed += biased != free
+                other_totals[False].add(text, free)
+                other_totals[True].add(text, biased)
+            changed_total += changed
+            print(f"{speaker.name:24s} commands: general {tallies[False]}  |  home names {tallies[True]}  |  "
+                  f"other speech changed by the bias {changed}/{len(OTHER_SPEECH)}")
+        print(f"{'all':24s} commands: general {totals[False]}  |  home names {totals[True]}")
+        print(f"{'':24s} other speech: general {other_totals[False]}  |  home names {other_totals[True]}  |  "
+              f"changed by the bias {changed_total}/{len(OTHER_SPEECH) * len(all_speakers)}")
+        for home in (False, True):
+            print(f"seconds per request after audio-stop ({'home names' if home else 'general'}): "
+                  f"median {statistics.median(times[home]):.2f}, max {max(times[home]):.2f} "
+                  f"(audio {statistics.mean(lengths):.1f} s on average)")
     finally:
         await server.stop()
         engine.close()
 
 
 def main(args: argparse.Namespace) -> int:
-    voices = ts.VOICES[: max(1, args.voices)]
-    wake_word_figures(voices)
-    asyncio.run(stt_figures(voices))
+    espeak_voices = ts.VOICES[: max(0, args.voices)]
+    all_speakers = speakers(len(espeak_voices))
+    piper = all_speakers[: len(PIPER_READINGS)]
+    wake_word_figures(piper, espeak_voices)
+    asyncio.run(stt_figures(all_speakers))
     return 0

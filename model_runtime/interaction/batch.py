@@ -13,10 +13,11 @@ next batch. No scheduler thread, no timer, no tick to wait for:
 - a room that speaks joins each batch with its one-token decode step, so the
   listening rooms' chunk steps ride along instead of queueing behind its reply;
 - a lone room runs exactly as it would alone (a batch of one);
-- rooms whose chunks complete together (within `gather_seconds`, 2 ms in the
-  engine) share one step: the thread about to run a batch waits that long for
-  a request from every open room; rooms out of phase cost each listening step
-  at most that (decode steps never wait).
+- rooms whose chunks complete together share one step: the thread about to
+  run a batch waits for a request from every open room as long as the next one
+  comes within `gather_seconds` (2 ms in the engine) of the last, at most
+  `GATHER_ROUNDS` windows in all; rooms out of phase cost each listening step
+  one window (decode steps never wait).
 
 A failed batch fails each of its requests (each thread re-raises it and its
 stream turns it into an error event), never the combiner.
@@ -33,6 +34,10 @@ import numpy as np
 import torch
 
 from .. import constants as c
+
+# A gathering runner waits at most this many gather windows in all (rooms that keep
+# trickling in one by one cannot hold a step back for longer).
+GATHER_ROUNDS = 12
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
@@ -55,17 +60,25 @@ class BatchStats:
 
 
 class _Slot(Generic[Request, Result]):
-    __slots__ = ("request", "result", "error", "done")
+    __slots__ = ("request", "result", "error", "done", "turn", "wake")
 
     def __init__(self, request: Request) -> None:
         self.request = request
         self.result: Result | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.turn = False  # this request's thread runs the next batch
+        self.wake = threading.Event()  # set when `done` or `turn` became true
 
 
 class Combiner(Generic[Request, Result]):
-    """Runs `run_batch(requests) -> results` (one result per request, same order) for many threads."""
+    """Runs `run_batch(requests) -> results` (one result per request, same order) for many threads.
+
+    Hand-offs are one per request: a waiting thread is woken once, by its own
+    event, when its result is there or when it is its turn to run the next batch
+    (no condition broadcast that would wake every waiting room at each arrival
+    and each finished batch).
+    """
 
     def __init__(
         self,
@@ -76,8 +89,10 @@ class Combiner(Generic[Request, Result]):
         gather_seconds: float = 0.0,
     ) -> None:
         """`expected()`: how many requests a full batch would have now (e.g. the open rooms);
-        the thread about to run a batch waits up to `gather_seconds` for that many, so rooms
-        whose chunks complete together share one step instead of the first one running alone."""
+        the thread about to run a batch waits for that many, as long as another request
+        arrives within `gather_seconds` of the last (at most GATHER_ROUNDS such windows),
+        so rooms whose chunks complete together share one step instead of the first one
+        running alone, even when their threads reach the combiner one after another."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self.run_batch = run_batch
@@ -85,9 +100,11 @@ class Combiner(Generic[Request, Result]):
         self.expected = expected
         self.gather_seconds = gather_seconds
         self.stats = BatchStats()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._arrival = threading.Condition(self._lock)  # only a gathering runner waits on it
         self._waiting: list[_Slot] = []
         self._running = False
+        self._gathering = False
 
     def submit(self, request: Request, *, gather: bool = True) -> Result:
         """Block until `request` ran in some batch; return its result or raise its error.
@@ -95,27 +112,32 @@ class Combiner(Generic[Request, Result]):
         `gather=False`: if this thread runs the batch, it does not wait for other rooms
         (a speaking room's decode steps: the other rooms are rarely in step with them)."""
         slot: _Slot = _Slot(request)
-        with self._cond:
+        with self._lock:
             self._waiting.append(slot)
-            if self._running:
-                self._cond.notify_all()  # a thread gathering a batch may be waiting for this one
-            while not slot.done:
-                if self._running:
-                    self._cond.wait()
-                    continue
-                # Nobody is running a batch: this thread runs the next one (maybe not its own
-                # request first, when more than max_batch wait: oldest first, none starves).
-                self._running = True
+            if self._gathering:
+                self._arrival.notify()
+            if not self._running:
+                self._running = slot.turn = True
+        while not slot.done:
+            if not slot.turn:
+                slot.wake.wait()
+                slot.wake.clear()
+                continue
+            # This thread runs the next batch (maybe not with its own request first, when more
+            # than max_batch wait: oldest first, none starves), then hands the turn on.
+            with self._lock:
                 if gather:
                     self._gather()
                 batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
-                self._cond.release()
-                try:
-                    self._run(batch)
-                finally:
-                    self._cond.acquire()
+            self._run(batch)
+            with self._lock:
+                slot.turn = False
+                if self._waiting:
+                    following = self._waiting[0]
+                    following.turn = True
+                    following.wake.set()
+                else:
                     self._running = False
-                    self._cond.notify_all()
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
@@ -124,12 +146,16 @@ class Combiner(Generic[Request, Result]):
         """(Lock held.) Wait, briefly, until the expected number of requests is waiting."""
         if self.expected is None or self.gather_seconds <= 0:
             return
-        deadline = time.monotonic() + self.gather_seconds
-        while len(self._waiting) < min(self.max_batch, self.expected()):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._cond.wait(left)
+        self._gathering = True
+        try:
+            give_up = time.monotonic() + self.gather_seconds * GATHER_ROUNDS
+            while len(self._waiting) < min(self.max_batch, self.expected()):
+                seen = len(self._waiting)
+                left = min(self.gather_seconds, give_up - time.monotonic())
+                if left <= 0 or (not self._arrival.wait(left) and len(self._waiting) == seen):
+                    return  # nobody came within the window (or the whole wait is used up)
+        finally:
+            self._gathering = False
 
     def _run(self, batch: list[_Slot]) -> None:
         try:
@@ -138,11 +164,14 @@ class Combiner(Generic[Request, Result]):
                 raise RuntimeError(f"batch of {len(batch)} requests returned {len(results)} results")
         except Exception as err:  # noqa: BLE001 - each request's thread re-raises it
             for slot in batch:
-                slot.error, slot.done = err, True
+                slot.error = err
         else:
             for slot, result in zip(batch, results):
-                slot.result, slot.done = result, True
+                slot.result = result
         self.stats.record(len(batch))
+        for slot in batch:
+            slot.done = True
+            slot.wake.set()
 
 
 def lm_step_batch(decoder, requests: list[tuple[object, torch.Tensor]]) -> list[torch.Tensor]:

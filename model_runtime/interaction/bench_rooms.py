@@ -5,17 +5,24 @@ encoder (no download; see bench.py `build_random`). Two sections (`--sections`):
 
 - rooms: one 0.4 s tick of N rooms = the encoder on N chunks + a 12-token
   listening step for each room at `--context` tokens, three ways:
-  batched (one encoder call, one `forward_many`), sequential (N separate calls,
-  what the runtime did before), and the engine's path (N threads, one per room
-  as the server runs them, meeting in the `Combiner`s). Printed: ms per tick,
-  ratio to one room, RTF of the tick (<= 1: all N rooms keep up with real time).
+  batched, the core (one encoder call, one `forward_many` on the rooms' pooled
+  caches: one attention call per layer), sequential (N separate calls, what the
+  runtime did before batching), and the engine path: a real `InteractionEngine`
+  on the same weights, each room a stream fed 0.4 s of audio per tick from its
+  own persistent thread (as the server's executor runs them), so the tick
+  includes the log-mel front end, the `Combiner` hand-offs, embeddings, the
+  greedy pick and the events. Printed: ms per tick (wall and CPU), ratio to one
+  room, RTF of the tick (<= 1: all N rooms keep up with real time), and the
+  engine path's cost over the core.
 - rtf: one room, whole chunk (encoder + listening step) at the start and at the
   end of the default context window (300 s), per `--quantize` mode; wall and CPU
   time (the build machines are shared and loaded: CPU time / threads is the
   better estimate of an idle machine's wall time), and the logits drift of each
   quantized mode against the unquantized weights over a few steps.
 
-`--device cuda --dtype bfloat16` runs it on a GPU.
+`--device cuda --dtype bfloat16` runs it on a GPU. `--shape tiny` runs the same
+on the tiny checkpoint's shapes (random weights): there the model costs next to
+nothing, so the engine path's own overhead stands out.
 """
 
 from __future__ import annotations
@@ -23,13 +30,13 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import threading
 import time
 
 from .. import constants as c
 from .bench import PeakMemory, build_random, omni3b_audio_config, qwen25_3b_config
 
 SECTIONS = ("rooms", "rtf")
+SHAPES = ("3b", "tiny")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rooms", default="1,4,8,16", help="room counts (default %(default)s)")
     parser.add_argument("--context", type=int, default=1000, help="tokens of context per room in the rooms section")
     parser.add_argument("--quantize", default="none,int8", help="rtf section modes (default %(default)s)")
-    parser.add_argument("--layers", type=int, default=36, help="LM layers (default %(default)s; fewer for a quick look)")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="LM layers (default: the shape's, 36 for 3b; fewer for a quick look)")
+    parser.add_argument("--encoder-layers", type=int, default=None,
+                        help="audio encoder layers (default: the shape's, 32 for 3b)")
+    parser.add_argument("--shape", default="3b", choices=list(SHAPES), help="model shapes (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per figure (median; default %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
@@ -60,8 +71,9 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     dtype = getattr(torch, args.dtype)
     started = time.perf_counter()
-    lm, encoder = _build(dtype, device, args.layers)
-    print(f"# bench rooms: Qwen2.5-3B-shaped LM ({args.layers} layers) + Omni-3B audio encoder, random weights, "
+    lm, encoder = _build(dtype, device, args.shape, args.layers, args.encoder_layers)
+    shape = "Qwen2.5-3B-shaped LM + Omni-3B audio encoder" if args.shape == "3b" else "tiny-checkpoint-shaped LM + encoder"
+    print(f"# bench rooms: {shape} ({lm.config.num_hidden_layers} + {encoder.config.encoder_layers} layers), random weights, "
           f"{args.dtype}, {_device_name(device)}, {torch.get_num_threads()} CPU threads; built in "
           f"{time.perf_counter() - started:.0f} s; medians of {args.repeats}")
     if "rooms" in sections:
@@ -73,12 +85,29 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build(dtype, device, layers: int):
+def _build(dtype, device, shape: str, layers: int | None, encoder_layers: int | None):
+    import torch
     from transformers import Qwen2ForCausalLM
     from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
 
-    lm = build_random(Qwen2ForCausalLM, qwen25_3b_config(layers), dtype, device)
-    encoder = build_random(Qwen2_5OmniAudioEncoder, omni3b_audio_config(), dtype, device)
+    if shape == "3b":
+        lm_config, audio_config = qwen25_3b_config(layers or 36), omni3b_audio_config()
+    else:
+        from .checkpoint import audio_config_from_dict, qwen2_config_from_litgpt
+        from .tiny import TINY_AUDIO_CONFIG, TINY_LITGPT_CONFIG
+
+        lm_config = qwen2_config_from_litgpt(dict(TINY_LITGPT_CONFIG, n_layer=layers or TINY_LITGPT_CONFIG["n_layer"]))
+        lm_config._attn_implementation = "sdpa"
+        audio_config = audio_config_from_dict(TINY_AUDIO_CONFIG)
+        audio_config._attn_implementation = "sdpa"
+    if encoder_layers:
+        audio_config.encoder_layers = encoder_layers
+    lm = build_random(Qwen2ForCausalLM, lm_config, dtype, device)
+    encoder = build_random(Qwen2_5OmniAudioEncoder, audio_config, dtype, device)
+    with torch.no_grad():
+        # A random model would now and then pick TEXT_BEGIN and decode a reply, which is not
+        # what a tick measures: its logit is pinned to 0, below the best of 152k random logits.
+        lm.lm_head.weight[c.TEXT_BEGIN] = 0
     return lm, encoder
 
 
@@ -109,27 +138,50 @@ def _timed(fn, device, repeats: int) -> tuple[float, float]:
 
 
 def _random_caches(decoder, rooms: int, context: int):
-    caches = [decoder.new_cache(context + c.TOKENS_PER_CHUNK + 1) for _ in range(rooms)]
+    """`rooms` caches in one pool (as the engine's batched rooms have), `context` slots of random K/V each."""
+    pool = decoder.new_pool(context + 8 * c.TOKENS_PER_CHUNK, rooms)
+    caches = [pool.allocate() for _ in range(rooms)]
     for cache in caches:  # attention costs the same over random K/V as over real ones
-        cache.keys[:, :, :context].normal_(0, 0.5)
-        cache.values[:, :, :context].normal_(0, 0.5)
-        cache.length = context
+        _fill(cache, 0, context)
     return caches
+
+
+def _fill(cache, start: int, end: int) -> None:
+    cache.keys[:, :, start:end].normal_(0, 0.5)
+    cache.values[:, :, start:end].normal_(0, 0.5)
+    cache.length = end
+
+
+def _engine(lm, encoder, device, rooms: int):
+    """A real InteractionEngine on the benchmark's weights (the tiny checkpoint's tokenizer: ids are the same)."""
+    from pathlib import Path
+
+    from ..engine import EngineOptions
+    from .checkpoint import LoadedModel
+    from .engine import InteractionEngine
+    from .tiny import build_tokenizer
+
+    param = next(lm.parameters())
+    loaded = LoadedModel(lm, encoder, build_tokenizer(), {}, param.device, param.dtype, Path("random"))
+    options = EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, model="random", device=str(device),
+                            dtype=str(param.dtype).removeprefix("torch."), batch_rooms=max(rooms, EngineOptions.batch_rooms),
+                            overload_seconds=0.0)
+    return InteractionEngine(options, loaded=loaded)
 
 
 def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repeats: int) -> None:
     import numpy as np
     import torch
 
-    from .batch import Combiner, encode_batch, lm_step_batch
+    from .batch import encode_batch
     from .checkpoint import encode_chunks_with
     from .decoder import CachedDecoder
-    from .engine import BATCH_GATHER_SECONDS
 
     decoder = CachedDecoder(lm)
     caches = _random_caches(decoder, max(room_counts), context)
     mel = np.random.default_rng(0).standard_normal((c.N_MELS, c.MEL_FRAMES_PER_CHUNK)).astype(np.float32)
     embeds = (torch.randn(c.TOKENS_PER_CHUNK, lm.config.hidden_size, device=device) * 0.02).to(decoder.dtype)
+    audio = (np.random.default_rng(1).standard_normal(c.CHUNK_SAMPLES) * 0.05).astype(np.float32)
 
     def encode_one(m):
         return encode_chunks_with(encoder, m)
@@ -139,9 +191,9 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
             cache.length = context
 
     print(f"\n## rooms: one 0.4 s tick = encoder on N chunks + a 12-token listening step per room, "
-          f"{context} tokens of context each")
-    print("rooms | batched ms/tick (x one room, RTF of the tick, RTF per room) | sequential ms/tick (x batched) | "
-          "engine path: threads + combiners ms/tick (LM batches/tick) | batched CPU ms")
+          f"{context} tokens of context each; ms per tick, medians of wall and of CPU (this process, all threads)")
+    print("rooms | core: batched ms/tick (x one room, RTF of the tick, RTF per room), CPU ms | "
+          "sequential ms/tick (x batched) | engine path ms/tick, CPU ms (LM steps/tick) | engine - core: wall, CPU ms")
     base = None
     keeps_up = 0
     for rooms in room_counts:
@@ -156,41 +208,45 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
                 encode_one(mel)
                 decoder.forward(cache, embeds)
 
-        rooms_now = dict(max_batch=16, expected=lambda rooms=rooms: rooms, gather_seconds=BATCH_GATHER_SECONDS)
-        lm_batches = Combiner(lambda requests: lm_step_batch(decoder, requests), **rooms_now)
-        encoder_batches = Combiner(lambda mels: encode_batch(encode_one, mels), **rooms_now)
-
-        def engine_path(rooms=rooms):
-            rewind(rooms)
-            barrier = threading.Barrier(rooms)
-
-            def room(cache):
-                with torch.inference_mode():
-                    barrier.wait()
-                    encoder_batches.submit(mel)
-                    lm_batches.submit((cache, embeds))
-
-            threads = [threading.Thread(target=room, args=(cache,)) for cache in caches[:rooms]]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-
         with torch.inference_mode():
             wall, cpu = _timed(batched, device, repeats)
             seq, _ = _timed(sequential, device, repeats)
-        path, _ = _timed(engine_path, device, repeats)
+        path, path_cpu, steps = _engine_path(lm, encoder, device, rooms, context, audio, repeats)
         base = base or wall
-        ticks = repeats + 1
-        if wall <= c.CHUNK_SECONDS:
+        if path <= c.CHUNK_SECONDS:
             keeps_up = max(keeps_up, rooms)
-        print(f"{rooms:>5} | {wall * 1000:9.1f} ({wall / base:4.2f}x, RTF {wall / c.CHUNK_SECONDS:5.2f}, "
-              f"{wall / rooms / c.CHUNK_SECONDS:5.3f}) | "
-              f"{seq * 1000:9.1f} ({seq / wall:4.2f}x) | {path * 1000:9.1f} ({lm_batches.stats.batches / ticks:.1f}) | "
-              f"{cpu * 1000:8.1f}")
-    print(f"rooms this device keeps in real time (tick <= 0.4 s), of those measured: {keeps_up or 'none'}")
+        print(f"{rooms:>5} | {wall * 1000:8.1f} ({wall / base:4.2f}x, RTF {wall / c.CHUNK_SECONDS:5.2f}, "
+              f"{wall / rooms / c.CHUNK_SECONDS:5.3f}), {cpu * 1000:8.1f} | "
+              f"{seq * 1000:8.1f} ({seq / wall:4.2f}x) | {path * 1000:8.1f}, {path_cpu * 1000:8.1f} ({steps:.1f}) | "
+              f"{(path - wall) * 1000:+7.1f}, {(path_cpu - cpu) * 1000:+7.1f}", flush=True)
+    print(f"rooms this device keeps in real time through the engine (tick <= 0.4 s), of those measured: "
+          f"{keeps_up or 'none'}")
     del caches
     gc.collect()
+
+
+def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: int) -> tuple[float, float, float]:
+    """Median (wall, CPU) seconds of one tick through a real engine, and its LM steps per tick."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = _engine(lm, encoder, device, rooms)
+    streams = [engine.open_stream() for _ in range(rooms)]
+    for stream in streams:  # `context` tokens of history, as the core has
+        _fill(stream.cache, stream.cache.length, context)
+        stream.context.open_segment(context - stream.context.length)
+    with ThreadPoolExecutor(max_workers=rooms, thread_name_prefix="room") as executor:
+        def tick():
+            for decisions in executor.map(lambda stream: stream.feed(audio), streams):
+                if not any(e.type == c.EVENT_DECISION for e in decisions):
+                    raise RuntimeError(f"a room's tick made no decision: {decisions}")
+
+        list(executor.map(lambda stream: stream.feed(audio), streams))  # the front end's lookahead: no decision yet
+        steps_before = engine.lm_batches.stats.batches if engine.lm_batches else 0
+        wall, cpu = _timed(tick, device, repeats)
+        steps = ((engine.lm_batches.stats.batches if engine.lm_batches else 0) - steps_before) / (repeats + 1)
+    for stream in streams:
+        stream.close()
+    return wall, cpu, steps
 
 
 def bench_rtf(lm, encoder, device, modes: list[str], repeats: int) -> None:

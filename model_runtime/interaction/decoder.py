@@ -9,13 +9,15 @@ preallocated length. Here the weights and sub-modules are transformers' own
 (norms, projections, MLP, rotary embedding, `apply_rotary_pos_emb`); only the
 attention around the cache is ours:
 
-- `KVCache` is one preallocated buffer per stream; slot i always holds the
-  token at position i (positions stay contiguous, so a roll re-rotates the
-  keys it moves: see `KVCache.compact`).
+- `KVPool` preallocates the K/V of many streams (rooms) in one tensor; a
+  stream's `KVCache` is one slot of it, where slot i always holds the token at
+  position i (positions stay contiguous, so a roll re-rotates the keys it
+  moves: see `KVCache.compact`).
 - attention is GQA-aware without expanding K/V: the queries of the 8 heads that
   share a K/V head are folded into that head's query rows ("packed GQA"), so
-  `scaled_dot_product_attention` sees (kv_heads, 8 * n, head_dim) queries
-  against the (kv_heads, length, head_dim) cache and only the used slots.
+  `scaled_dot_product_attention` sees (rooms, kv_heads, 8 * n, head_dim)
+  queries against the (rooms, kv_heads, length, head_dim) pool: one call per
+  layer for all the rooms of a batched step (`_PoolStep`).
 
 `tests/runtime/test_interaction_decoder.py` proves the logits equal
 `Qwen2ForCausalLM.forward` with a `DynamicCache` over a multi-step sequence,
@@ -24,13 +26,34 @@ and that a compacted cache equals a fresh prefill of the kept tokens at layer 0.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb, rotate_half
 
 
-class KVCache:
-    """Preallocated keys and values of every layer: (layers, kv_heads, capacity, head_dim) each."""
+class KVPool:
+    """Preallocated keys and values of several streams (rooms) in one tensor each:
+    (layers, rooms, kv_heads, capacity, head_dim).
+
+    Why one tensor: a batched step then attends for all its rooms in ONE
+    `scaled_dot_product_attention` call per layer (the rooms are the batch
+    dimension), instead of one call per room per layer. Each room is a slot;
+    `allocate()` hands out a `KVCache` for a free slot and grows the pool (one
+    copy of the used slots, taken when a room opens, under the pool's lock; the
+    old and the new storage exist together during that copy) when none is free.
+    A closed room's slot is `release`d and reused; the pool never shrinks.
+
+    Invariant the pooled attention relies on: every slot at or beyond a cache's
+    `length` holds finite values (zeros or stale K/V of finite steps). A batch
+    attends over the longest room's slots; a shorter room's extra slots are
+    masked, but a masked NaN value would still turn its row into NaN
+    (0 * NaN), so slots are zeroed when handed out and after a fault
+    (`KVCache.reset_to`).
+    """
 
     def __init__(
         self,
@@ -40,12 +63,84 @@ class KVCache:
         capacity: int,
         dtype: torch.dtype,
         device: torch.device | str,
+        rooms: int = 1,
     ) -> None:
-        shape = (n_layers, n_kv_heads, capacity, head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.shape = (n_layers, n_kv_heads, capacity, head_dim)
         self.capacity = capacity
-        self.length = 0  # slots [0, length) are filled; slot i = position i
+        self.dtype, self.device = dtype, torch.device(device)
+        self.keys = self._zeros(rooms)
+        self.values = self._zeros(rooms)
+        self.lock = threading.Lock()  # storage is replaced by a grow: steps and writes hold it
+        self._free = list(range(rooms))
+        self._fresh = set(self._free)  # slots still all zeros since allocation of the storage
+
+    @property
+    def rooms(self) -> int:
+        return self.keys.shape[1]
+
+    def _zeros(self, rooms: int) -> torch.Tensor:
+        layers, heads, capacity, dim = self.shape
+        return torch.zeros((layers, rooms, heads, capacity, dim), dtype=self.dtype, device=self.device)
+
+    def allocate(self) -> KVCache:
+        """A cache in a free slot (length 0, all slots zero); grows the pool by half (at least one slot) if full."""
+        with self.lock:
+            if not self._free:
+                old = self.rooms
+                self._grow(old + max(1, old // 2))
+            slot = min(self._free)
+            self._free.remove(slot)
+            if slot not in self._fresh:
+                self.keys[:, slot].zero_()
+                self.values[:, slot].zero_()
+            self._fresh.discard(slot)
+        return KVCache(self, slot)
+
+    def release(self, slot: int) -> None:
+        """The slot of a cache no longer used (a closed stream) can be handed out again."""
+        with self.lock:
+            if slot in self._free or not 0 <= slot < self.rooms:
+                raise ValueError(f"slot {slot} is not in use")
+            self._free.append(slot)
+
+    def in_use(self) -> int:
+        return self.rooms - len(self._free)
+
+    def nbytes(self) -> int:
+        return self.keys.numel() * self.keys.element_size() * 2
+
+    def _grow(self, rooms: int) -> None:
+        """(Lock held.) New storage for `rooms` slots holding the old slots' contents."""
+        old = self.rooms
+        for name in ("keys", "values"):
+            grown = self._zeros(rooms)
+            grown[:, :old] = getattr(self, name)
+            setattr(self, name, grown)  # the old storage goes here, one tensor at a time
+        self._free.extend(range(old, rooms))
+        self._fresh.update(range(old, rooms))
+
+
+class KVCache:
+    """One stream's keys and values: a slot of a `KVPool`, (layers, kv_heads, capacity, head_dim) each.
+
+    Slot i always holds the token at position i (positions stay contiguous, so a
+    roll re-rotates the keys it moves: see `compact`). `keys` and `values` are
+    views into the pool's current storage (take them anew after the pool grew).
+    """
+
+    def __init__(self, pool: KVPool, slot: int) -> None:
+        self.pool = pool
+        self.slot = slot
+        self.capacity = pool.capacity
+        self.length = 0  # slots [0, length) are filled
+
+    @property
+    def keys(self) -> torch.Tensor:
+        return self.pool.keys[:, self.slot]
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.pool.values[:, self.slot]
 
     def nbytes(self) -> int:
         return self.keys.numel() * self.keys.element_size() * 2
@@ -55,6 +150,16 @@ class KVCache:
         if not 0 <= length <= self.length:
             raise ValueError(f"cannot truncate a cache of {self.length} slots to {length}")
         self.length = length
+
+    def reset_to(self, prefix: KVCache) -> None:
+        """Hold `prefix`'s filled slots alone, every later slot zeroed (also any non-finite K/V of a fault)."""
+        with self.pool.lock:
+            keys, values = self.keys, self.values
+            keys[:, :, : prefix.length] = prefix.keys[:, :, : prefix.length]
+            values[:, :, : prefix.length] = prefix.values[:, :, : prefix.length]
+            keys[:, :, prefix.length :].zero_()
+            values[:, :, prefix.length :].zero_()
+            self.length = prefix.length
 
     def compact(self, keep: torch.Tensor, start: int, inv_freq: torch.Tensor) -> None:
         """Move the slots listed in `keep` (ascending, all >= start) to slots start, start+1, ...
@@ -70,17 +175,20 @@ class KVCache:
         n = int(keep.numel())
         if n and (int(keep[0]) < start or int(keep[-1]) >= self.length):
             raise ValueError("compact: slots to keep must lie in [start, length)")
-        keep = keep.to(self.keys.device)
-        new_slots = torch.arange(start, start + n, device=self.keys.device)
+        device = self.pool.device
+        keep = keep.to(device)
+        new_slots = torch.arange(start, start + n, device=device)
         delta = (new_slots - keep).to(torch.float32)
-        angles = delta[:, None] * inv_freq.to(device=self.keys.device, dtype=torch.float32)[None, :]
+        angles = delta[:, None] * inv_freq.to(device=device, dtype=torch.float32)[None, :]
         emb = torch.cat((angles, angles), dim=-1)  # (n, head_dim), the layout of rotate_half
         cos, sin = emb.cos(), emb.sin()
-        for layer in range(self.keys.shape[0]):  # per layer: the temporary is one layer's kept keys
-            k = self.keys[layer].index_select(1, keep).float()
-            k = k * cos + rotate_half(k) * sin
-            self.keys[layer, :, start : start + n] = k.to(self.keys.dtype)
-            self.values[layer, :, start : start + n] = self.values[layer].index_select(1, keep)
+        with self.pool.lock:
+            keys, values = self.keys, self.values
+            for layer in range(keys.shape[0]):  # per layer: the temporary is one layer's kept keys
+                k = keys[layer].index_select(1, keep).float()
+                k = k * cos + rotate_half(k) * sin
+                keys[layer, :, start : start + n] = k.to(keys.dtype)
+                values[layer, :, start : start + n] = values[layer].index_select(1, keep)
         self.length = start + n
 
 
@@ -113,8 +221,13 @@ class CachedDecoder:
         param = next(lm.parameters())
         self.device, self.dtype = param.device, param.dtype
 
+    def new_pool(self, capacity: int, rooms: int = 1) -> KVPool:
+        """A pool of caches of `capacity` slots for rooms that step together (see `KVPool`)."""
+        return KVPool(len(self.layers), self.n_kv_heads, self.head_dim, capacity, self.dtype, self.device, rooms)
+
     def new_cache(self, capacity: int) -> KVCache:
-        return KVCache(len(self.layers), self.n_kv_heads, self.head_dim, capacity, self.dtype, self.device)
+        """A cache of its own (a pool of one): batched with others, it attends in a call of its own."""
+        return self.new_pool(capacity).allocate()
 
     def embed(self, ids: list[int]) -> torch.Tensor:
         """(n,) token ids -> (n, width) input embeddings."""
@@ -134,10 +247,12 @@ class CachedDecoder:
         Returns (rooms, vocab) float32: row r is the logits of room r's last new position.
         The rooms' tokens are concatenated into one (1, sum n_r, width) sequence, so
         every projection and MLP streams the weights once for all rooms (what makes a
-        step memory-bound on CPU and launch-bound on GPU). Only attention is per room:
-        each room's queries attend to its own cache at its own positions (ragged
-        lengths need no padding and no mask across rooms), causally within its
-        n_r new rows. Row r depends on room r's inputs alone, so a non-finite room
+        step memory-bound on CPU and launch-bound on GPU). Attention is one
+        `scaled_dot_product_attention` call per layer for all rooms whose caches
+        share a `KVPool` (`_PoolStep`): rooms are the batch, each room's queries
+        (padded to the most new tokens of any room) attend to its own slot only, at
+        its own positions, causally, under a mask that also hides the slots beyond
+        its length. Row r depends on room r's inputs alone, so a non-finite room
         cannot spoil another's logits.
         """
         if len(caches) != len(embeds) or not caches:
@@ -156,37 +271,110 @@ class CachedDecoder:
             [torch.arange(start, start + n, device=self.device) for start, n in zip(starts, counts)]
         ).unsqueeze(0)
         cos, sin = self.rotary(x, positions)
-        masks = [self._causal_mask(start, n) for start, n in zip(starts, counts)]
-        for index, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            q = attn.q_proj(h).view(1, total, self.n_heads, self.head_dim).transpose(1, 2)
-            k = attn.k_proj(h).view(1, total, self.n_kv_heads, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(1, total, self.n_kv_heads, self.head_dim).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            outs = []
-            for cache, start, n, offset, mask in zip(caches, starts, counts, offsets, masks):
-                end = start + n
-                cache.keys[index, :, start:end] = k[0, :, offset : offset + n]
-                cache.values[index, :, start:end] = v[0, :, offset : offset + n]
-                keys = cache.keys[index, :, :end].unsqueeze(0)
-                values = cache.values[index, :, :end].unsqueeze(0)
-                # (1, heads, n, d) -> (1, kv_heads, group * n, d): head h = kv * group + r
-                packed = q[:, :, offset : offset + n].reshape(1, self.n_kv_heads, self.group * n, self.head_dim)
-                out = F.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=self.scale)
-                outs.append(out.reshape(1, self.n_heads, n, self.head_dim).transpose(1, 2).reshape(1, n, -1))
-            x = x + attn.o_proj(outs[0] if len(outs) == 1 else torch.cat(outs, dim=1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        for cache, start, n in zip(caches, starts, counts):
-            cache.length = start + n
+        members: dict[int, list[int]] = {}  # pool -> the caches (indices) of this step in it
+        for r, cache in enumerate(caches):
+            members.setdefault(id(cache.pool), []).append(r)
+        steps = [
+            _PoolStep(caches[rs[0]].pool, [caches[r].slot for r in rs], [starts[r] for r in rs], [counts[r] for r in rs],
+                      [offsets[r] for r in rs], total, self.group, self.device)
+            for rs in members.values()
+        ]
+        with contextlib.ExitStack() as held:
+            for step in sorted(steps, key=lambda s: id(s.pool)):  # one order: no deadlock between pools
+                held.enter_context(step.pool.lock)
+            for index, layer in enumerate(self.layers):
+                attn = layer.self_attn
+                h = layer.input_layernorm(x)
+                q = attn.q_proj(h).view(1, total, self.n_heads, self.head_dim)
+                k = attn.k_proj(h).view(1, total, self.n_kv_heads, self.head_dim)
+                v = attn.v_proj(h).view(1, total, self.n_kv_heads, self.head_dim)
+                q, k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2)  # token-major: (1, total, heads, d)
+                if len(steps) == 1:
+                    out = steps[0].attend(index, q[0], k[0], v[0], self.scale)
+                else:
+                    out = q.new_empty(total, self.n_heads, self.head_dim)
+                    for step in steps:
+                        picked = [t.index_select(0, step.tokens) for t in (q[0], k[0], v[0])]
+                        out.index_copy_(0, step.tokens, step.attend(index, *picked, self.scale))
+                x = x + attn.o_proj(out.view(1, total, -1))
+                x = x + layer.mlp(layer.post_attention_layernorm(x))
+            for cache, start, n in zip(caches, starts, counts):
+                cache.length = start + n
         last = self.final_norm(x[0, [offset + n - 1 for offset, n in zip(offsets, counts)]])
         return self.lm_head(last).float()
 
-    def _causal_mask(self, start: int, n: int) -> torch.Tensor | None:
-        """Causal mask of n new rows against all start + n slots, repeated for the
-        `group` query heads folded into each K/V head (rows are head-major); None for one row."""
-        if n == 1:
-            return None
-        rows = torch.arange(start, start + n, device=self.device)[:, None]
-        cols = torch.arange(start + n, device=self.device)[None, :]
-        return (cols <= rows).repeat(self.group, 1)
+
+@dataclass
+class _PoolStep:
+    """One pool's rooms in one batched step: where their new K/V go and how they attend, computed once per step.
+
+    The attention batch is the pool's slots lo..hi-1 (a view, no copy) when the
+    step's rooms fill most of that span, else just the step's slots gathered
+    (a copy of their used K/V). Rows: each room's new tokens, padded to the most
+    of any room. Padded rows, and the rows of slots in the span that are not in
+    this step, get the causal mask of the positions they stand at (never an
+    empty row: slot 0 is always in it); their outputs are thrown away.
+    """
+
+    pool: KVPool
+    tokens: torch.Tensor  # this pool's tokens' indices in the step's sequence
+    slot_of_token: torch.Tensor
+    position_of_token: torch.Tensor
+    row_of_token: torch.Tensor  # attention batch index of the token's room
+    rank_of_token: torch.Tensor  # the token's index among its room's new tokens
+    span: tuple[int, int] | None  # slots lo..hi-1 as the attention batch, or
+    gather: torch.Tensor | None  # these slots, in this order
+    rows: int  # attention batch size
+    width: int  # padded new tokens per room
+    length: int  # slots attended (the longest room's end)
+    mask: torch.Tensor | None  # (rows, 1, group * width, length) bool, True = attend
+    group: int
+
+    def __init__(self, pool, slots, starts, counts, offsets, total, group, device) -> None:
+        self.pool, self.group = pool, group
+        lo, hi = min(slots), max(slots) + 1
+        if hi - lo <= 2 * len(slots):
+            self.span, self.gather, self.rows = (lo, hi), None, hi - lo
+            row_of_room = [slot - lo for slot in slots]
+        else:
+            self.span, self.rows = None, len(slots)
+            self.gather = torch.tensor(slots, device=device)
+            row_of_room = list(range(len(slots)))
+        self.width = max(counts)
+        self.length = max(start + n for start, n in zip(starts, counts))
+        columns = []
+        for slot, start, n, offset, row in zip(slots, starts, counts, offsets, row_of_room):
+            columns += [(offset + i, slot, start + i, row, i) for i in range(n)]
+        table = torch.tensor(columns, device=device).T  # one transfer for all the step's index lists
+        self.tokens, self.slot_of_token, self.position_of_token, self.row_of_token, self.rank_of_token = table
+        if self.rows == 1 and self.width == 1:
+            self.mask = None  # one query row over exactly its room's slots
+        else:
+            first = [0] * self.rows  # position of each attention row's first new token
+            for start, row in zip(starts, row_of_room):
+                first[row] = start
+            last_seen = torch.tensor(first, device=device)[:, None] + torch.arange(self.width, device=device)
+            mask = torch.arange(self.length, device=device) <= last_seen[:, :, None]  # (rows, width, length)
+            # packed GQA rows are head-in-group major (see `attend`): repeat per head of the group
+            self.mask = mask.repeat(1, group, 1).unsqueeze(1)
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+        """Store k, v (tokens, kv_heads, d) in the pool; return attention of q (tokens, heads, d) -> same shape."""
+        keys, values = self.pool.keys[layer], self.pool.values[layer]  # (rooms, kv_heads, capacity, d)
+        keys[self.slot_of_token, :, self.position_of_token] = k
+        values[self.slot_of_token, :, self.position_of_token] = v
+        if self.gather is None:
+            lo, hi = self.span
+            keys, values = keys[lo:hi, :, : self.length], values[lo:hi, :, : self.length]
+        else:
+            keys = keys[:, :, : self.length].index_select(0, self.gather)
+            values = values[:, :, : self.length].index_select(0, self.gather)
+        heads, dim = q.shape[1], q.shape[2]
+        kv_heads = keys.shape[1]
+        padded = q.new_zeros(self.rows, heads, self.width, dim)
+        padded[self.row_of_token, :, self.rank_of_token] = q
+        # Packed GQA: (rows, heads, width, d) -> (rows, kv_heads, group * width, d), head h = kv * group + g,
+        # so the 8 query heads sharing a K/V head are that head's rows and K/V are never expanded.
+        packed = padded.view(self.rows, kv_heads, self.group * self.width, dim)
+        out = F.scaled_dot_product_attention(packed, keys, values, attn_mask=self.mask, scale=scale)
+        return out.view(self.rows, heads, self.width, dim)[self.row_of_token, :, self.rank_of_token]

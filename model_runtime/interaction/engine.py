@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -65,7 +67,7 @@ from .batch import Combiner, encode_batch, lm_step_batch
 from .checkpoint import encode_chunks, load_checkpoint
 from .chunk_encoder import ChunkEncoder, EncodedChunk, FifoChunkEncoder
 from .context import ContextWindow
-from .decoder import CachedDecoder
+from .decoder import CachedDecoder, KVCache, KVPool
 from .features import StreamingLogMel
 from .overload import OverloadGuard
 from .prompt import AUDIO_SLOTS, CHUNK_IDS, instruction_ids, prefix_ids
@@ -132,6 +134,20 @@ class InteractionEngine(Engine):
             # Listening steps wait (briefly) for the other rooms' chunks; decode steps never do.
             self.lm_step = lambda cache, embeds: self.lm_batches.submit((cache, embeds), gather=embeds.shape[0] > 1)
             self.encode = self.encoder_batches.submit
+        # Batched rooms keep their K/V in shared pools (one per cache capacity), so a batched
+        # step attends for all its rooms in one call per layer (decoder.KVPool).
+        self._pools: dict[int, KVPool] = {}
+        self._pools_lock = threading.Lock()
+
+    def new_cache(self, capacity: int) -> KVCache:
+        """A stream's cache: a slot of the shared pool of its capacity when rooms are batched."""
+        if self.lm_batches is None:
+            return self.decoder.new_cache(capacity)
+        with self._pools_lock:
+            pool = self._pools.get(capacity)
+            if pool is None:
+                pool = self._pools[capacity] = self.decoder.new_pool(capacity, rooms=0)  # grows as rooms open
+        return pool.allocate()
 
     def open_stream(self, *, roll_seconds: float | None = None) -> InteractionStream:
         stream = InteractionStream(self, roll_seconds=roll_seconds)
@@ -156,7 +172,9 @@ class InteractionStream(EngineStream):
             max_segment_tokens=c.TOKENS_PER_CHUNK + options.max_response_tokens + _REPLY_OVERHEAD_TOKENS,
             roll_seconds=roll_seconds,
         )
-        self.cache = self.decoder.new_cache(self.context.capacity)
+        self.cache = engine.new_cache(self.context.capacity)
+        # The slot goes back to the pool on close(), or when a stream dropped without close() is collected.
+        self._release_cache = weakref.finalize(self, self.cache.pool.release, self.cache.slot)
         self._copy_prefix()
         self.features = StreamingLogMel()
         if options.async_encoder:
@@ -228,6 +246,7 @@ class InteractionStream(EngineStream):
             self._closed = True
             self.encoder.close()
             self.engine.open_streams.discard(self)
+            self._release_cache()
             self.cache = None  # free the stream's K/V now, not when the stream object goes
 
     # --- the loop -------------------------------------------------------------
@@ -351,11 +370,13 @@ class InteractionStream(EngineStream):
     def _greedy(logits: torch.Tensor) -> int | None:
         """The argmax token, or None when the logits are not finite.
 
-        torch's argmax ranks NaN above everything and +inf wins anyway, so checking
+        torch's max ranks NaN above everything and +inf wins anyway, so checking
         the winner alone catches any NaN or +inf in the row (one scalar, not 152k).
+        Value and index come back in one device-to-host copy (one sync on a GPU).
         """
-        token = int(torch.argmax(logits))
-        return token if bool(torch.isfinite(logits[token])) else None
+        value, index = logits.max(dim=-1)
+        best, token = torch.stack([value.float(), index.float()]).tolist()  # ids < 2**24: exact
+        return int(token) if math.isfinite(best) else None
 
     def _fault(self, t: float) -> Event:
         """Non-finite logits: the cache can no longer be trusted; back to the prompt prefix."""
@@ -371,10 +392,7 @@ class InteractionStream(EngineStream):
 
     def _copy_prefix(self) -> None:
         """The cache holds the prompt prefix alone (its K/V computed once by the engine)."""
-        prefix = self.engine.prefix_cache
-        self.cache.keys[:, :, : prefix.length] = prefix.keys
-        self.cache.values[:, :, : prefix.length] = prefix.values
-        self.cache.length = prefix.length
+        self.cache.reset_to(self.engine.prefix_cache)
 
     def _as_samples(self, audio: np.ndarray) -> tuple[np.ndarray | None, Event | None]:
         """16 kHz mono float32, or None and an error event saying why this piece was ignored."""

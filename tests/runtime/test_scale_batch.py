@@ -25,52 +25,109 @@ from tiny_model_support import loaded, make_engine  # noqa: F401 (a fixture)
 TOLERANCE = 1e-4
 
 
-def clone(cache):
-    twin = type(cache).__new__(type(cache))
-    twin.keys, twin.values = cache.keys.clone(), cache.values.clone()
-    twin.capacity, twin.length = cache.capacity, cache.length
+def clone(cache, decoder):
+    """A cache of its own (its own pool) holding what `cache` holds."""
+    twin = decoder.new_cache(cache.capacity)
+    twin.keys.copy_(cache.keys)
+    twin.values.copy_(cache.values)
+    twin.length = cache.length
     return twin
 
 
-def test_batched_step_equals_each_room_alone(loaded):
+def _same(got: torch.Tensor, want: torch.Tensor) -> None:
+    assert got.shape == want.shape
+    assert float((got - want).abs().max()) <= TOLERANCE
+    assert torch.equal(got.argmax(-1), want.argmax(-1))
+
+
+def test_pooled_step_equals_each_room_alone(loaded):
+    """Rooms of one pool attend in one call per layer; each must get what it gets on a cache of its own.
+
+    Ragged histories; ragged new tokens in one step (a listening chunk of 12, a chunk behind
+    pending tokens, a one-token decode step of a room speaking while the others listen);
+    the step's order differs from the slots'; a closed room's slot lies inside the span;
+    two rooms rolled (compacted) differently between steps; a step over far-apart slots.
+    """
     decoder = CachedDecoder(loaded.lm)
     width = loaded.lm.config.hidden_size
     gen = torch.Generator().manual_seed(0)
-    # Ragged rooms: different histories, and different new-token counts in the same step
-    # (a listening chunk of 12, a chunk behind pending tokens, a one-token decode step).
-    histories, news = [5, 40, 17, 1], [12, 15, 1, 12]
-    caches = []
-    for history in histories:
-        cache = decoder.new_cache(128)
-        decoder.forward(cache, torch.randn(history, width, generator=gen))
-        caches.append(cache)
-    embeds = [torch.randn(n, width, generator=gen) for n in news]
-    alone = [clone(cache) for cache in caches]
-    expected = torch.stack([decoder.forward(cache, e) for cache, e in zip(alone, embeds)])
-    got = decoder.forward_many(caches, embeds)
-    assert got.shape == expected.shape == (4, loaded.lm.config.vocab_size)
-    assert float((got - expected).abs().max()) <= TOLERANCE
-    assert torch.equal(got.argmax(-1), expected.argmax(-1))
-    for cache, single, history, n in zip(caches, alone, histories, news):
-        assert cache.length == single.length == history + n
-        assert torch.allclose(cache.keys[:, :, : cache.length], single.keys[:, :, : single.length], atol=1e-5)
-        assert torch.allclose(cache.values[:, :, : cache.length], single.values[:, :, : single.length], atol=1e-5)
+    pool = decoder.new_pool(96, rooms=0)
+    slots = [pool.allocate() for _ in range(5)]
+    pool.release(slots[1].slot)  # a room that left: its slot stays in the attention batch's span
+    rooms = [slots[0], slots[2], slots[3], slots[4]]
+    alone = [decoder.new_cache(96) for _ in rooms]  # each a pool of its own: attention per room
+    for cache, twin, history in zip(rooms, alone, [5, 40, 17, 1]):
+        embeds = torch.randn(history, width, generator=gen)
+        decoder.forward(cache, embeds)
+        decoder.forward(twin, embeds)
+
+    def step(news: list[int], order: list[int]) -> None:
+        embeds = [torch.randn(n, width, generator=gen) for n in news]
+        got = decoder.forward_many([rooms[i] for i in order], [embeds[i] for i in order])
+        want = torch.stack([decoder.forward(alone[i], embeds[i]) for i in order])
+        _same(got, want)
+
+    step([12, 15, 1, 12], order=[2, 0, 3, 1])
+    for index, keep in ((1, torch.tensor([20, 21, 22, 50, 51])), (2, torch.arange(10, 18))):
+        decoder.compact(rooms[index], keep, start=4)  # rolls: different slots dropped per room
+        decoder.compact(alone[index], keep, start=4)
+    step([12, 1, 1, 13], order=[0, 1, 2, 3])
+    step([1, 1, 1, 1], order=[3, 2, 1, 0])  # every room speaking: one row each, ragged lengths
+    got = decoder.forward_many([rooms[0], rooms[3]], [torch.ones(12, width), torch.ones(2, width)])  # slots 0, 4
+    _same(got, torch.stack([decoder.forward(alone[0], torch.ones(12, width)),
+                            decoder.forward(alone[3], torch.ones(2, width))]))
+    for cache, twin in zip(rooms, alone):
+        assert cache.length == twin.length
+        assert torch.allclose(cache.keys[:, :, : cache.length], twin.keys[:, :, : twin.length], atol=1e-5)
+        assert torch.allclose(cache.values[:, :, : cache.length], twin.values[:, :, : twin.length], atol=1e-5)
 
 
 def test_a_non_finite_room_spoils_no_other_room(loaded):
     decoder = CachedDecoder(loaded.lm)
     width = loaded.lm.config.hidden_size
-    caches = [decoder.new_cache(64) for _ in range(3)]
+    pool = decoder.new_pool(64, rooms=3)
+    caches = [pool.allocate() for _ in range(3)]
+    prefix = decoder.new_cache(64)
+    decoder.forward(prefix, torch.randn(4, width))
+    history = torch.randn(26, width)
+    for cache in caches:
+        cache.reset_to(prefix)
+        decoder.forward(cache, history)
     embeds = [torch.randn(12, width) for _ in range(3)]
-    expected = decoder.forward(clone(caches[2]), embeds[2])
+    expected = decoder.forward(clone(caches[2], decoder), embeds[2])
     embeds[1][3] = float("nan")
     got = decoder.forward_many(caches, embeds)
     assert not torch.isfinite(got[1]).all()
     assert torch.isfinite(got[0]).all() and torch.isfinite(got[2]).all()
     assert float((got[2] - expected).abs().max()) <= TOLERANCE
+    # The engine's answer to a fault: back to the prefix. The room is now the shortest of the
+    # step, its poisoned slots (33..) beyond its length but inside the slots the step attends
+    # over: masked, a NaN value would still make NaN (0 * NaN); reset_to must have cleared them.
+    caches[1].reset_to(prefix)
+    again = torch.randn(12, width)
+    expected = decoder.forward(clone(caches[1], decoder), again)
+    got = decoder.forward_many([caches[0], caches[1]], [torch.randn(12, width), again])
+    assert float((got[1] - expected).abs().max()) <= TOLERANCE
     with pytest.raises(ValueError, match="KV cache full"):
         decoder.forward_many([caches[0], decoder.new_cache(4)], [embeds[0], embeds[2]])
-    assert caches[0].length == 12  # a refused step changed no cache
+    assert caches[0].length == 30 + 12 + 12  # a refused step changed no cache
+
+
+def test_pool_grows_keeps_rooms_and_reuses_slots_clean(loaded):
+    decoder = CachedDecoder(loaded.lm)
+    pool = decoder.new_pool(32, rooms=0)
+    first = pool.allocate()
+    decoder.forward(first, torch.randn(7, loaded.lm.config.hidden_size))
+    keys = first.keys.clone()
+    more = [pool.allocate() for _ in range(4)]  # grows 1 -> 2 -> 3 -> 4 -> 6 slots
+    assert pool.rooms == 6 and pool.in_use() == 5
+    assert torch.equal(first.keys, keys)  # the room's K/V moved with the storage
+    pool.release(first.slot)
+    with pytest.raises(ValueError, match="not in use"):
+        pool.release(first.slot)
+    again = pool.allocate()
+    assert again.slot == first.slot and again.length == 0 and not again.keys.any()
+    assert {cache.slot for cache in more} | {again.slot} == set(range(5))
 
 
 def test_combiner_groups_concurrent_requests_and_fails_only_its_batch():
@@ -127,6 +184,28 @@ def test_combiner_gathers_the_expected_rooms_into_one_batch():
     started = time.monotonic()
     alone: Combiner[int, int] = Combiner(lambda b: b, expected=lambda: 3, gather_seconds=0.1)
     assert alone.submit(7) == 7 and time.monotonic() - started < 1.0  # a missing room costs the window only
+
+
+def test_combiner_hands_each_thread_its_own_result_under_load():
+    """8 rooms x 50 requests, batches capped at 3, gathering and not: every thread gets its own
+    answer, none hangs (each waiting thread is woken by its own event, once)."""
+    combiner: Combiner[int, int] = Combiner(lambda b: [x * 2 for x in b], max_batch=3, expected=lambda: 8,
+                                            gather_seconds=0.001)
+    wrong: list[int] = []
+
+    def room(k: int) -> None:
+        for i in range(50):
+            x = k * 1000 + i
+            if combiner.submit(x, gather=i % 2 == 0) != 2 * x:
+                wrong.append(x)
+
+    threads = [threading.Thread(target=room, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads) and wrong == []
+    assert combiner.stats.requests == 400 and 1 < combiner.stats.largest <= 3
 
 
 def _run_rooms(engine, audios: list[np.ndarray]) -> list[list]:

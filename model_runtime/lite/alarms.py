@@ -93,7 +93,7 @@ class Pattern:
 
 # Nominal T3: 0.5 on / 0.5 off x3, 1.5 pause. Nominal T4: 0.1 on / 0.1 off x4, 5 s pause.
 T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.75, 1.3), 0.2, 0.2, 0.9, 0.3, 3.5)
-T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.3), 0.08, 0.03, 1.0, 0.8, 6.5)
+T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5)
 PATTERNS = (T3, T4)
 
 # An alarm is loud (85 dB SPL at 3 m) and clearly tonal: fainter things are artefacts.
@@ -103,6 +103,8 @@ ALARM_MIN_SALIENCE = 9.0
 # noise, music or speech); a piano's note fades 6 dB or more over a T3 beep's length.
 # (Fixed tones only: a sweep's level wanders from bin to bin.)
 ALARM_MAX_SAG_DB = 5.5
+GROUP_LEVEL_DB = 10.0  # a group's beeps within this of each other (another sound's partial moves one by <= 6 dB)
+TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often during the group: a trill
 
 # Beeping: regular tonal beeps of one sounder.
 BEEPING_MIN_BEEPS = 3
@@ -119,6 +121,12 @@ BEEPING_HOLD_MIN_S = 3.0
 # band's sound (-2 to -6 dB on the test set), while the "beeps" of music are mostly a
 # note's harmonics repeating on the beat, 8-27 dB under the rest of the music.
 BEEPING_MIN_DOMINANCE_DB = -10.0
+# And the band falls quiet between the beeps: in a phone's trill another tone fills each
+# gap, in music other notes do; between a beeper's beeps only the room's sound remains.
+BEEPING_GAP_DROP_DB = 6.0
+BEEPING_GAPS = 3  # judged over the run's latest gaps
+GAP_EDGE_S = 0.05  # a frame this long after a beep's edge no longer hears across it
+BAND_HISTORY_BATCHES = 80  # 8 s of the band's level: the longest run's latest gaps
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,9 @@ class AlarmDetector:
         # pause to be judged, and when. Beeps only change when a channel closes one, so the
         # group is found then, not again every batch.
         self._candidates: dict[tuple[int, int], tuple[list[Beep], float, float]] = {}
+        # The band's level per frame over the last seconds (per batch: times, dB), for
+        # telling a beeper's silent gaps from a trill's or a tune's filled ones.
+        self._band_history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=BAND_HISTORY_BATCHES)
 
     # --- streaming -------------------------------------------------------------
 
@@ -243,6 +254,7 @@ class AlarmDetector:
         if frames is None:
             return []
         out: list[Event] = []
+        self._band_history.append((frames.times, frames.band_level))
         new_beeps = self._segment(frames)
         self._now = float(frames.times[-1])
         for channel in sorted({channel for channel, _ in new_beeps}):
@@ -375,12 +387,36 @@ class AlarmDetector:
                 self._beeping = None
         return out
 
+    def _trill_within(self, group: list[Beep]) -> bool:
+        """Whether another tone, as loud, beeps about twice as often as the group while it sounds.
+
+        A phone's trill alternates two tones ~16 times a second; in a reverberant room one
+        tone's bursts smear into beeps of T4's length and rate, but the other tone keeps its
+        fast bursts between and over them. An alarm's beeps are one tone.
+        """
+        pitch, _ = sounder_pitch(group)
+        start, end, loud = group[0].on, group[-1].off, min(b.peak for b in group) - TRILL_DB
+        for st in self._channels:
+            other = [b.freq for b in st.beeps if start <= b.on <= end and b.peak >= loud and not same_sounder(b.freq, pitch)]
+            if len(other) >= TRILL_RATE * len(group) - 1:
+                mid = float(np.median(other))
+                if sum(abs(f - mid) <= BEEPING_FREQ * mid for f in other) >= TRILL_RATE * len(group) - 1:
+                    return True
+        return False
+
     def _find_candidates(self, channel: int) -> None:
         st = self._channels[channel]
         for k, pattern in enumerate(PATTERNS):
             group = self._pattern_group(st, pattern)
             if group is None:
                 self._candidates.pop((channel, k), None)
+                continue
+            previous = self._candidates.get((channel, k))
+            if previous is not None and previous[0] == group:
+                continue  # judged already (judged again later, a trill's first bursts may be forgotten)
+            if pattern is T4 and self._trill_within(group):
+                # (a trill's bursts are T4's size; T3's half-second beeps are not)
+                self._candidates[(channel, k)] = (group, np.inf, np.inf)  # never an alarm
                 continue
             intervals = [b.on - a.on for a, b in zip(group, group[1:])]
             next_onset = group[-1].on + float(np.mean(intervals))
@@ -417,6 +453,8 @@ class AlarmDetector:
         group = sounder[-pattern.beeps :]
         if not pattern.timing_fits(group):
             return None
+        if max(b.peak for b in group) - min(b.peak for b in group) > GROUP_LEVEL_DB:
+            return None  # one sounder's beeps are about as loud as each other; a tune's notes need not be
         pitch, tolerance = sounder_pitch(group)
         if any(abs(b.freq - pitch) > tolerance for b in group):
             return None  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
@@ -466,6 +504,9 @@ class AlarmDetector:
         for pattern in PATTERNS:
             if len(run) <= pattern.beeps and all(pattern.interval[0] <= i <= pattern.interval[1] for i in intervals):
                 return []
+        drop = self._gap_drop(run[-BEEPING_GAPS - 1 :])
+        if drop < BEEPING_GAP_DROP_DB:
+            return []
         period = float(np.median([b.on - a.on for a, b in zip(run, run[1:])]))
         hold = max(BEEPING_HOLD_MIN_S, 2.5 * period)
         last = run[-1]
@@ -475,6 +516,19 @@ class AlarmDetector:
             return []
         self._beeping = _Lasting("beeping", run[0].on, last.off, last.freq, hold, 0.8)
         return [events.sound(self._now, "beeping", 0.8, run[0].on, None, freq_hz=round(last.freq), period_s=round(period, 2))]
+
+    def _gap_drop(self, run: list[Beep]) -> float:
+        """dB the band's level falls from the run's beeps to the gaps between them (medians)."""
+        times = np.concatenate([t for t, _ in self._band_history])
+        band = np.concatenate([level for _, level in self._band_history])
+        drops = []
+        for a, b in zip(run, run[1:]):
+            # A frame ending at t heard the 50 ms before it (32 ms window, 30 ms smoothing).
+            beep = band[(times >= a.on + GAP_EDGE_S) & (times <= a.off)]
+            gap = band[(times >= a.off + GAP_EDGE_S) & (times <= b.on)]
+            if len(beep) and len(gap):
+                drops.append(float(np.median(beep) - np.median(gap)))
+        return float(np.median(drops)) if drops else 0.0
 
     @staticmethod
     def _regular_run(beeps: list[Beep]) -> list[Beep]:
@@ -501,6 +555,8 @@ class AlarmDetector:
                 and abs(b.peak - last.peak) <= BEEPING_LEVEL_DB
                 and max(b.duration, last.duration) <= BEEPING_LENGTH_RATIO * min(b.duration, last.duration)
             ):
+                if abs(b.freq - last.freq) <= BEEPING_FREQ * last.freq and abs(b.peak - last.peak) <= BEEPING_LEVEL_DB:
+                    break  # the same note, as loud, held longer or shorter: a tune, not a beeper
                 continue  # another sound in the channel between two beeps
             interval = run[0].on - b.on
             if not BEEPING_INTERVAL[0] <= interval <= BEEPING_INTERVAL[1]:

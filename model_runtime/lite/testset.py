@@ -61,6 +61,7 @@ NEGATIVES = (
     "vacuum",
     "door_slam",
     "kettle",
+    "whistle_tune",
 )
 # Negatives that are repetitive tonal beeps: `beeping` is the right answer for them.
 BEEPING_NEGATIVES = ("microwave", "oven_timer", "reversing_beeper", "fast_beeper")  # (a dishwasher's melody is not one tone)
@@ -267,6 +268,25 @@ def synth_music(duration: float, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def synth_whistle_tune(duration: float, rng: np.random.Generator) -> np.ndarray:
+    """A whistled or piccolo tune: steady notes of 0.25-1 s around 2.1-3.5 kHz (a smoke alarm's
+    piezo pitch), the same note often repeated, with rests: a tune's sustained notes at 3.1 kHz."""
+    out = np.zeros(int(duration * SYNTH_RATE))
+    scale = [2093.0, 2349.3, 2637.0, 3136.0, 3520.0]
+    beat = 60.0 / rng.uniform(100, 130)
+    note, t = float(rng.choice(scale)), 0.3
+    while t < duration:
+        if rng.random() > 0.5:  # half the time the same note again
+            note = float(rng.choice(scale))
+        length = beat * float(rng.choice([0.5, 1.0, 1.0, 1.5, 2.0]))
+        tt = _t(length * 0.85)
+        vibrato = 1 + 0.004 * np.sin(2 * np.pi * 5.5 * tt)  # a player's vibrato
+        phase = 2 * np.pi * np.cumsum(note * vibrato) / SYNTH_RATE
+        _place(out, _ramp(np.sin(phase) + 0.1 * np.sin(2 * phase), 0.03), t, 0.5)
+        t += length + (beat * float(rng.choice([0.5, 1.0])) if rng.random() < 0.3 else 0.0)  # sometimes a rest
+    return out
+
+
 def synth_chiptune(duration: float, rng: np.random.Generator) -> np.ndarray:
     """Square-wave melody of short staccato notes: the most beep-like music there is."""
     out = np.zeros(int(duration * SYNTH_RATE))
@@ -352,6 +372,8 @@ def synth_negative(name: str, duration: float, rng: np.random.Generator) -> np.n
     elif name == "door_slam":
         for at in (2.0, 6.5):
             _place(out, _slam(rng), at)
+    elif name == "whistle_tune":
+        out = synth_whistle_tune(duration, rng)
     elif name == "kettle":  # a whistling kettle: a rising continuous whistle
         _place(out, _ramp(_tone(1800, 2300, 5.0) * np.linspace(0.2, 1.0, 5 * SYNTH_RATE), 0.3), 1.5)
     else:
@@ -430,6 +452,8 @@ def render(spec: ClipSpec) -> tuple[np.ndarray, dict]:
         truth.update(start=spec.lead_s, beeps=[(spec.lead_s + a, spec.lead_s + b) for a, b in beeps])
     elif spec.kind == "negative":
         mix = synth_negative(spec.label, spec.duration_s, rng)
+        if spec.reverb_rt60 > 0:
+            mix = fftconvolve(mix, room_impulse(spec.reverb_rt60, rng))[: len(mix)]
         mix = mix + 0.003 * synth_background("fan", n, rng)[: len(mix)]
     elif spec.kind in ("speech", "wake"):
         mix = 0.002 * synth_background("fan", n, rng)
@@ -550,11 +574,15 @@ def alarm_specs(stress: bool = False) -> list[ClipSpec]:
 
 
 def negative_specs() -> list[ClipSpec]:
-    """Every negative once, and music (the likeliest false alarm) at four more tempi and keys."""
+    """Every negative once, music (the likeliest false alarm) at four more tempi and keys, and a trill in two rooms."""
     out = []
     for i, name in enumerate(NEGATIVES + ("music",) * 4 + ("chiptune",) * 2):
         delivery = Delivery(RATES[i % 3], 1 + i % 2, "mp3" if i % 4 == 3 else "wav")
         out.append(ClipSpec(name=f"neg-{name}-{i}-{delivery.tag}", kind="negative", label=name, duration_s=12.0, seed=2000 + i, delivery=delivery))
+    # In a reverberant room a trill's bursts of one tone smear into beeps of T4's size and rate.
+    for k, rt60 in enumerate((0.3, 0.5)):
+        delivery = Delivery(RATES[k + 1], 1 + k, "wav")
+        out.append(ClipSpec(name=f"neg-phone_trill-rt{rt60}-{delivery.tag}", kind="negative", label="phone_trill", reverb_rt60=rt60, duration_s=12.0, seed=2100 + k, delivery=delivery))
     return out
 
 

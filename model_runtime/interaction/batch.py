@@ -129,15 +129,17 @@ class Combiner(Generic[Request, Result]):
                 if gather:
                     self._gather()
                 batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
-            self._run(batch)
-            with self._lock:
-                slot.turn = False
-                if self._waiting:
-                    following = self._waiting[0]
-                    following.turn = True
-                    following.wake.set()
-                else:
-                    self._running = False
+            try:
+                self._run(batch)
+            finally:
+                with self._lock:
+                    slot.turn = False
+                    if self._waiting:
+                        following = self._waiting[0]
+                        following.turn = True
+                        following.wake.set()
+                    else:
+                        self._running = False
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]

@@ -193,7 +193,8 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
     print(f"\n## rooms: one 0.4 s tick = encoder on N chunks + a 12-token listening step per room, "
           f"{context} tokens of context each; ms per tick, medians of wall and of CPU (this process, all threads)")
     print("rooms | core: batched ms/tick (x one room, RTF of the tick, RTF per room), CPU ms | "
-          "sequential ms/tick (x batched) | engine path ms/tick, CPU ms (LM steps/tick) | engine - core: wall, CPU ms")
+          "sequential ms/tick (x batched) | engine path ms/tick, CPU ms (LM steps/tick, front end ms/room) | "
+          "engine - core: wall, CPU ms")
     base = None
     keeps_up = 0
     for rooms in room_counts:
@@ -211,13 +212,14 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
         with torch.inference_mode():
             wall, cpu = _timed(batched, device, repeats)
             seq, _ = _timed(sequential, device, repeats)
-        path, path_cpu, steps = _engine_path(lm, encoder, device, rooms, context, audio, repeats)
+        path, path_cpu, steps, front = _engine_path(lm, encoder, device, rooms, context, audio, repeats)
         base = base or wall
         if path <= c.CHUNK_SECONDS:
             keeps_up = max(keeps_up, rooms)
         print(f"{rooms:>5} | {wall * 1000:8.1f} ({wall / base:4.2f}x, RTF {wall / c.CHUNK_SECONDS:5.2f}, "
               f"{wall / rooms / c.CHUNK_SECONDS:5.3f}), {cpu * 1000:8.1f} | "
-              f"{seq * 1000:8.1f} ({seq / wall:4.2f}x) | {path * 1000:8.1f}, {path_cpu * 1000:8.1f} ({steps:.1f}) | "
+              f"{seq * 1000:8.1f} ({seq / wall:4.2f}x) | {path * 1000:8.1f}, {path_cpu * 1000:8.1f} ({steps:.1f}, "
+              f"{front * 1000:.2f}) | "
               f"{(path - wall) * 1000:+7.1f}, {(path_cpu - cpu) * 1000:+7.1f}", flush=True)
     print(f"rooms this device keeps in real time through the engine (tick <= 0.4 s), of those measured: "
           f"{keeps_up or 'none'}")
@@ -225,8 +227,9 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
     gc.collect()
 
 
-def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: int) -> tuple[float, float, float]:
-    """Median (wall, CPU) seconds of one tick through a real engine, and its LM steps per tick."""
+def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: int):
+    """Median (wall, CPU) seconds of one tick through a real engine, its LM steps per tick, and
+    the mean seconds per room and tick of the log-mel front end (numpy, in the room's thread)."""
     from concurrent.futures import ThreadPoolExecutor
 
     engine = _engine(lm, encoder, device, rooms)
@@ -242,11 +245,15 @@ def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: 
 
         list(executor.map(lambda stream: stream.feed(audio), streams))  # the front end's lookahead: no decision yet
         steps_before = engine.lm_batches.stats.batches if engine.lm_batches else 0
+        front_before = sum(stream.stats.features_seconds for stream in streams)
         wall, cpu = _timed(tick, device, repeats)
         steps = ((engine.lm_batches.stats.batches if engine.lm_batches else 0) - steps_before) / (repeats + 1)
+        front = (sum(stream.stats.features_seconds for stream in streams) - front_before) / (repeats + 1) / rooms
     for stream in streams:
         stream.close()
-    return wall, cpu, steps
+    del engine, streams
+    gc.collect()  # the engine's K/V pool goes now (the engine holds reference cycles), not with a later room count
+    return wall, cpu, steps, front
 
 
 def bench_rtf(lm, encoder, device, modes: list[str], repeats: int) -> None:
@@ -303,3 +310,11 @@ def bench_rtf(lm, encoder, device, modes: list[str], repeats: int) -> None:
                     f"argmax equal {100 * same:.0f} %"
         print(f"{mode:>12}: LM weights {weight_bytes(lm) / 2**30:5.2f} GiB | encoder {enc * 1000:6.1f} ms | "
               + " | ".join(figures) + f" | peak {memory.peak_gib():.2f} GiB{drift}")
+
+
+if __name__ == "__main__":  # python -m model_runtime.interaction.bench_rooms: no CLI, so fewer imports (a GPU host)
+    import sys
+
+    _parser = argparse.ArgumentParser(prog="bench rooms", description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))

@@ -267,8 +267,9 @@ class CachedDecoder:
         offsets = [sum(counts[:r]) for r in range(len(counts))]
         total = sum(counts)
         x = torch.cat([e.to(self.dtype) for e in embeds]).unsqueeze(0)  # (1, total, width)
-        positions = torch.cat(
-            [torch.arange(start, start + n, device=self.device) for start, n in zip(starts, counts)]
+        # one host-to-device copy, not an arange per room
+        positions = torch.tensor(
+            [p for start, n in zip(starts, counts) for p in range(start, start + n)], device=self.device
         ).unsqueeze(0)
         cos, sin = self.rotary(x, positions)
         members: dict[int, list[int]] = {}  # pool -> the caches (indices) of this step in it

@@ -260,6 +260,8 @@ def test_trigger_in_one_room_is_answered_while_the_others_stay_silent(loaded):
     # The rooms really shared LM steps (requests that arrive while a step runs form the
     # next batch); every decision equals the room run alone without batching.
     assert engine.lm_batches.stats.largest >= 2
+    (pool,) = engine._pools.values()  # the four rooms' caches were slots of one pool (pooled attention)
+    assert pool.rooms == 4 and pool.in_use() == 0  # and closing each stream gave its slot back
     alone = make_engine(loaded, batch_rooms=1)
     assert alone.lm_batches is None
     for audio, events in zip(audios, rooms):

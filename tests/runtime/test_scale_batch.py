@@ -285,3 +285,17 @@ def test_batched_encoder_equals_each_room_alone(loaded):
             alone = encode_chunks(loaded, mel)
             assert vectors.shape == alone.shape == (mel.shape[1] // c.MEL_FRAMES_PER_CHUNK, 10, alone.shape[-1])
             assert float((vectors - alone).abs().max()) <= TOLERANCE
+
+
+def test_bench_rooms_runs_core_and_engine_path_on_tiny_shapes(loaded, capsys):
+    """The benchmark a GPU session runs (`bench_rooms --device cuda`), here on the tiny model on
+    the CPU: its engine path must really stream every room through an engine (a bench bug
+    found on the device would cost the device time)."""
+    from model_runtime.interaction import bench_rooms
+
+    bench_rooms.bench_rooms(loaded.lm, loaded.encoder, torch.device("cpu"), [1, 3], context=40, repeats=1)
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(row[0]) for row in rows] == [1, 3]
+    for row in rows:
+        steps = float(row[3].split("(")[1].split(",")[0])  # LM steps per tick in the engine path
+        assert 1.0 <= steps <= 3.0

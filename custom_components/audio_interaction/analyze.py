@@ -30,6 +30,12 @@ END_MARKER = "analysis-complete"
 # (The file decodes far faster than real time; the stream is opened as not live,
 # so the server paces our writes by TCP flow control instead of skipping audio.)
 FLUSH_TIMEOUT = 60.0
+# Decoded audio waiting to be sent: ffmpeg is read no further ahead than this
+# (~10 s of audio), so an hours-long file costs HA no more memory than a clip.
+SEND_QUEUE_CHUNKS = 100
+# A server that accepts no audio for this long (frozen, overloaded host) fails the
+# analysis instead of holding the action call forever.
+SEND_STALL_TIMEOUT = 30.0
 
 
 def resolve_media_file(hass: HomeAssistant, file: str) -> Path:
@@ -77,27 +83,37 @@ async def async_analyze_file(hass: HomeAssistant, host: str, port: int, path: Pa
                 if kind != EVENT_DECISION or data.get("respond"):
                     events.append({"type": kind, **data})
 
-    audio: asyncio.Queue[bytes | None] = asyncio.Queue()
+    audio: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=SEND_QUEUE_CHUNKS)
 
     async def send() -> None:
         while (chunk := await audio.get()) is not None:
-            await client.write_event(
-                AudioChunk(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS, audio=chunk).event()
-            )
+            async with asyncio.timeout(SEND_STALL_TIMEOUT):
+                await client.write_event(
+                    AudioChunk(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS, audio=chunk).event()
+                )
         await client.write_event(AudioStop().event())
         await client.write_event(Ping(text=END_MARKER).event())
 
     receiver = asyncio.create_task(receive())
     sender = asyncio.create_task(send())
+
+    async def enqueue(chunk: bytes | None) -> None:
+        """Wait for room in the queue; if the sender fails meanwhile (server gone), raise its error."""
+        put = asyncio.ensure_future(audio.put(chunk))
+        await asyncio.wait((put, sender), return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+            sender.result()
+
     try:
-        delivered, reason = await async_read_pcm(hass, shlex.join(["-i", str(path)]), audio.put_nowait)
+        delivered, reason = await async_read_pcm(hass, shlex.join(["-i", str(path)]), enqueue)
         if delivered == 0:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="undecodable_file",
                 translation_placeholders={"file": path.name, "reason": reason},
             )
-        audio.put_nowait(None)
+        await enqueue(None)
         await sender
         async with asyncio.timeout(FLUSH_TIMEOUT):
             await receiver

@@ -31,6 +31,9 @@ from .const import (
 _LOGGER = logging.getLogger(__name__)
 
 INFO_TIMEOUT = 5.0
+# Closing waits for our unsent audio to drain; a server that stopped reading
+# (a frozen host) would hold that wait forever, so after this the socket is aborted.
+CLOSE_TIMEOUT = 2.0
 
 
 class CannotConnect(Exception):
@@ -87,13 +90,26 @@ async def async_get_server_info(host: str, port: int, timeout: float = INFO_TIME
     raise CannotConnect(f"{host}:{port} closed the connection without answering describe")
 
 
-async def async_open_stream(host: str, port: int, room: str | None, *, live: bool = True) -> AsyncTcpClient:
+class StreamClient(AsyncTcpClient):
+    """A room's or a file's connection: closing it never waits on a server that stopped reading."""
+
+    async def disconnect(self) -> None:
+        writer = self._writer
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await super().disconnect()
+        except TimeoutError:
+            if writer is not None:
+                writer.transport.abort()
+
+
+async def async_open_stream(host: str, port: int, room: str | None, *, live: bool = True) -> StreamClient:
     """Connect and start a stream: `audio-interaction-listen` once, then `audio-start`.
 
     `live=False` (a recording): the server never skips its audio when the
     engine falls behind; it stops reading instead, which paces our writes.
     """
-    client = AsyncTcpClient(host, port)
+    client = StreamClient(host, port)
     await client.connect()
     try:
         await client.write_event(Event(type=WYOMING_LISTEN, data={"room": room, "live": live}))

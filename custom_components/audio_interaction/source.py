@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+import inspect
 import logging
 from pathlib import Path
 import shlex
@@ -93,9 +94,13 @@ async def async_ffmpeg_input(
 
 
 async def async_read_pcm(
-    hass: HomeAssistant, input_args: str, on_audio: Callable[[bytes], None]
+    hass: HomeAssistant, input_args: str, on_audio: Callable[[bytes], Awaitable[None] | None]
 ) -> tuple[int, str]:
     """Run ffmpeg once until it exits; return (PCM bytes delivered, why it stopped).
+
+    A live room hands each chunk on at once. A file's reader may return an
+    awaitable (a bounded queue's `put`): then ffmpeg is read no faster than the
+    audio is sent on, so a long file never piles up in memory.
 
     The process is killed and reaped however this ends (cancellation included).
     """
@@ -118,12 +123,17 @@ async def async_read_pcm(
             if not chunk:
                 break
             delivered += len(chunk)
-            on_audio(chunk)
+            if inspect.isawaitable(pending := on_audio(chunk)):
+                await pending
         code = await process.wait()
         await stderr_task
     finally:
         if process.returncode is None:
             process.kill()
+            # asyncio counts a process as exited only once its pipes close: drain
+            # what the killed ffmpeg left in stdout (a paused reader never sees EOF).
+            if process.stdout is not None:
+                await process.stdout.read()
             await process.wait()
         stderr_task.cancel()
     reason = "; ".join(errors) or "end of stream"

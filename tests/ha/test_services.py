@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import signal
 import wave
 
 import pytest
 from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
 
 from homeassistant.components.device_automation import DeviceAutomationType, async_get_device_automations
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
@@ -111,3 +115,45 @@ async def test_diagnostics(hass: HomeAssistant, hass_client, audio_server) -> No
     assert porch["title"] == "Porch" and porch["connected"] is True
     assert porch["config"] == {"source": "**REDACTED**", "notify": "**REDACTED**"}
     assert "secret" not in str(diagnostics)
+
+
+async def test_analyze_file_server_stalls_or_dies(
+    hass: HomeAssistant, own_audio_server, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that stops reading (frozen) or dies mid-file fails the action with a reason; nothing hangs.
+
+    ffmpeg is read only as fast as the audio is sent on (a bounded queue), so a
+    10-minute file stuck behind a frozen server holds seconds of audio, not all of it.
+    """
+    monkeypatch.setattr("custom_components.audio_interaction.analyze.SEND_STALL_TIMEOUT", 2.0)
+    media = tmp_path / "media"
+    media.mkdir()
+    with wave.open(str(media / "long.wav"), "wb") as long_file:
+        long_file.setnchannels(1)
+        long_file.setsampwidth(2)
+        long_file.setframerate(16000)
+        long_file.writeframes(bytes(2 * 16000 * 600))
+    hass.config.media_dirs = {"local": str(media)}
+    entry = await add_entry(hass, own_audio_server)
+    assert entry.state is ConfigEntryState.LOADED
+
+    async def analyze() -> None:
+        await hass.services.async_call(DOMAIN, "analyze_file", {"file": "long.wav"}, blocking=True, return_response=True)
+
+    process = own_audio_server.process
+    os.kill(process.pid, signal.SIGSTOP)  # frozen: accepts the connection, reads nothing
+    try:
+        with pytest.raises(HomeAssistantError) as err:
+            async with asyncio.timeout(30):
+                await analyze()
+        assert err.value.translation_key == "analysis_failed"
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+
+    task = hass.async_create_task(analyze())
+    await asyncio.sleep(0.5)
+    own_audio_server.kill()  # dies mid-file
+    with pytest.raises(HomeAssistantError) as err:
+        async with asyncio.timeout(30):
+            await task
+    assert err.value.translation_key in ("analysis_failed", "cannot_connect"), (err.value.translation_key, err.value)

@@ -239,9 +239,10 @@ def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: 
         stream.context.open_segment(context - stream.context.length)
     with ThreadPoolExecutor(max_workers=rooms, thread_name_prefix="room") as executor:
         def tick():
-            for decisions in executor.map(lambda stream: stream.feed(audio), streams):
-                if not any(e.type == c.EVENT_DECISION for e in decisions):
-                    raise RuntimeError(f"a room's tick made no decision: {decisions}")
+            for events in executor.map(lambda stream: stream.feed(audio), streams):
+                # a decision, or an error event if random weights overflowed (the step still ran)
+                if not any(e.type in (c.EVENT_DECISION, c.EVENT_ERROR) for e in events):
+                    raise RuntimeError(f"a room's tick ran no listening step: {events}")
 
         list(executor.map(lambda stream: stream.feed(audio), streams))  # the front end's lookahead: no decision yet
         steps_before = engine.lm_batches.stats.batches if engine.lm_batches else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+import contextlib
 from dataclasses import dataclass, field
 import logging
 import time
@@ -18,6 +19,7 @@ from typing import Any
 from wyoming.audio import AudioChunk
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
+from wyoming.ping import Ping, Pong
 
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.core import HomeAssistant, callback
@@ -58,6 +60,11 @@ _LOGGER = logging.getLogger(__name__)
 
 # A stream that lasted this long was healthy: the next reconnect starts with the shortest wait.
 STABLE_STREAM_SECONDS = 10.0
+# The server is asked for a `pong` this often; a connection that brings no answer
+# within PONG_TIMEOUT (a frozen server, a host gone without closing the socket) is
+# dropped and reconnected: a room must never look connected while nobody listens.
+PING_INTERVAL = 10.0
+PONG_TIMEOUT = 10.0
 # Audio waiting for the server: 5 s at most; older audio is dropped first.
 QUEUE_CHUNKS = 50
 # What a dispatcher update carries to the event entities besides "state changed".
@@ -70,6 +77,7 @@ class RoomStats:
     """Counters for diagnostics."""
 
     connects: int = 0
+    stalls: int = 0  # connections dropped because the server stopped answering
     chunks_sent: int = 0
     chunks_dropped: int = 0
     sounds: int = 0
@@ -104,6 +112,7 @@ class Room:
         )
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_CHUNKS)
         self._client: AsyncTcpClient | None = None
+        self._pong = asyncio.Event()
         self._source_task: asyncio.Task[None] | None = None
         self._open_sounds: set[tuple[str, Any]] = set()
         self._started = False
@@ -209,16 +218,22 @@ class Room:
                 _LOGGER.info("Room %s is streaming to the server at %s:%s again", self.name, host, port)
             self._was_connected = True
             started = time.monotonic()
-            await self._stream(client)
-            _LOGGER.warning("Room %s lost its connection to the server at %s:%s", self.name, host, port)
-            # A server that keeps dropping us at once is not hammered: back off as if unreachable.
-            if time.monotonic() - started >= STABLE_STREAM_SECONDS:
+            if stalled := await self._stream(client):
+                self.stats.stalls += 1
+                _LOGGER.warning(
+                    "Room %s: the server at %s:%s stopped answering (no pong within %s s); reconnecting",
+                    self.name, host, port, PONG_TIMEOUT,
+                )
+            else:
+                _LOGGER.warning("Room %s lost its connection to the server at %s:%s", self.name, host, port)
+            # A server that keeps dropping us (or freezing) is not hammered: back off as if unreachable.
+            if time.monotonic() - started >= STABLE_STREAM_SECONDS and not stalled:
                 delay = const.BACKOFF_MIN
             await asyncio.sleep(delay)
             delay = min(delay * 2, const.BACKOFF_MAX)
 
-    async def _stream(self, client: AsyncTcpClient) -> None:
-        """Send audio and receive events until the connection ends."""
+    async def _stream(self, client: AsyncTcpClient) -> bool:
+        """Send audio and receive events until the connection ends; True if it ended by the watchdog."""
         self._clear_queue()  # only audio captured from now on goes to the new stream
         self._pending.clear()
         self.stream_samples = 0
@@ -228,20 +243,42 @@ class Room:
         self.stats.connects += 1
         self._update()
         sender = asyncio.create_task(self._send_audio(client))
+        reader = asyncio.create_task(self._read_events(client))
+        watchdog = asyncio.create_task(self._watch_server(client))
         try:
-            while (event := await client.read_event()) is not None:
-                if parsed := engine_event(event):
-                    self._handle(*parsed)
-        except OSError:
-            pass
+            await asyncio.wait((reader, watchdog), return_when=asyncio.FIRST_COMPLETED)
+            return watchdog.done() and watchdog.result()
         finally:
-            sender.cancel()
-            await asyncio.wait([sender])
+            for task in (sender, reader, watchdog):
+                task.cancel()
+            await asyncio.wait([sender, reader, watchdog])
             self._client = None
             self.connected = False
             self.speech = False
             self._update()
             await async_close(client)
+
+    async def _read_events(self, client: AsyncTcpClient) -> None:
+        with contextlib.suppress(OSError):
+            while (event := await client.read_event()) is not None:
+                if Pong.is_type(event.type):
+                    self._pong.set()
+                elif parsed := engine_event(event):
+                    self._handle(*parsed)
+
+    async def _watch_server(self, client: AsyncTcpClient) -> bool:
+        """Ends (True) when a ping is not answered in time; False if the connection broke meanwhile."""
+        while True:
+            await asyncio.sleep(PING_INTERVAL)
+            self._pong.clear()
+            try:
+                async with asyncio.timeout(PONG_TIMEOUT):
+                    await client.write_event(Ping().event())  # blocks too while the server reads nothing
+                    await self._pong.wait()
+            except TimeoutError:
+                return True
+            except OSError:
+                return False
 
     async def _send_audio(self, client: AsyncTcpClient) -> None:
         try:

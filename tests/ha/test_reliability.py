@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
 
 from pytest_homeassistant_custom_component.common import async_capture_events, mock_restore_cache
 
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.const import EVENT_STATE_CHANGED, STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import issue_registry as ir
 
@@ -41,6 +44,37 @@ async def test_server_killed_and_restarted(hass: HomeAssistant, own_audio_server
     await wait_for(lambda: any(e.data["label"] == "smoke_alarm" for e in sounds), timeout=15)
     keys = [(e.data["label"], e.data["start"]) for e in sounds]
     assert len(keys) == len(set(keys))
+
+
+async def test_frozen_server_is_noticed(
+    hass: HomeAssistant, own_audio_server, smoke_alarm_wav, monkeypatch, caplog
+) -> None:
+    """A server that stops answering (here SIGSTOP: the socket stays open) is not taken for a listening one."""
+    monkeypatch.setattr("custom_components.audio_interaction.room.PING_INTERVAL", 0.5)
+    monkeypatch.setattr("custom_components.audio_interaction.room.PONG_TIMEOUT", 1.0)
+    hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+    entry = await add_entry(hass, own_audio_server, room("Kitchen", source=str(smoke_alarm_wav)))
+    kitchen = room_of(entry, "Kitchen")
+    connection = "binary_sensor.kitchen_server_connection"
+    await wait_for(lambda: hass.states.get(connection).state == STATE_ON)
+    await asyncio.sleep(2)  # pings answered: no stall while the server is alive
+    assert kitchen.stats.stalls == 0
+    changes = async_capture_events(hass, EVENT_STATE_CHANGED)
+
+    process = own_audio_server.process
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        await wait_for(lambda: kitchen.stats.stalls >= 1, timeout=10)
+        await wait_for(lambda: not kitchen.connected, timeout=5)
+        assert "stopped answering" in caplog.text
+        assert STATE_OFF in [e.data["new_state"].state for e in changes if e.data["entity_id"] == connection]
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+
+    # Thawed: the room reconnects and hears the looping alarm again.
+    sounds = async_capture_events(hass, BUS_EVENT_SOUND)
+    await wait_for(lambda: hass.states.get(connection).state == STATE_ON, timeout=15)
+    await wait_for(lambda: any(e.data["label"] == "smoke_alarm" for e in sounds), timeout=20)
 
 
 async def test_failing_source_raises_a_repair_issue(hass: HomeAssistant, audio_server, monkeypatch) -> None:

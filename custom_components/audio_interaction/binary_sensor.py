@@ -54,4 +54,5 @@ class ConnectivityBinarySensor(RoomEntity, BinarySensorEntity):
             "source_running": self.room.source.running,
             "source_failures": self.room.source.failures,
             "source_error": self.room.source.last_error,
+            "source_silent": self.room.source.silent,
         }

@@ -34,6 +34,10 @@ _LOGGER = logging.getLogger(__name__)
 # ffmpeg writes raw PCM to stdout (the pipe we read) and only errors to stderr.
 FFMPEG_ARGS = ["-hide_banner", "-loglevel", "error", "-vn"]
 FFMPEG_OUTPUT = f"-f s16le -acodec pcm_s16le -ac {CHANNELS} -ar {SAMPLE_RATE} -"
+# A source whose audio stays flat (digital silence: a camera with its microphone
+# off, a muted or unplugged capture device) this long is deaf: a repair issue says so.
+SILENT_SOURCE_SECONDS = 60.0
+FLAT_PEAK_TO_PEAK = 2  # in 16-bit steps: dither at most; a real room's noise floor is far above
 # A run that delivered at least this much audio counts as healthy.
 HEALTHY_BYTES = SAMPLE_RATE * SAMPLE_WIDTH  # 1 s
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
@@ -146,6 +150,17 @@ async def _collect_lines(reader: asyncio.StreamReader, lines: deque[str]) -> Non
             lines.append(text)
 
 
+def _is_flat(chunk: bytes) -> bool:
+    """No more than dither in this PCM (s16le read as native shorts: HA hosts are little-endian)."""
+    samples = memoryview(chunk)[: len(chunk) // SAMPLE_WIDTH * SAMPLE_WIDTH].cast("h")
+    if not len(samples):
+        return False
+    sparse = samples[::16]  # a room's noise shows in every 16th sample already: most chunks end here, cheaply
+    if max(sparse) - min(sparse) > FLAT_PEAK_TO_PEAK:
+        return False
+    return max(samples) - min(samples) <= FLAT_PEAK_TO_PEAK
+
+
 class AudioSource:
     """Keeps one room's source running until cancelled: restart with backoff, repair issue."""
 
@@ -169,6 +184,8 @@ class AudioSource:
         self.failures = 0
         self.last_error: str | None = None
         self.running = False
+        self.silent = False  # the audio has been flat for SILENT_SOURCE_SECONDS
+        self._flat_bytes = 0
 
     @property
     def description(self) -> str:
@@ -179,13 +196,14 @@ class AudioSource:
         delay = const.BACKOFF_MIN
         # An issue from before (another config, another HA run) is raised again if still true.
         ir.async_delete_issue(self.hass, DOMAIN, self.issue_id)
+        ir.async_delete_issue(self.hass, DOMAIN, self.silent_issue_id)
         try:
             while True:
                 try:
                     input_args = await async_ffmpeg_input(self.hass, self.source, self.camera_entity)
                     self.running = True
                     self.on_change()
-                    delivered, reason = await async_read_pcm(self.hass, input_args, self.on_audio)
+                    delivered, reason = await async_read_pcm(self.hass, input_args, self._hear)
                 except SourceError as err:
                     delivered, reason = 0, str(err)
                 finally:
@@ -204,6 +222,47 @@ class AudioSource:
                 await asyncio.sleep(delay)
         finally:
             self.running = False
+
+    @property
+    def silent_issue_id(self) -> str:
+        return f"{self.issue_id}_silent"
+
+    def _hear(self, chunk: bytes) -> None:
+        """Hand the audio on; watch whether the source is only flat silence."""
+        if _is_flat(chunk):
+            self._flat_bytes += len(chunk)
+            if not self.silent and self._flat_bytes >= SILENT_SOURCE_SECONDS * SAMPLE_RATE * SAMPLE_WIDTH:
+                self._set_silent(True)
+        else:
+            self._flat_bytes = 0
+            if self.silent:
+                self._set_silent(False)
+        self.on_audio(chunk)
+
+    def _set_silent(self, silent: bool) -> None:
+        self.silent = silent
+        if silent:
+            _LOGGER.warning(
+                "Audio source %s of room %s has delivered only silence for %.0f s: is its microphone off?",
+                self.description, self.room_name, SILENT_SOURCE_SECONDS,
+            )
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                self.silent_issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="source_silent",
+                translation_placeholders={
+                    "room": self.room_name,
+                    "source": self.description,
+                    "seconds": f"{SILENT_SOURCE_SECONDS:.0f}",
+                },
+            )
+        else:
+            _LOGGER.info("Audio source %s of room %s delivers sound again", self.description, self.room_name)
+            ir.async_delete_issue(self.hass, DOMAIN, self.silent_issue_id)
+        self.on_change()
 
     def _healthy(self) -> None:
         if self.failures >= const.SOURCE_FAILURES_FOR_REPAIR:

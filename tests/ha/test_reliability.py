@@ -133,3 +133,24 @@ async def test_muted_room_stays_muted_after_restart(hass: HomeAssistant, audio_s
     assert hass.states.get("switch.kitchen_mute").state == STATE_ON
     assert room_of(entry, "Kitchen").muted
     assert ffmpeg_children() == []  # the source was never opened
+
+
+async def test_silent_source_raises_a_repair_issue(
+    hass: HomeAssistant, audio_server, silence_wav, smoke_alarm_wav, monkeypatch
+) -> None:
+    """A source that delivers only digital silence (a camera with its microphone off) is reported, not trusted."""
+    monkeypatch.setattr("custom_components.audio_interaction.source.SILENT_SOURCE_SECONDS", 2.0)
+    hass.config.allowlist_external_dirs = {str(silence_wav.parent), str(smoke_alarm_wav.parent)}
+    entry = await add_entry(
+        hass, audio_server, room("Garage", source=str(silence_wav)), room("Kitchen", source=str(smoke_alarm_wav))
+    )
+    garage, kitchen = room_of(entry, "Garage"), room_of(entry, "Kitchen")
+    issues = ir.async_get(hass)
+    issue = await wait_for(lambda: issues.async_get_issue(DOMAIN, f"source_failing_{garage.subentry_id}_silent"), timeout=20)
+    assert issue.translation_key == "source_silent"
+    assert issue.translation_placeholders["room"] == "Garage"
+    assert hass.states.get("binary_sensor.garage_server_connection").attributes["source_silent"] is True
+    # A real recording (quiet passages included) is never taken for a dead microphone.
+    await wait_for(lambda: kitchen.stats.chunks_sent >= 50)
+    assert not kitchen.source.silent
+    assert issues.async_get_issue(DOMAIN, f"source_failing_{kitchen.subentry_id}_silent") is None

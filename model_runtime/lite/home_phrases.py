@@ -11,7 +11,7 @@ covers, HassGetState, timers, time, weather).
 A grammar forces every utterance into one of its sentences, so the
 recogniser (transcribe.py) keeps the general model's result unless the
 grammar's sentence is complete and fits the audio about as well as free
-speech does (`accept`); the thresholds were measured on generated speech
+speech does (`GrammarFit.accepted`); the thresholds were measured on generated speech
 (README, "Use with Assist satellites").
 
 Names with words the pronouncing dictionary lacks: a word made of
@@ -178,9 +178,19 @@ def compound_pronunciation(word: str, lookup: Callable[[str], str | None]) -> st
     return " ".join(parts) if parts else None
 
 
-def accept(grammar_score: float, free_score: float, frames: int) -> bool:
-    """Whether a complete grammar sentence is taken over the general model's words (scores: log, summed)."""
-    if frames <= 0:
-        return False
-    per_frame = grammar_score / frames
-    return per_frame >= MIN_FRAME_SCORE and (grammar_score - free_score) / frames >= -MAX_LOSS_TO_FREE_SPEECH
+@dataclass(frozen=True)
+class GrammarFit:
+    """How well the grammar's best sentence fits the audio (log acoustic scores per 10 ms frame)."""
+
+    frame_score: float  # the sentence's own score per frame
+    loss: float  # how much worse per frame than the general model's words (negative: better)
+
+    @classmethod
+    def of(cls, grammar_score: float, free_score: float, frames: int) -> "GrammarFit":
+        frames = max(frames, 1)
+        return cls(grammar_score / frames, (free_score - grammar_score) / frames)
+
+    @property
+    def accepted(self) -> bool:
+        """Whether a complete grammar sentence is taken over the general model's words."""
+        return self.frame_score >= MIN_FRAME_SCORE and self.loss <= MAX_LOSS_TO_FREE_SPEECH

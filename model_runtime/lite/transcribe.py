@@ -26,7 +26,7 @@ from .. import events
 from ..audio import float_to_pcm16
 from ..constants import SAMPLE_RATE
 from ..events import Event
-from .home_phrases import HomeGrammar, HomeVocabulary, accept, build_grammar, compound_pronunciation
+from .home_phrases import GrammarFit, HomeGrammar, HomeVocabulary, build_grammar, compound_pronunciation
 
 MAX_REQUEST_S = 8.0
 NO_SPEECH_S = 3.0
@@ -42,6 +42,9 @@ _FREE_SEARCH = "_default"  # pocketsphinx's name for the search of its general l
 class Recognition:
     text: str
     biased: bool = False  # the home grammar's sentence was taken
+    grammar_text: str = ""  # the home grammar's best sentence (when a grammar was tried)
+    complete: bool = False  # ... and whether it is a whole sentence of the grammar
+    fit: GrammarFit | None = None
 
 
 class SharedRecognizer:
@@ -65,9 +68,9 @@ class SharedRecognizer:
                 return Recognition(free_text)
             search, compiled = grammar
             text, score, _ = self._decode(search, pcm)
-            if compiled.complete(text) and accept(score, free_score, frames):
-                return Recognition(text, biased=True)
-            return Recognition(free_text)
+            fit, complete = GrammarFit.of(score, free_score, frames), compiled.complete(text)
+            biased = complete and fit.accepted
+            return Recognition(text if biased else free_text, biased, text, complete, fit)
 
     def _decode(self, search: str, pcm: bytes) -> tuple[str, float, int]:
         """(text, summed log acoustic score of its words, frames) under one search."""

@@ -1,8 +1,10 @@
 """`audio-interaction bench assist`: what an Assist satellite room gets, on generated speech, printed.
 
 Speakers: the Piper voice of model_runtime/piper_voice.py (a natural neural
-voice from a PyPI wheel) in three renditions (takes) at three speeds, and
-espeak-ng voices of the lite test set for comparison.
+voice from a PyPI wheel) in three renditions (takes) at three speeds, the
+first of them again under steady noise at NOISY_SNR_DB (a fan, a fridge:
+seeded, so repeatable), and espeak-ng voices of the lite test set for
+comparison.
 
 - Wake words: each microWakeWord model on its phrase, per speaker:
   detections out of clips; false detections of every model on the spoken
@@ -15,6 +17,10 @@ espeak-ng voices of the lite test set for comparison.
   transcripts and word error rate per speaker; for other speech, how often
   the bias changed what the general model heard (it should not); seconds per
   request (audio-stop -> transcript).
+- The score that decides between the grammar and the general model
+  (home_phrases.GrammarFit): its range on commands whose grammar sentence
+  was right and on other speech forced into a whole grammar sentence, per
+  kind of speaker, beside the thresholds.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from ..audio import float_to_pcm16
 from ..engine import EngineOptions, create_engine
 from ..lite import testset as ts
 from ..lite.bench import word_error_rate
+from ..lite.home_phrases import MAX_LOSS_TO_FREE_SPEECH, MIN_FRAME_SCORE
+from ..lite.transcribe import Recognition
 from ..lite.wakeword import WakeWordDetector, available_wake_words
 from ..piper_voice import piper_speech
 from .app import WyomingServer
@@ -46,6 +54,7 @@ from .app import WyomingServer
 ESPEAK_SPEEDS = (140, 170)
 # (take, length_scale): three renditions by the Piper voice, at its own pace, faster and slower.
 PIPER_READINGS = ((0, 1.0), (1, 0.85), (2, 1.2))
+NOISY_SNR_DB = 20.0
 
 # The bench home: what Assist exposes (entity names) and its areas.
 HOME_NAMES = (
@@ -84,7 +93,8 @@ class Speaker:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--voices", type=int, default=2, help="how many of the lite test set's espeak-ng voices to add")
+    parser.add_argument("--voices", type=int, default=1, help="how many of the lite test set's espeak-ng voices to add")
+    parser.add_argument("--misses", action="store_true", help="print each command not heard exactly with the home's names")
 
 
 def espeak_speech(text: str, voice: str, speed: int) -> np.ndarray:
@@ -100,9 +110,21 @@ def speakers(espeak_voices: int) -> list[Speaker]:
                 functools.lru_cache(maxsize=None)(lambda text, take=take, scale=scale: piper_speech(text, take, scale)))
         for take, scale in PIPER_READINGS
     ]
+    first = out[0]
+    out.append(Speaker(f"piper take 0 +noise {NOISY_SNR_DB:g} dB", lambda text: with_noise(first.say(text), NOISY_SNR_DB)))
     out += [Speaker(f"espeak {voice}", lambda text, voice=voice: espeak_speech(text, voice, 160))
             for voice in ts.VOICES[:espeak_voices]]
     return out
+
+
+def with_noise(audio: np.ndarray, snr_db: float) -> np.ndarray:
+    """`audio` under pink-ish noise (seeded by its length) at `snr_db` below the speech's level."""
+    rng = np.random.default_rng(len(audio))
+    white = rng.standard_normal(len(audio))
+    noise = resample_poly(rng.standard_normal(len(audio) // 4 + 1), 4, 1)[: len(audio)] + 0.3 * white  # low-heavy
+    speech_power = float(np.mean(audio[np.abs(audio) > 0.01] ** 2)) if np.any(np.abs(audio) > 0.01) else 1e-6
+    noise *= np.sqrt(speech_power / np.mean(noise**2) / 10 ** (snr_db / 10))
+    return (audio + noise).astype(np.float32)
 
 
 def _pad(audio: np.ndarray, before: float = 0.5, after: float = 1.0) -> np.ndarray:
@@ -165,10 +187,42 @@ class Tally:
         return f"exact {self.exact:2d}/{len(self.wers)} WER {statistics.mean(self.wers or [0.0]):.2f}"
 
 
-async def stt_figures(all_speakers: list[Speaker]) -> None:
+def _record(recognizer, seen: list[Recognition]) -> None:
+    """Keep each Recognition the server's recogniser returns (its grammar fit), in order."""
+    transcribe = recognizer.transcribe
+
+    def recording(audio, home=None):
+        result = transcribe(audio, home)
+        if home:
+            seen.append(result)
+        return result
+
+    recognizer.transcribe = recording
+
+
+def _span(values: list[float]) -> str:
+    return f"{min(values):6.2f} .. {max(values):6.2f} (median {statistics.median(values):6.2f}, n={len(values)})" if values else "none"
+
+
+def score_figures(fits: dict[str, list[tuple[bool, str, Recognition]]]) -> None:
+    print(f"== the grammar's fit (per 10 ms frame): sentence score >= {MIN_FRAME_SCORE}, loss to free speech "
+          f"<= {MAX_LOSS_TO_FREE_SPEECH} ==")
+    for kind, rows in fits.items():
+        right = [r.fit for command, text, r in rows if command and r.fit and r.grammar_text == text]
+        forced = [r.fit for command, _, r in rows if not command and r.fit and r.complete]
+        print(f"{kind:12s} commands, grammar sentence right: score {_span([f.frame_score for f in right])}  "
+              f"loss {_span([f.loss for f in right])}")
+        print(f"{kind:12s} other speech forced into a whole sentence: score {_span([f.frame_score for f in forced])}  "
+              f"loss {_span([f.loss for f in forced])}")
+
+
+async def stt_figures(all_speakers: list[Speaker], show_misses: bool = False) -> None:
     print("== speech-to-text: the server's asr service (PocketSphinx), without / with the home's names ==")
     logging.getLogger("model_runtime.server").setLevel(logging.WARNING)  # no line per connection
     engine = create_engine(EngineOptions())
+    seen: list[Recognition] = []
+    _record(engine.recognizer, seen)
+    fits: dict[str, list[tuple[bool, str, Recognition]]] = {}
     server = WyomingServer(engine)
     await server.start("tcp://127.0.0.1:0")
     port = server.address[1]
@@ -183,7 +237,11 @@ async def stt_figures(all_speakers: list[Speaker]) -> None:
                 lengths.append(len(audio) / c.SAMPLE_RATE)
                 for home in (False, True):
                     heard, took = await _transcribe(port, audio, home)
+                    if home:
+                        fits.setdefault(speaker.name.split()[0] + (" noisy" if "noise" in speaker.name else "") + (" noisy" if "noise" in speaker.name else ""), []).append((True, text, seen[-1]))
                     tallies[home].add(text, heard)
+                    if home and show_misses and heard != text:
+                        print(f"  miss ({speaker.name}): {text!r} -> {heard!r}")
                     totals[home].add(text, heard)
                     times[home].append(took)
             changed = 0
@@ -191,19 +249,21 @@ async def stt_figures(all_speakers: list[Speaker]) -> None:
                 audio = _pad(speaker.say(text), 0.3, 0.5)
                 free, _ = await _transcribe(port, audio, False)
                 biased, _ = await _transcribe(port, audio, True)
+                fits.setdefault(speaker.name.split()[0], []).append((False, text, seen[-1]))
                 changed += biased != free
                 other_totals[False].add(text, free)
                 other_totals[True].add(text, biased)
             changed_total += changed
-            print(f"{speaker.name:24s} commands: general {tallies[False]}  |  home names {tallies[True]}  |  "
+            print(f"{speaker.name:26s} commands: general {tallies[False]}  |  home names {tallies[True]}  |  "
                   f"other speech changed by the bias {changed}/{len(OTHER_SPEECH)}")
-        print(f"{'all':24s} commands: general {totals[False]}  |  home names {totals[True]}")
-        print(f"{'':24s} other speech: general {other_totals[False]}  |  home names {other_totals[True]}  |  "
+        print(f"{'all':26s} commands: general {totals[False]}  |  home names {totals[True]}")
+        print(f"{'':26s} other speech: general {other_totals[False]}  |  home names {other_totals[True]}  |  "
               f"changed by the bias {changed_total}/{len(OTHER_SPEECH) * len(all_speakers)}")
         for home in (False, True):
             print(f"seconds per request after audio-stop ({'home names' if home else 'general'}): "
                   f"median {statistics.median(times[home]):.2f}, max {max(times[home]):.2f} "
                   f"(audio {statistics.mean(lengths):.1f} s on average)")
+        score_figures(fits)
     finally:
         await server.stop()
         engine.close()
@@ -212,7 +272,7 @@ async def stt_figures(all_speakers: list[Speaker]) -> None:
 def main(args: argparse.Namespace) -> int:
     espeak_voices = ts.VOICES[: max(0, args.voices)]
     all_speakers = speakers(len(espeak_voices))
-    piper = all_speakers[: len(PIPER_READINGS)]
+    piper = all_speakers[: len(PIPER_READINGS)]  # the clean readings
     wake_word_figures(piper, espeak_voices)
-    asyncio.run(stt_figures(all_speakers))
+    asyncio.run(stt_figures(all_speakers, args.misses))
     return 0

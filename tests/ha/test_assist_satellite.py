@@ -41,13 +41,15 @@ from homeassistant.components.assist_satellite import (
 from homeassistant.config_entries import SOURCE_USER, ConfigEntry, ConfigFlow
 from homeassistant.const import STATE_OFF, STATE_ON, Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import entity_registry as er
+from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
+from homeassistant.helpers import area_registry as ar, entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.setup import async_setup_component
 
 from custom_components.audio_interaction.const import BUS_EVENT_SOUND, MODEL_DECISION_NAME, SUBENTRY_ROOM
 from custom_components.audio_interaction.satellite import KEEP_SECONDS
+from custom_components.audio_interaction.vocabulary import exposed_names, transcribe_event
 from conftest import REPO, runtime_python
 from ha_helpers import add_entry, room, room_of, wait_for
 
@@ -389,3 +391,15 @@ async def test_a_long_wake_word_stage_keeps_little_and_a_muted_room_sends_nothin
     sent = den.stats.chunks_sent
     assert await entity.async_process_audio_stream(quiet(2), "okay_nabu") is None
     assert den.stream_samples == 30 * 16_000 and den.stats.chunks_sent == sent
+
+
+async def test_each_stt_request_names_what_assist_exposes(hass: HomeAssistant, home) -> None:
+    """The names the server's command grammar is built over: exposed entities' names, areas and their aliases."""
+    ar.async_get(hass).async_create("Kitchen", aliases={"Cookhouse"})
+    async_expose_entity(hass, "conversation", "input_boolean.kitchen_power", False)
+    names, areas = exposed_names(hass)
+    assert "Kitchen Light" in names and "kitchen_power" not in names
+    assert areas == ["Cookhouse", "Kitchen"]
+    event = transcribe_event(hass, "en")
+    assert event.type == "transcribe"
+    assert event.data == {"language": "en", "transcript_names": names, "transcript_terms": areas}

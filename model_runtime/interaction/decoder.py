@@ -277,7 +277,7 @@ class CachedDecoder:
             members.setdefault(id(cache.pool), []).append(r)
         steps = [
             _PoolStep(caches[rs[0]].pool, [caches[r].slot for r in rs], [starts[r] for r in rs], [counts[r] for r in rs],
-                      [offsets[r] for r in rs], total, self.group, self.device)
+                      [offsets[r] for r in rs], self.group, self.device)
             for rs in members.values()
         ]
         with contextlib.ExitStack() as held:
@@ -331,7 +331,7 @@ class _PoolStep:
     mask: torch.Tensor | None  # (rows, 1, group * width, length) bool, True = attend
     group: int
 
-    def __init__(self, pool, slots, starts, counts, offsets, total, group, device) -> None:
+    def __init__(self, pool, slots, starts, counts, offsets, group, device) -> None:
         self.pool, self.group = pool, group
         lo, hi = min(slots), max(slots) + 1
         if hi - lo <= 2 * len(slots):

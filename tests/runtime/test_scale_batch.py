@@ -46,7 +46,8 @@ def test_pooled_step_equals_each_room_alone(loaded):
     Ragged histories; ragged new tokens in one step (a listening chunk of 12, a chunk behind
     pending tokens, a one-token decode step of a room speaking while the others listen);
     the step's order differs from the slots'; a closed room's slot lies inside the span;
-    two rooms rolled (compacted) differently between steps; a step over far-apart slots.
+    two rooms rolled (compacted) differently between steps; a step over far-apart slots;
+    a step mixing two pools.
     """
     decoder = CachedDecoder(loaded.lm)
     width = loaded.lm.config.hidden_size
@@ -76,6 +77,15 @@ def test_pooled_step_equals_each_room_alone(loaded):
     got = decoder.forward_many([rooms[0], rooms[3]], [torch.ones(12, width), torch.ones(2, width)])  # slots 0, 4
     _same(got, torch.stack([decoder.forward(alone[0], torch.ones(12, width)),
                             decoder.forward(alone[3], torch.ones(2, width))]))
+    # A step with rooms of two pools (a cache of its own among pooled ones): one attention call per pool.
+    own, own_twin = decoder.new_cache(96), decoder.new_cache(96)
+    history = torch.randn(3, width, generator=gen)
+    decoder.forward(own, history)
+    decoder.forward(own_twin, history)
+    embeds = [torch.randn(n, width, generator=gen) for n in (12, 5, 1)]
+    got = decoder.forward_many([rooms[1], own, rooms[2]], embeds)
+    _same(got, torch.stack([decoder.forward(alone[1], embeds[0]), decoder.forward(own_twin, embeds[1]),
+                            decoder.forward(alone[2], embeds[2])]))
     for cache, twin in zip(rooms, alone):
         assert cache.length == twin.length
         assert torch.allclose(cache.keys[:, :, : cache.length], twin.keys[:, :, : twin.length], atol=1e-5)

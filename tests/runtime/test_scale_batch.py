@@ -1,8 +1,10 @@
 """Batched rooms on the rigged tiny checkpoint: one model step serves many streams.
 
 Tolerance: float32 on CPU; a batched step multiplies the same rows by the same
-weights, only grouped differently, so the logits agree to float32 rounding:
-max |batched - alone| <= 1e-4 (logits are O(10) here), and the greedy token is equal.
+weights, only grouped differently, and pooled attention adds only masked columns
+(weight exactly 0) and padded rows (thrown away), so the logits agree to float32
+rounding: max |batched - alone| <= 1e-4 (logits are O(10) here), and the greedy
+token is equal.
 """
 
 from __future__ import annotations

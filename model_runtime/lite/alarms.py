@@ -48,14 +48,15 @@ KEEP_BEEPS = 8
 ONSET_FRAMES = 30  # levels kept to place a beep's onset
 ECHO_DB, ECHO_S = 12.0, 1.0
 LENGTH_RATIO = 1.4  # the longest beep of a group at most this many times the shortest
+LENGTH_SLACK_S = 0.06  # (or this much longer: a T4 beep half masked measures 0.05 s, a whole one 0.1 s)
 # A beep breaks a pattern's pause only if it is at least this fraction of the pattern's
 # shortest beep: a 0.1 s scrap of a voice's harmonic near the alarm's tone is not the
 # next beep of a T3 alarm.
 PAUSE_BREAK_FRACTION = 0.5
 PAUSE_BREAK_DB = 3.0  # (a shorter one breaks it too if it is as loud as the pattern: a tune's note)
 LAST_TRIES = 3  # the latest fitting beeps tried as a group's last
-PRE_PAUSE_DB = 6.0  # a beep before the group that leaves it no pause must be about as loud (a run's beeps are)
-MERGE_GAP_S = 0.04  # shorter gaps may be dropouts inside one beep (T4's gaps are 0.1 s)
+PRE_PAUSE_DB = 6.0  # a beep before the group that leaves it no pause must be about as loud and long (a run's beeps are)
+MERGE_SCRAP_S = 0.08  # another sound's scrap inside a dropout is at most this long
 MERGE_FREQ = 0.06  # pieces of one beep: the second goes on at the pitch where the first stopped
 MERGE_LEVEL_DB = 6.0  # and is about as loud; a weaker scrap before it is another sound's
 # A beep follows one tone: a jump larger than this (per 10 ms) is another sound. Sweeps move less.
@@ -63,6 +64,11 @@ FREQ_STEP_HZ, FREQ_STEP = 70.0, 0.06
 BATCH_SAMPLES = 1_600  # decisions every 0.1 s of stream time
 
 RESPONSE_TEXT = {"smoke_alarm": "Smoke alarm sounding", "co_alarm": "Carbon monoxide alarm sounding"}
+
+
+def lengths_alike(beeps: list["Beep"]) -> bool:
+    lengths = [b.duration for b in beeps]
+    return max(lengths) <= max(LENGTH_RATIO * min(lengths), min(lengths) + LENGTH_SLACK_S)
 
 
 @dataclass(frozen=True)
@@ -76,13 +82,16 @@ class Pattern:
     min_pause: float  # silence before the group (s) when an earlier beep of the same sounder is known
     confirm_after: float  # seconds past the next regular onset before the pause counts
     hold: float  # an active alarm ends after this long without a beep of its sounder
+    median_duration: float  # the group's beeps at least this long (s), the median of them
+    dropout: float  # a gap this short (s) inside a beep may be a dropout (T4's gaps are 0.1 s, T3's 0.5 s)
 
     def timing_fits(self, group: list["Beep"]) -> bool:
         if not all(self.duration[0] <= b.duration <= self.duration[1] for b in group):
             return False
-        lengths = [b.duration for b in group]
-        if max(lengths) > LENGTH_RATIO * min(lengths):
+        if not lengths_alike(group):
             return False  # one sounder's beeps are alike; notes of a tune are not
+        if np.median([b.duration for b in group]) < self.median_duration:
+            return False  # some beeps may be half masked, not most: scraps of a voice are that short
         intervals = [b.on - a.on for a, b in zip(group, group[1:])]
         return (
             all(self.interval[0] <= i <= self.interval[1] for i in intervals)
@@ -92,18 +101,20 @@ class Pattern:
 
 
 # Nominal T3: 0.5 on / 0.5 off x3, 1.5 pause. Nominal T4: 0.1 on / 0.1 off x4, 5 s pause.
-T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.75, 1.3), 0.2, 0.2, 0.9, 0.3, 3.5)
-T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5)
+T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.75, 1.3), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.12)
+T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5, 0.06, 0.04)
 PATTERNS = (T3, T4)
 
 # An alarm is loud (85 dB SPL at 3 m) and clearly tonal: fainter things are artefacts.
 ALARM_MIN_LEVEL_DB = -60.0
-ALARM_MIN_SALIENCE = 9.0
+ALARM_MIN_SALIENCE = 9.0  # a group's beeps on average
+ALARM_MIN_BEEP_SALIENCE = 7.0  # and each (a high harmonic of a 520 Hz sounder under music stands out ~8 dB)
 # A sounder's beep holds its level (its beeps sag 1-5 dB below their peak on average, in
 # noise, music or speech); a piano's note fades 6 dB or more over a T3 beep's length.
 # (Fixed tones only: a sweep's level wanders from bin to bin.)
 ALARM_MAX_SAG_DB = 5.5
 GROUP_LEVEL_DB = 10.0  # a group's beeps within this of each other (another sound's partial moves one by <= 6 dB)
+SAME_BEEP_S = 0.05  # one beep seen by two channels starts within this of itself in both
 TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often during the group: a trill
 
 # Beeping: regular tonal beeps of one sounder.
@@ -369,10 +380,8 @@ class AlarmDetector:
             if self._now < opens:
                 continue  # too early to know the pause has begun
             st, pattern, last = self._channels[key[0]], PATTERNS[key[1]], group[-1]
-            if st.active and st.start > last.off:
-                sounding = Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0)
-                if breaks_pause(sounding, last, pattern, *sounder_pitch(group)):
-                    continue  # a beep of this sounder is sounding now: no pause
+            if self._heard_again(group, pattern, key[0]):
+                continue  # no pause
             alarm = self._alarms.get(pattern.label)
             if alarm is not None:
                 alarm.last = max(alarm.last, last.off)
@@ -386,6 +395,31 @@ class AlarmDetector:
                 out.append(self._end(self._beeping))  # it was the alarm all along
                 self._beeping = None
         return out
+
+    def _heard_again(self, group: list[Beep], pattern: Pattern, channel: int) -> bool:
+        """Whether the group's sounder beeped again since its last beep (or sounds now), in any channel that heard that beep.
+
+        The group's own channel may not hear it: a wide channel that a louder tune took over
+        loses a beeper that goes on beeping in its narrow channel. Other channels count a beep
+        at a fixed tone's own pitch and as loud as the group's (what else they hear is other sounds').
+        """
+        last = group[-1]
+        pitch, tolerance = sounder_pitch(group)
+        own = self._channels[channel]
+        for st in self._channels:
+            if st is not own and (tolerance >= FREQ_TOLERANCE * pitch or not any(abs(b.on - last.on) <= SAME_BEEP_S and abs(b.freq - pitch) <= tolerance for b in st.beeps)):
+                continue  # a sweep's, or a channel that did not hear the group's last beep
+            heard = list(st.beeps)
+            if st.active:
+                heard.append(Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0))  # sounding now
+            for b in heard:
+                if b.on <= last.off:
+                    continue
+                if st is own and breaks_pause(b, last, pattern, pitch, tolerance):
+                    return True
+                if st is not own and abs(b.freq - pitch) <= tolerance and b.peak >= last.peak - PAUSE_BREAK_DB:
+                    return True
+        return False
 
     def _trill_within(self, group: list[Beep]) -> bool:
         """Whether another tone, as loud, beeps about twice as often as the group while it sounds.
@@ -433,7 +467,7 @@ class AlarmDetector:
         fitting = [
             b
             for b in AlarmDetector._mend(st.beeps, pattern)
-            if pattern.duration[0] <= b.duration <= pattern.duration[1] and b.peak >= ALARM_MIN_LEVEL_DB and b.salience >= ALARM_MIN_SALIENCE
+            if pattern.duration[0] <= b.duration <= pattern.duration[1] and b.peak >= ALARM_MIN_LEVEL_DB and b.salience >= ALARM_MIN_BEEP_SALIENCE
         ]
         # The group usually ends with the latest fitting beep; but a weaker sound of about
         # the beep's length may follow it in the channel (a note under the alarm's tone),
@@ -453,6 +487,8 @@ class AlarmDetector:
         group = sounder[-pattern.beeps :]
         if not pattern.timing_fits(group):
             return None
+        if np.mean([b.salience for b in group]) < ALARM_MIN_SALIENCE:
+            return None
         if max(b.peak for b in group) - min(b.peak for b in group) > GROUP_LEVEL_DB:
             return None  # one sounder's beeps are about as loud as each other; a tune's notes need not be
         pitch, tolerance = sounder_pitch(group)
@@ -468,31 +504,52 @@ class AlarmDetector:
             if b.on > last.off and breaks_pause(b, last, pattern, pitch, tolerance):
                 return None
         before = sounder[-pattern.beeps - 1] if len(sounder) > pattern.beeps else None
-        if before is not None and group[0].on - before.off < pattern.min_pause and before.peak >= last.peak - PRE_PAUSE_DB:
+        if (
+            before is not None
+            and group[0].on - before.off < pattern.min_pause
+            and before.peak >= last.peak - PRE_PAUSE_DB
+            and lengths_alike([before, *group])
+        ):
             return None  # no pause before the group: part of a longer run (a beeper, music), not this alarm
         return group
 
     @staticmethod
     def _mend(beeps: deque, pattern: Pattern) -> list[Beep]:
-        """Join pieces of one beep that a dropout (noise, a reverb null, a codec) split, if the whole still fits the pattern."""
+        """Join pieces of one beep that a dropout (noise, a voice, a reverb null, a codec) split, if the whole still fits the pattern.
+
+        The later piece goes on where the earlier one was heading: at its pitch, or for a
+        sweep further along the sweep. A short scrap of another sound in the dropout is dropped.
+        """
         out: list[Beep] = []
         for b in beeps:
-            prev = out[-1] if out else None
-            if (
-                prev is not None
-                and b.on - prev.off <= MERGE_GAP_S
-                and same_sounder(b.freq, prev.freq)
-                and abs(b.peak - prev.peak) <= MERGE_LEVEL_DB
-                and abs(b.freq_on - prev.freq_off) <= MERGE_FREQ * prev.freq_off  # it goes on where the other stopped
-                and b.off - prev.on <= pattern.duration[1]
-            ):
-                out[-1] = Beep(
+            for back in (1, 2):
+                prev = out[-back] if len(out) >= back else None
+                if prev is None or not AlarmDetector._continues(prev, b, pattern):
+                    continue
+                if back == 2 and out[-1].duration > MERGE_SCRAP_S:
+                    break  # not a scrap in the dropout: a beep of its own
+                del out[len(out) - back :]
+                out.append(Beep(
                     prev.on, b.off, (prev.freq + b.freq) / 2, max(prev.salience, b.salience), max(prev.peak, b.peak),
                     max(prev.sag, b.sag), max(prev.dominance, b.dominance), prev.freq_on, b.freq_off,
-                )
+                ))
+                break
             else:
                 out.append(b)
         return out
+
+    @staticmethod
+    def _continues(prev: Beep, b: Beep, pattern: Pattern) -> bool:
+        gap = b.on - prev.off
+        slope = (prev.freq_off - prev.freq_on) / max(prev.duration, FRAME_SECONDS)  # Hz/s: 0 for a fixed tone
+        heading = prev.freq_off + slope * gap
+        return (
+            0.0 <= gap <= pattern.dropout
+            and abs(b.peak - prev.peak) <= MERGE_LEVEL_DB
+            # (each piece's edge frame is placed within a frame or two: along a sweep, that many Hz)
+            and abs(b.freq_on - heading) <= MERGE_FREQ * heading + abs(slope) * 2 * FRAME_SECONDS
+            and b.off - prev.on <= pattern.duration[1]
+        )
 
     def _check_beeping(self, beeps: deque) -> list[Event]:
         run = self._regular_run(list(beeps))

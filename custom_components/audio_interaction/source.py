@@ -246,19 +246,7 @@ class AudioSource:
                 "Audio source %s of room %s has delivered only silence for %.0f s: is its microphone off?",
                 self.description, self.room_name, SILENT_SOURCE_SECONDS,
             )
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                self.silent_issue_id,
-                is_fixable=False,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key="source_silent",
-                translation_placeholders={
-                    "room": self.room_name,
-                    "source": self.description,
-                    "seconds": f"{SILENT_SOURCE_SECONDS:.0f}",
-                },
-            )
+            self._raise_issue(self.silent_issue_id, "source_silent", seconds=f"{SILENT_SOURCE_SECONDS:.0f}")
         else:
             _LOGGER.info("Audio source %s of room %s delivers sound again", self.description, self.room_name)
             ir.async_delete_issue(self.hass, DOMAIN, self.silent_issue_id)
@@ -274,16 +262,15 @@ class AudioSource:
         self.failures += 1
         self.last_error = reason
         if self.failures == const.SOURCE_FAILURES_FOR_REPAIR:
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                self.issue_id,
-                is_fixable=False,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key="source_failing",
-                translation_placeholders={
-                    "room": self.room_name,
-                    "source": self.description,
-                    "reason": reason,
-                },
-            )
+            self._raise_issue(self.issue_id, "source_failing", reason=reason)
+
+    def _raise_issue(self, issue_id: str, translation_key: str, **placeholders: str) -> None:
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=translation_key,
+            translation_placeholders={"room": self.room_name, "source": self.description, **placeholders},
+        )

@@ -15,8 +15,14 @@
    Under a TV or music, other sounds share the alarm's pitch: what is clearly
    weaker than the alarm's beeps (a voice's harmonic, a note) is neither
    mended into a beep, nor a beep that breaks the pause, nor the end of a group.
+   A fixed-tone sounder is held to its own pitch (within 1.5 bins): a note a
+   few percent off is another sound, and a group of fading (struck) notes or
+   of notes of mixed pitch is no alarm. A T4 group with another tone bursting
+   twice as fast over it is a phone's trill in a reverberant room.
 4. Regular beeps that are not (and cannot still become) an alarm pattern are
    `beeping`: a microwave, an oven timer, a truck reversing. Never an alarm.
+   The band falls quiet between a beeper's beeps; music's other notes and a
+   trill's second tone fill those gaps, so they are not `beeping`.
 
 Each lasting sound is reported once when it starts (end=None) and once when
 it ends. An alarm also produces an urgent final `response`, so a home can
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from statistics import fmean, median  # (on a group's 3-8 numbers: numpy's call costs ~20x more)
 
 import numpy as np
 
@@ -90,7 +97,7 @@ class Pattern:
             return False
         if not lengths_alike(group):
             return False  # one sounder's beeps are alike; notes of a tune are not
-        if np.median([b.duration for b in group]) < self.median_duration:
+        if median([b.duration for b in group]) < self.median_duration:
             return False  # some beeps may be half masked, not most: scraps of a voice are that short
         intervals = [b.on - a.on for a, b in zip(group, group[1:])]
         return (
@@ -101,7 +108,7 @@ class Pattern:
 
 
 # Nominal T3: 0.5 on / 0.5 off x3, 1.5 pause. Nominal T4: 0.1 on / 0.1 off x4, 5 s pause.
-T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.75, 1.3), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.12)
+T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.75, 1.3), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.08)
 T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5, 0.06, 0.04)
 PATTERNS = (T3, T4)
 
@@ -191,9 +198,9 @@ def sounder_pitch(group: list[Beep]) -> tuple[float, float]:
     close can be its next one; a voice's harmonic or a note a few percent off is
     another sound. A sweeping sounder's beeps measure less alike: FREQ_TOLERANCE.
     """
-    pitch = float(np.median([b.freq for b in group]))
+    pitch = median([b.freq for b in group])
     # (Signed: another sound at a beep's edge moves its first or last frame either way; a sweep always moves one way.)
-    sweep = abs(float(np.median([b.freq_off - b.freq_on for b in group])))
+    sweep = abs(median([b.freq_off - b.freq_on for b in group]))
     if sweep <= max(FIXED_TONE_HZ, FIXED_TONE * pitch):
         return pitch, max(FIXED_TONE_HZ, FIXED_TONE * pitch)
     return pitch, FREQ_TOLERANCE * pitch
@@ -401,7 +408,8 @@ class AlarmDetector:
 
         The group's own channel may not hear it: a wide channel that a louder tune took over
         loses a beeper that goes on beeping in its narrow channel. Other channels count a beep
-        at a fixed tone's own pitch and as loud as the group's (what else they hear is other sounds').
+        like the group's: at a fixed tone's own pitch, as loud and as long (what else they hear
+        is other sounds').
         """
         last = group[-1]
         pitch, tolerance = sounder_pitch(group)
@@ -417,7 +425,13 @@ class AlarmDetector:
                     continue
                 if st is own and breaks_pause(b, last, pattern, pitch, tolerance):
                     return True
-                if st is not own and abs(b.freq - pitch) <= tolerance and b.peak >= last.peak - PAUSE_BREAK_DB:
+                if (
+                    st is not own
+                    and abs(b.freq - pitch) <= tolerance
+                    and b.peak >= last.peak - PAUSE_BREAK_DB
+                    and pattern.duration[0] <= b.duration <= pattern.duration[1]
+                    and lengths_alike([b, last])
+                ):
                     return True
         return False
 
@@ -433,7 +447,7 @@ class AlarmDetector:
         for st in self._channels:
             other = [b.freq for b in st.beeps if start <= b.on <= end and b.peak >= loud and not same_sounder(b.freq, pitch)]
             if len(other) >= TRILL_RATE * len(group) - 1:
-                mid = float(np.median(other))
+                mid = median(other)
                 if sum(abs(f - mid) <= BEEPING_FREQ * mid for f in other) >= TRILL_RATE * len(group) - 1:
                     return True
         return False
@@ -487,14 +501,14 @@ class AlarmDetector:
         group = sounder[-pattern.beeps :]
         if not pattern.timing_fits(group):
             return None
-        if np.mean([b.salience for b in group]) < ALARM_MIN_SALIENCE:
+        if fmean([b.salience for b in group]) < ALARM_MIN_SALIENCE:
             return None
         if max(b.peak for b in group) - min(b.peak for b in group) > GROUP_LEVEL_DB:
             return None  # one sounder's beeps are about as loud as each other; a tune's notes need not be
         pitch, tolerance = sounder_pitch(group)
         if any(abs(b.freq - pitch) > tolerance for b in group):
             return None  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
-        if tolerance < FREQ_TOLERANCE * pitch and np.median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
+        if tolerance < FREQ_TOLERANCE * pitch and median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
             return None  # a fixed tone that fades through each beep: a struck note repeated, not a sounder
         # The pause: nothing of this sounder, as loud, since the group's last beep. What is
         # weaker than the group (by PAUSE_BREAK_DB) counts only if it could be a next beep:
@@ -541,11 +555,12 @@ class AlarmDetector:
     @staticmethod
     def _continues(prev: Beep, b: Beep, pattern: Pattern) -> bool:
         gap = b.on - prev.off
-        slope = (prev.freq_off - prev.freq_on) / max(prev.duration, FRAME_SECONDS)  # Hz/s: 0 for a fixed tone
+        if not 0.0 <= gap <= pattern.dropout:
+            return False  # (most pairs: checked first, it is cheap)
+        slope = (prev.freq_off - prev.freq_on) / max(prev.off - prev.on, FRAME_SECONDS)  # Hz/s: 0 for a fixed tone
         heading = prev.freq_off + slope * gap
         return (
-            0.0 <= gap <= pattern.dropout
-            and abs(b.peak - prev.peak) <= MERGE_LEVEL_DB
+            abs(b.peak - prev.peak) <= MERGE_LEVEL_DB
             # (each piece's edge frame is placed within a frame or two: along a sweep, that many Hz)
             and abs(b.freq_on - heading) <= MERGE_FREQ * heading + abs(slope) * 2 * FRAME_SECONDS
             and b.off - prev.on <= pattern.duration[1]

@@ -15,7 +15,14 @@ Three sections (`--sections`, all by default):
   random weights (no download), built directly in each dtype, one dtype at a
   time (fp32 3B = 12 GB): ms per chunk (encoder + 12-token listening step) and per
   decode step at each context length, RTF, the cost of one context roll, peak memory.
-  `--device cuda` runs the same on a GPU.
+  `--device cuda` runs the same on a GPU. `--quantize none,int8,int8-dynamic,int8:torchao`
+  measures each weight format (`quantize.py`; `:torchao` forces torchao's path on CPU);
+  every (dtype, quantize) configuration runs in a process of its own (its peak RSS is its
+  own), `--rounds` times, interleaved (on a shared machine a load spike then hits one
+  round, not one configuration); wall and CPU time (process_time: all threads) are both
+  printed, and a summary of medians over the rounds closes the section. Then, unless
+  `--drift-layers 0`: logits drift of each format against float32 on a 3B-wide model with
+  `--drift-layers` layers (and the encoder's output drift), with argmax agreement.
 
 `--quick` shrinks everything (4 LM layers, 1,000 context, bf16 only, fewer chunks).
 """
@@ -63,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baseline", action="store_true",
                         help="model section: skip timing the same steps through transformers' forward + DynamicCache")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--quantize", default="none",
+                        help="model section weight formats, comma-separated: none, int8, int8-dynamic; "
+                             "a ':torchao' suffix forces torchao (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="model section: runs of every configuration, interleaved, one process each (default 1)")
+    parser.add_argument("--drift-layers", type=int, default=None,
+                        help="model section: layers of the float32 3B-wide model the drift is measured on "
+                             "(default 4; 0 skips; only when --quantize names a quantized format)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -95,11 +110,36 @@ def main(args: argparse.Namespace) -> int:
         contexts = [int(x) for x in _split(args.contexts)] or ([1000] if quick else [1000, 10000])
         layers = args.layers or (4 if quick else 36)
         repeats = args.repeats or (2 if quick else 5)
-        for dtype in dtypes:
-            catch_up = args.catch_up_chunks if args.catch_up_chunks is not None else (2 if quick else 8)
-            bench_3b(device, dtype, contexts, layers, repeats, catch_up, baseline=not args.no_baseline)
-            gc.collect()
+        quantize = [_quantize_spec(spec) for spec in _split(args.quantize)] or [("none", "auto")]
+        catch_up = args.catch_up_chunks if args.catch_up_chunks is not None else (2 if quick else 8)
+        configs = [(dtype, mode, backend) for dtype in dtypes for mode, backend in quantize]
+        if len(configs) == 1 and args.rounds == 1:  # in this process, as before
+            bench_3b(device, *configs[0], contexts, layers, repeats, catch_up, baseline=not args.no_baseline)
+        else:
+            bench_3b_rounds(device, configs, contexts, layers, repeats, catch_up, not args.no_baseline, args.rounds,
+                            args.threads)
+        drift_layers = args.drift_layers if args.drift_layers is not None else (2 if quick else 4)
+        if drift_layers and any(mode != "none" for mode, _ in quantize):
+            bench_drift(device, [d for d in dtypes if d != "float32"] or ["bfloat16"], quantize, drift_layers)
+        gc.collect()
     return 0
+
+
+def _quantize_spec(spec: str) -> tuple[str, str]:
+    """'int8' -> ('int8', 'auto'); 'int8:torchao' -> ('int8', 'torchao')."""
+    from ..errors import UserError
+    from .quantize import BACKENDS, QUANTIZE_MODES
+
+    mode, _, backend = spec.partition(":")
+    backend = backend or "auto"
+    if mode not in QUANTIZE_MODES or backend not in BACKENDS:
+        raise UserError(f"--quantize {spec!r}: a format is one of {', '.join(QUANTIZE_MODES)}, "
+                        f"optionally with :{' / :'.join(BACKENDS)}")
+    return mode, backend
+
+
+def _config_name(dtype_name: str, mode: str, backend: str) -> str:
+    return dtype_name + ("" if mode == "none" else f" + {mode}" + ("" if backend == "auto" else f" ({backend})"))
 
 
 def _split(text: str | None) -> list[str]:
@@ -321,8 +361,12 @@ class PeakMemory:
         return float("nan")
 
 
-def _timed(fn, device, repeats: int) -> float:
-    """Median seconds of `fn()` after one warm-up call."""
+def timed(fn, device, repeats: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of `fn()` after one warm-up call; CPU = this process's time, all threads.
+
+    On a shared machine the CPU time is the steadier figure: other programs' load
+    stretches the wall time (waiting for a core) far more than the work done.
+    """
     import torch
 
     def sync() -> None:
@@ -331,24 +375,35 @@ def _timed(fn, device, repeats: int) -> float:
 
     fn()
     sync()
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
         sync()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def bench_3b(
-    device, dtype_name: str, contexts: list[int], layers: int, repeats: int, catch_up_chunks: int = 0, baseline: bool = False
-) -> None:
+    device,
+    dtype_name: str,
+    quantize: str,
+    backend: str,
+    contexts: list[int],
+    layers: int,
+    repeats: int,
+    catch_up_chunks: int = 0,
+    baseline: bool = False,
+) -> dict[str, tuple[float, float]]:
+    """Time one configuration; print its figures and return them: name -> (wall, CPU) seconds (memory: GiB, nan)."""
     import torch
     from transformers import Qwen2ForCausalLM
     from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
 
     from .checkpoint import encode_chunks_with
     from .decoder import CachedDecoder
+    from .quantize import quantize_model, weight_bytes
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype_name]
     memory = PeakMemory(device)
@@ -356,18 +411,25 @@ def bench_3b(
     built = time.perf_counter()
     lm = build_random(Qwen2ForCausalLM, qwen25_3b_config(layers), dtype, device)
     encoder = build_random(Qwen2_5OmniAudioEncoder, omni3b_audio_config(), dtype, device)
-    built = time.perf_counter() - built
-    decoder = CachedDecoder(lm)
     n_params = sum(p.numel() for p in lm.parameters()) / 1e9
+    quantize_model(lm, encoder, quantize, backend)
+    built = time.perf_counter() - built
+    load_peak = memory.peak_gib()  # building (and quantizing: its temporaries) included
+    memory.reset()
+    decoder = CachedDecoder(lm)
+    name = _config_name(dtype_name, quantize, backend)
     print(f"\n## Qwen2.5-3B-shaped LM ({layers} layers, {n_params:.2f} B parameters) + Omni-3B audio encoder, "
-          f"{dtype_name}, {device} (built in {built:.0f} s), median of {repeats}")
+          f"{name}, {device} (built in {built:.0f} s), median of {repeats}; figures: wall (CPU time, all threads)")
+    print(f"weights: LM {weight_bytes(lm) / 2**30:.2f} GiB, encoder {weight_bytes(encoder) / 2**30:.2f} GiB")
+    figures: dict[str, tuple[float, float]] = {}
     mel = torch.randn(c.N_MELS, c.MEL_FRAMES_PER_CHUNK).numpy()
+    reference = layers == 36 and quantize == "none"
     with torch.inference_mode():
-        enc = _timed(lambda: encode_chunks_with(encoder, mel), device, repeats)
+        enc = figures["encoder"] = timed(lambda: encode_chunks_with(encoder, mel), device, repeats)
         chunk_embeds = torch.randn(c.TOKENS_PER_CHUNK, lm.config.hidden_size, device=device).to(dtype) * 0.02
         token_embeds = decoder.embed([c.TEXT_BEGIN])
-        ref = DESIGN_REFERENCE.get((dtype_name, "encoder"))
-        print(f"audio encoder, one chunk:  {enc * 1000:8.1f} ms" + (f"   (DESIGN.md: {ref} ms)" if ref and layers == 36 else ""))
+        ref = DESIGN_REFERENCE.get((dtype_name, "encoder")) if reference else None
+        print(f"audio encoder, one chunk:  {_wall_cpu(enc)}" + (f"   (DESIGN.md: {ref} ms)" if ref else ""))
         prefix = 64
         for context in contexts:
             roll_block = c.TOKENS_PER_CHUNK * 75  # 30 s of audio, the default block of a 300 s window
@@ -379,43 +441,158 @@ def bench_3b(
                 cache.length = context
                 decoder.forward(cache, embeds)
 
-            listen = _timed(lambda: step(chunk_embeds), device, repeats)
-            decode = _timed(lambda: step(token_embeds), device, repeats)
-            keep = torch.arange(prefix + roll_block, context)
+            listen = figures[f"listen@{context}"] = timed(lambda: step(chunk_embeds), device, repeats)
+            decode = figures[f"decode@{context}"] = timed(lambda: step(token_embeds), device, repeats)
+            per_chunk = figures[f"chunk@{context}"] = (enc[0] + listen[0], enc[1] + listen[1])
+            keep = torch.arange(min(prefix + roll_block, context), context)
 
             def roll(cache=cache, context=context, keep=keep):
                 cache.length = context
                 decoder.compact(cache, keep, start=prefix)
 
-            rolled = _timed(roll, device, max(1, repeats // 2)) if context > prefix + roll_block else float("nan")
-            ref_l = DESIGN_REFERENCE.get((dtype_name, context, "listen")) if layers == 36 else None
-            ref_d = DESIGN_REFERENCE.get((dtype_name, context, "decode")) if layers == 36 else None
-            per_chunk = enc + listen
+            rolled = timed(roll, device, max(1, repeats // 2))[0] if context > prefix + roll_block else float("nan")
+            ref_l = DESIGN_REFERENCE.get((dtype_name, context, "listen")) if reference else None
+            ref_d = DESIGN_REFERENCE.get((dtype_name, context, "decode")) if reference else None
             print(
-                f"context {context:>6}: 12-token listening step {listen * 1000:8.1f} ms"
+                f"context {context:>6}: 12-token listening step {_wall_cpu(listen)}"
                 + (f" (DESIGN.md {ref_l})" if ref_l else "")
-                + f" | chunk = encoder + step {per_chunk * 1000:8.1f} ms, RTF {per_chunk / c.CHUNK_SECONDS:.2f}"
-                + f" | decode step {decode * 1000:7.1f} ms"
+                + f" | chunk = encoder + step {_wall_cpu(per_chunk)}, RTF {per_chunk[0] / c.CHUNK_SECONDS:.2f}"
+                + f" (CPU {per_chunk[1] / c.CHUNK_SECONDS:.2f})"
+                + f" | decode step {_wall_cpu(decode)}"
                 + (f" (DESIGN.md {ref_d})" if ref_d else "")
-                + f" | first token (encoder + step + 1 decode) {(per_chunk + decode) * 1000:7.1f} ms"
+                + f" | first token (encoder + step + 1 decode) {(per_chunk[0] + decode[0]) * 1000:7.1f} ms"
                 + (f" | roll (keep {keep.numel()} slots) {rolled * 1000:6.1f} ms" if rolled == rolled else "")
             )
             if baseline:
                 base_listen, base_decode = _baseline_steps(lm, cache, context, chunk_embeds, token_embeds, device, repeats)
                 print(
                     f"               same weights through Qwen2ForCausalLM.forward + DynamicCache (the DESIGN.md way): "
-                    f"listening {base_listen * 1000:.1f} ms ({base_listen / listen:.1f}x ours), "
-                    f"decode {base_decode * 1000:.1f} ms ({base_decode / decode:.1f}x ours)"
+                    f"listening {base_listen * 1000:.1f} ms ({base_listen / listen[0]:.1f}x ours), "
+                    f"decode {base_decode * 1000:.1f} ms ({base_decode / decode[0]:.1f}x ours)"
                 )
             del cache
+        peak = memory.peak_gib()
+        figures["peak GiB"] = (peak, float("nan"))
+        figures["load peak GiB"] = (load_peak, float("nan"))
         print(f"KV cache per token: {2 * layers * decoder.n_kv_heads * decoder.head_dim * torch.finfo(dtype).bits // 8} bytes; "
-              f"peak memory {memory.peak_gib():.2f} GiB ({'allocated on GPU' if device.type == 'cuda' else 'process RSS'})")
+              f"peak memory {peak:.2f} GiB while stepping, {load_peak:.2f} GiB while building "
+              f"({'allocated on GPU' if device.type == 'cuda' else 'process RSS'})")
     if catch_up_chunks:
         bench_catch_up(lm, encoder, device, dtype, catch_up_chunks)
     del lm, encoder, decoder
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    return figures
+
+
+def _wall_cpu(figure: tuple[float, float]) -> str:
+    return f"{figure[0] * 1000:8.1f} ms ({figure[1] * 1000:7.1f} CPU)"
+
+
+def _bench_3b_child(threads: int | None, device_name: str, *args) -> dict[str, tuple[float, float]]:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    result = bench_3b(torch.device(device_name), *args)
+    import sys
+
+    sys.stdout.flush()
+    return result
+
+
+def bench_3b_rounds(device, configs, contexts, layers, repeats, catch_up_chunks, baseline, rounds, threads) -> None:
+    """Every configuration in a fresh process (its own peak RSS, no allocator left-overs), `rounds` times
+    interleaved (A B C A B C ...); then the medians over rounds."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    results: dict[tuple, list[dict]] = {config: [] for config in configs}
+    for round_ in range(rounds):
+        for config in configs:
+            print(f"\n# round {round_ + 1}/{rounds}: {_config_name(*config)}")
+            sys.stdout.flush()
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                figures = pool.submit(_bench_3b_child, threads, str(device), *config, contexts, layers, repeats,
+                                      catch_up_chunks if round_ == 0 else 0, baseline and round_ == 0).result()
+            results[config].append(figures)
+    keys = list(results[configs[0]][0])
+    print(f"\n## summary: median over {rounds} round(s); ms wall / ms CPU (RTF = wall / 400 ms; peak RSS in GiB)")
+    print("| figure | " + " | ".join(_config_name(*config) for config in configs) + " |")
+    print("|---|" + "---|" * len(configs))
+    for key in keys:
+        cells = []
+        for config in configs:
+            walls = [r[key][0] for r in results[config] if key in r]
+            cpus = [r[key][1] for r in results[config] if key in r]
+            wall, cpu = statistics.median(walls), statistics.median(cpus)
+            if key.endswith("GiB"):
+                cells.append(f"{wall:.2f}")
+            elif key.startswith("chunk@"):
+                cells.append(f"{wall * 1000:.0f} / {cpu * 1000:.0f} (RTF {wall / c.CHUNK_SECONDS:.2f})")
+            else:
+                cells.append(f"{wall * 1000:.0f} / {cpu * 1000:.0f}")
+        print(f"| {key} | " + " | ".join(cells) + " |")
+
+
+def bench_drift(device, dtypes: list[str], quantize: list[tuple[str, str]], layers: int, steps: int = 8) -> None:
+    """Logits drift against float32, same weights: a 3B-wide LM with `layers` layers (and the encoder
+    with as many layers), a 64-token prefix then `steps` 12-token listening steps."""
+    import copy
+
+    import torch
+    from transformers import Qwen2ForCausalLM
+    from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
+
+    from .checkpoint import encode_chunks_with
+    from .decoder import CachedDecoder
+    from .quantize import quantize_model
+
+    config = omni3b_audio_config()
+    config.encoder_layers = layers
+    lm32 = build_random(Qwen2ForCausalLM, qwen25_3b_config(layers), torch.float32, device)
+    enc32 = build_random(Qwen2_5OmniAudioEncoder, config, torch.float32, device)
+    # Random weights from one repeated pool make every layer alike; fresh N(0, 0.02) draws
+    # per matrix keep the drift honest (a rounding error that repeats would cancel less).
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for module in (lm32, enc32):
+            for param in module.parameters():
+                if param.ndim == 2:
+                    param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
+    ids = torch.randint(0, 151_000, (64 + steps * c.TOKENS_PER_CHUNK,), generator=gen)
+    mel = torch.randn(c.N_MELS, c.MEL_FRAMES_PER_CHUNK * 4, generator=gen).numpy()
+
+    def run(lm, encoder) -> tuple[torch.Tensor, torch.Tensor]:
+        decoder = CachedDecoder(lm)
+        with torch.inference_mode():
+            audio = encode_chunks_with(encoder, mel).float()
+            cache = decoder.new_cache(len(ids))
+            embeds = decoder.embed(ids.tolist())
+            decoder.forward(cache, embeds[:64])
+            logits = [decoder.forward(cache, embeds[64 + k * 12 : 76 + k * 12]) for k in range(steps)]
+        return torch.stack(logits), audio
+
+    ref_logits, ref_audio = run(lm32, enc32)
+    scale, audio_scale = float(ref_logits.abs().max()), float(ref_audio.abs().max())
+    print(f"\n## logits drift vs float32: 3B-wide LM with {layers} layers + encoder with {layers} layers, random weights; "
+          f"{steps} listening steps after a 64-token prefix (largest float32 logit {scale:.2f})")
+    configs = [(dtype, "none", "auto") for dtype in dtypes] + [(dtype, m, b) for dtype in dtypes for m, b in quantize if m != "none"]
+    for dtype_name, mode, backend in configs:
+        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype_name, torch.float32)
+        lm, encoder = copy.deepcopy(lm32).to(dtype), copy.deepcopy(enc32).to(dtype)
+        quantize_model(lm, encoder, mode, backend)
+        logits, audio = run(lm, encoder)
+        drift = float((logits - ref_logits).abs().max())
+        agree = int((logits.argmax(-1) == ref_logits.argmax(-1)).sum())
+        enc_drift = float((audio - ref_audio).abs().max())
+        print(f"{_config_name(dtype_name, mode, backend):32}: logits max |diff| {drift:.4f} ({drift / scale:.2%} of the "
+              f"largest), argmax agrees {agree}/{steps}; encoder output max |diff| {enc_drift:.4f} "
+              f"({enc_drift / audio_scale:.2%})")
+        del lm, encoder
+        gc.collect()
 
 
 def _baseline_steps(lm, cache, context: int, chunk_embeds, token_embeds, device, repeats: int) -> tuple[float, float]:
@@ -431,7 +608,7 @@ def _baseline_steps(lm, cache, context: int, chunk_embeds, token_embeds, device,
         lm(inputs_embeds=embeds.unsqueeze(0), cache=dynamic, use_cache=True, logits_to_keep=1)
         dynamic.crop(context - dynamic.get_seq_length())  # negative: drop the step's tokens
 
-    return _timed(lambda: step(chunk_embeds), device, repeats), _timed(lambda: step(token_embeds), device, repeats)
+    return timed(lambda: step(chunk_embeds), device, repeats)[0], timed(lambda: step(token_embeds), device, repeats)[0]
 
 
 def bench_catch_up(lm, encoder, device, dtype, chunks: int) -> None:

@@ -91,6 +91,11 @@ class Speaker:
     name: str
     say: Callable[[str], np.ndarray]  # text -> 16 kHz float32
 
+    @property
+    def kind(self) -> str:
+        """The kind of speech, for the score figures: piper, piper noisy, espeak."""
+        return self.name.split()[0] + (" noisy" if "noise" in self.name else "")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voices", type=int, default=1, help="how many of the lite test set's espeak-ng voices to add")
@@ -238,7 +243,7 @@ async def stt_figures(all_speakers: list[Speaker], show_misses: bool = False) ->
                 for home in (False, True):
                     heard, took = await _transcribe(port, audio, home)
                     if home:
-                        fits.setdefault(speaker.name.split()[0] + (" noisy" if "noise" in speaker.name else "") + (" noisy" if "noise" in speaker.name else ""), []).append((True, text, seen[-1]))
+                        fits.setdefault(speaker.kind, []).append((True, text, seen[-1]))
                     tallies[home].add(text, heard)
                     if home and show_misses and heard != text:
                         print(f"  miss ({speaker.name}): {text!r} -> {heard!r}")
@@ -249,7 +254,7 @@ async def stt_figures(all_speakers: list[Speaker], show_misses: bool = False) ->
                 audio = _pad(speaker.say(text), 0.3, 0.5)
                 free, _ = await _transcribe(port, audio, False)
                 biased, _ = await _transcribe(port, audio, True)
-                fits.setdefault(speaker.name.split()[0], []).append((False, text, seen[-1]))
+                fits.setdefault(speaker.kind, []).append((False, text, seen[-1]))
                 changed += biased != free
                 other_totals[False].add(text, free)
                 other_totals[True].add(text, biased)

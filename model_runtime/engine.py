@@ -36,7 +36,7 @@ class EngineOptions:
     context_seconds: float = 300.0  # sliding window of recent audio kept in the KV cache
     async_encoder: bool = False  # encoder runs ahead of the LM (upstream's FIFO mode)
     threads: int | None = None
-    quantize: str = "none"  # none | int8 | int8-dynamic: LM weights through torchao (interaction/quantize.py)
+    quantize: str = "none"  # none | int8 | int8-dynamic: int8 weights (torch's CPU ops, torchao on GPU; interaction/quantize.py)
     overload_seconds: float = 2.0  # live audio this far behind: decide every other chunk (interaction/overload.py)
     batch_rooms: int = 16  # at most this many streams share one batched model step (1 = no batching)
     # lite engine
@@ -110,7 +110,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--async-encoder", action="store_true", help="encode audio ahead of the LM (FIFO mode)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.add_argument("--quantize", default=defaults.quantize, choices=["none", "int8", "int8-dynamic"],
-                   help="LM weights in int8 (torchao; for CPU homes): default %(default)s")
+                   help="int8 weights: int8 = weight-only (half of bf16's memory), int8-dynamic = int8 activations "
+                        "too, the fastest on CPU (also the audio encoder): default %(default)s")
     g.add_argument("--overload-seconds", type=float, default=defaults.overload_seconds,
                    help="a live stream this many seconds behind decides every other 0.4 s chunk until it catches up, "
                         "announced as an 'overloaded' error event (0 = never; default %(default)s)")

@@ -46,6 +46,7 @@ import warnings
 import torch
 
 from ..errors import UserError
+from ..memory import return_free_memory
 
 QUANTIZE_MODES = ("none", "int8", "int8-dynamic")
 BACKENDS = ("auto", "torch", "torchao")  # auto: torch's ops on CPU, torchao elsewhere
@@ -185,8 +186,6 @@ def quantize_lm(lm: torch.nn.Module, mode: str, backend: str = "auto") -> None:
         _replace_linears(lm, dynamic=mode == "int8-dynamic")
         # The float weights and the conversion's temporaries are freed, but glibc keeps most of
         # them (measured: fbgemm-packed weights held 2x their size in RSS until a trim).
-        from ..server.app import return_free_memory
-
         return_free_memory()
     else:
         quantize_, config = _torchao_config(mode)

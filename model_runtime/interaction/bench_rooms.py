@@ -33,7 +33,7 @@ import statistics
 import time
 
 from .. import constants as c
-from .bench import PeakMemory, build_random, omni3b_audio_config, qwen25_3b_config
+from .bench import PeakMemory, build_random, omni3b_audio_config, qwen25_3b_config, timed
 
 SECTIONS = ("rooms", "rtf")
 SHAPES = ("3b", "tiny")
@@ -117,26 +117,6 @@ def _device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
 
-def _timed(fn, device, repeats: int) -> tuple[float, float]:
-    """Median (wall, CPU) seconds of `fn()` after one warm-up call; CPU = this process, all threads."""
-    import torch
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        sync()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
-
-
 def _random_caches(decoder, rooms: int, context: int):
     """`rooms` caches in one pool (as the engine's batched rooms have), `context` slots of random K/V each."""
     pool = decoder.new_pool(context + 8 * c.TOKENS_PER_CHUNK, rooms)
@@ -210,8 +190,8 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
                 decoder.forward(cache, embeds)
 
         with torch.inference_mode():
-            wall, cpu = _timed(batched, device, repeats)
-            seq, _ = _timed(sequential, device, repeats)
+            wall, cpu = timed(batched, device, repeats)
+            seq, _ = timed(sequential, device, repeats)
         base = base or wall
         core = (f"{rooms:>5} | {wall * 1000:8.1f} ({wall / base:4.2f}x, RTF {wall / c.CHUNK_SECONDS:5.2f}, "
                 f"{wall / rooms / c.CHUNK_SECONDS:5.3f}), {cpu * 1000:8.1f} | {seq * 1000:8.1f} ({seq / wall:4.2f}x)")
@@ -250,7 +230,7 @@ def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: 
         list(executor.map(lambda stream: stream.feed(audio), streams))  # the front end's lookahead: no decision yet
         steps_before = engine.lm_batches.stats.batches if engine.lm_batches else 0
         front_before = sum(stream.stats.features_seconds for stream in streams)
-        wall, cpu = _timed(tick, device, repeats)
+        wall, cpu = timed(tick, device, repeats)
         steps = ((engine.lm_batches.stats.batches if engine.lm_batches else 0) - steps_before) / (repeats + 1)
         front = (sum(stream.stats.features_seconds for stream in streams) - front_before) / (repeats + 1) / rooms
     for stream in streams:
@@ -285,7 +265,7 @@ def bench_rtf(lm, encoder, device, modes: list[str], repeats: int) -> None:
         decoder = CachedDecoder(lm)
         memory.reset()
         with torch.inference_mode():
-            enc, enc_cpu = _timed(lambda: encode_chunks_with(encoder, mel), device, repeats)
+            enc, enc_cpu = timed(lambda: encode_chunks_with(encoder, mel), device, repeats)
             figures = []
             for where, context in contexts.items():
                 cache = _random_caches(decoder, 1, context)[0]
@@ -295,7 +275,7 @@ def bench_rtf(lm, encoder, device, modes: list[str], repeats: int) -> None:
                     cache.length = context
                     decoder.forward(cache, embeds)
 
-                wall, cpu = _timed(step, device, repeats)
+                wall, cpu = timed(step, device, repeats)
                 figures.append(f"{where} {wall * 1000:7.1f} ms step, chunk RTF {(enc + wall) / c.CHUNK_SECONDS:5.2f} "
                                f"(CPU {(enc_cpu + cpu) * 1000:7.1f} ms)")
                 del cache

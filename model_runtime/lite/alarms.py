@@ -55,6 +55,7 @@ KEEP_BEEPS = 8
 ONSET_FRAMES = 30  # levels kept to place a beep's onset
 ECHO_DB, ECHO_S = 12.0, 1.0
 LENGTH_RATIO = 1.4  # the longest beep of a group at most this many times the shortest
+SWEEP_RATIO = 1.2  # a beep whose pitch moved this much is a sweep's
 LENGTH_SLACK_S = 0.06  # (or this much longer: a T4 beep half masked measures 0.05 s, a whole one 0.1 s)
 # A beep breaks a pattern's pause only if it is at least this fraction of the pattern's
 # shortest beep: a 0.1 s scrap of a voice's harmonic near the alarm's tone is not the
@@ -71,6 +72,12 @@ FREQ_STEP_HZ, FREQ_STEP = 70.0, 0.06
 BATCH_SAMPLES = 1_600  # decisions every 0.1 s of stream time
 
 RESPONSE_TEXT = {"smoke_alarm": "Smoke alarm sounding", "co_alarm": "Carbon monoxide alarm sounding"}
+
+
+def sweeps(beep: "Beep") -> bool:
+    """Whether the beep's pitch moved one way by SWEEP_RATIO or more (a notes' pitch holds)."""
+    low, high = sorted((beep.freq_on, beep.freq_off))
+    return high >= SWEEP_RATIO * low
 
 
 def lengths_alike(beeps: list["Beep"]) -> bool:
@@ -91,13 +98,19 @@ class Pattern:
     hold: float  # an active alarm ends after this long without a beep of its sounder
     median_duration: float  # the group's beeps at least this long (s), the median of them
     dropout: float  # a gap this short (s) inside a beep may be a dropout (T4's gaps are 0.1 s, T3's 0.5 s)
+    sweep_piece: float  # a sweeping beep's piece this long (s) counts as a beep
+
+    def fits_length(self, beep: "Beep") -> bool:
+        """A beep of this pattern's length; or for a sweep, the part of one that music left (its other notes hide the rest)."""
+        low = self.sweep_piece if sweeps(beep) else self.duration[0]
+        return low <= beep.duration <= self.duration[1]
 
     def timing_fits(self, group: list["Beep"]) -> bool:
-        if not all(self.duration[0] <= b.duration <= self.duration[1] for b in group):
+        if not all(self.fits_length(b) for b in group):
             return False
         if not lengths_alike(group):
             return False  # one sounder's beeps are alike; notes of a tune are not
-        if median([b.duration for b in group]) < self.median_duration:
+        if median([b.duration for b in group]) < (self.sweep_piece if all(sweeps(b) for b in group) else self.median_duration):
             return False  # some beeps may be half masked, not most: scraps of a voice are that short
         intervals = [b.on - a.on for a, b in zip(group, group[1:])]
         return (
@@ -108,8 +121,8 @@ class Pattern:
 
 
 # Nominal T3: 0.5 on / 0.5 off x3, 1.5 pause. Nominal T4: 0.1 on / 0.1 off x4, 5 s pause.
-T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.75, 1.3), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.08)
-T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5, 0.06, 0.04)
+T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.75, 1.3), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.08, 0.25)
+T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5, 0.06, 0.04, 0.04)
 PATTERNS = (T3, T4)
 
 # An alarm is loud (85 dB SPL at 3 m) and clearly tonal: fainter things are artefacts.
@@ -180,6 +193,8 @@ def breaks_pause(beep: Beep, last: Beep, pattern: Pattern, pitch: float, toleran
     """
     if not same_sounder(beep.freq, pitch) or beep.peak < last.peak - ECHO_DB:
         return False
+    if tolerance >= FREQ_TOLERANCE * pitch and sweeps(last) and not sweeps(beep):
+        return False  # a sweeping sounder's next beep sweeps too: a held note is another sound
     loud = beep.peak >= last.peak - PAUSE_BREAK_DB
     long_enough = beep.duration >= PAUSE_BREAK_FRACTION * pattern.duration[0]
     if abs(beep.freq - pitch) > tolerance:
@@ -419,7 +434,7 @@ class AlarmDetector:
                 continue  # a sweep's, or a channel that did not hear the group's last beep
             heard = list(st.beeps)
             if st.active:
-                heard.append(Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0))  # sounding now
+                heard.append(Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0, 0.0, st.first_freq, st.last_freq))  # sounding now
             for b in heard:
                 if b.on <= last.off:
                     continue
@@ -481,7 +496,7 @@ class AlarmDetector:
         fitting = [
             b
             for b in AlarmDetector._mend(st.beeps, pattern)
-            if pattern.duration[0] <= b.duration <= pattern.duration[1] and b.peak >= ALARM_MIN_LEVEL_DB and b.salience >= ALARM_MIN_BEEP_SALIENCE
+            if pattern.fits_length(b) and b.peak >= ALARM_MIN_LEVEL_DB and b.salience >= ALARM_MIN_BEEP_SALIENCE
         ]
         # The group usually ends with the latest fitting beep; but a weaker sound of about
         # the beep's length may follow it in the channel (a note under the alarm's tone),

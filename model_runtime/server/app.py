@@ -66,7 +66,7 @@ def build_info(engine: Engine) -> Info:
         version=__version__,
         models=models,
     )
-    return Info(wake=[program], asr=[asr_program()])  # never a satellite: HA would then load no wake platform
+    return Info(wake=[program], asr=[asr_program(engine)])  # never a satellite: HA would then load no wake platform
 
 
 class WyomingServer:

@@ -12,12 +12,16 @@ for names that should bias the transcription) and areas
 grammar over them (lite/home_phrases.py), as Speech-to-Phrase does. Our
 HA integration's STT entity sends the names Assist exposes.
 
-The recogniser is PocketSphinx (US English, inside its wheel): the lite
-engine's own shared decoder when it has one, else one loaded on the first
-request. The big model's in-stream `transcribe` instruction is not used for
-this service: the model answers when it decides to, not at audio-stop, and
-an instruction changes the room stream's context; a Wyoming `transcript`
-needs one answer for one bounded utterance.
+Two recognisers:
+- With the audio-interaction engine loaded, the big model itself: each
+  request gets a fresh stream of its own (a room's stream and context are
+  never touched) told "transcribe" in-stream, fed the utterance and then up
+  to MODEL_TRAILING_SECONDS of silence so it can finish answering; its final
+  response text is the transcript. If it says nothing, PocketSphinx is asked.
+- PocketSphinx (US English, inside its wheel): the lite engine's own shared
+  decoder when it has one, else one loaded on the first request.
+A client picks one by the model name in `transcribe` (`name`); without one,
+the big model when loaded, else PocketSphinx.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ _LOGGER = logging.getLogger("model_runtime.server")
 
 ASR_PROGRAM_NAME = "audio-interaction"  # HA's wyoming integration titles its entry with it
 ASR_MODEL_NAME = "pocketsphinx-en-us"
+ASR_MODEL_AUDIO_INTERACTION = c.ENGINE_AUDIO_INTERACTION  # the big model's transcribe instruction
+# DESIGN.md: the model can be told in-stream to "transcribe".
+TRANSCRIBE_INSTRUCTION = "transcribe"
+# After the utterance the model may still be answering: it hears this much silence at most to finish.
+MODEL_TRAILING_SECONDS = 2.0
 ASR_LANGUAGES = ["en"]
 # One request is one spoken command; more than this is cut (memory stays bounded).
 MAX_TRANSCRIBE_SECONDS = 30.0
@@ -55,24 +64,34 @@ MAX_NAME_CHARS = 100
 SILENCE_PEAK = 1e-3
 
 
-def asr_program() -> AsrProgram:
-    """What `info.asr` advertises: one offline US-English model."""
+def asr_program(engine: Engine | None = None) -> AsrProgram:
+    """What `info.asr` advertises: offline US-English PocketSphinx, after the big model when it is loaded."""
+    models = [
+        AsrModel(
+            name=ASR_MODEL_NAME,
+            description="PocketSphinx US English",
+            attribution=Attribution(name="CMU Sphinx", url="https://github.com/cmusphinx/pocketsphinx"),
+            installed=True,
+            languages=ASR_LANGUAGES,
+            version=None,
+        )
+    ]
+    if engine is not None and engine.name == c.ENGINE_AUDIO_INTERACTION:
+        models.insert(0, AsrModel(
+            name=ASR_MODEL_AUDIO_INTERACTION,
+            description="Audio-Interaction model, told to transcribe",
+            attribution=Attribution(name="zhifeixie", url=f"https://huggingface.co/{c.DEFAULT_MODEL_REPO}"),
+            installed=True,
+            languages=ASR_LANGUAGES,
+            version=None,
+        ))
     return AsrProgram(
         name=ASR_PROGRAM_NAME,
-        description="Audio-Interaction speech-to-text (offline PocketSphinx, US English)",
+        description="Audio-Interaction speech-to-text (offline, US English)",
         attribution=Attribution(name="Audio-Interaction", url=c.PROJECT_URL),
         installed=True,
         version=__version__,
-        models=[
-            AsrModel(
-                name=ASR_MODEL_NAME,
-                description="PocketSphinx US English",
-                attribution=Attribution(name="CMU Sphinx", url="https://github.com/cmusphinx/pocketsphinx"),
-                installed=True,
-                languages=ASR_LANGUAGES,
-                version=None,
-            )
-        ],
+        models=models,
         supports_transcript_streaming=False,
         requires_external_vad=True,  # HA's pipeline VAD ends the utterance
     )
@@ -83,12 +102,21 @@ class Transcriber:
 
     def __init__(self, engine: Engine) -> None:
         self._recognizer = getattr(engine, "recognizer", None)  # the lite engine's, if it loaded one
+        self._model = engine if engine.name == c.ENGINE_AUDIO_INTERACTION else None
         self._lock = threading.Lock()
 
-    def transcribe(self, audio: np.ndarray, home: HomeVocabulary | None = None) -> str:
+    @property
+    def models(self) -> list[str]:
+        return ([ASR_MODEL_AUDIO_INTERACTION] if self._model is not None else []) + [ASR_MODEL_NAME]
+
+    def transcribe(self, audio: np.ndarray, home: HomeVocabulary | None = None, model: str | None = None) -> str:
         """16 kHz mono float32 -> text ("" for silence), biased to `home`'s commands. Runs in a worker thread."""
         if audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
             return ""  # the decoder "hears" words in digital silence (e.g. "dog"): never ask it
+        if (model or self.models[0]) == ASR_MODEL_AUDIO_INTERACTION and self._model is not None:
+            if text := self._model_transcript(audio):
+                return text
+            _LOGGER.debug("the model said nothing to transcribe; asking PocketSphinx")
         with self._lock:
             if self._recognizer is None:
                 from ..lite.transcribe import SharedRecognizer  # loaded once, on the first request
@@ -97,6 +125,24 @@ class Transcriber:
         recognition = self._recognizer.transcribe(audio, home)
         _LOGGER.debug("transcript %r (%s)", recognition.text, "home grammar" if recognition.biased else "general model")
         return recognition.text
+
+    def _model_transcript(self, audio: np.ndarray) -> str:
+        """The big model's final response(s) to "transcribe" over this utterance, in a stream of its own."""
+        assert self._model is not None
+        stream = self._model.open_stream()
+        try:
+            heard = stream.instruct(TRANSCRIBE_INSTRUCTION) + stream.feed(audio)
+            silence = np.zeros(c.CHUNK_SAMPLES, dtype=np.float32)
+            for _ in range(int(MODEL_TRAILING_SECONDS / c.CHUNK_SECONDS)):
+                heard += stream.feed(silence)
+            heard += stream.finish()
+        finally:
+            stream.close()
+        for event in heard:
+            if event.type == c.EVENT_ERROR:
+                _LOGGER.warning("transcribe with the model: %s", event.data.get("message"))
+        texts = [e.data["text"].strip() for e in heard if e.type == c.EVENT_RESPONSE and e.data.get("final")]
+        return " ".join(text for text in texts if text)
 
 
 class TranscribeRequest:
@@ -112,6 +158,13 @@ class TranscribeRequest:
                 f"{', '.join(ASR_LANGUAGES)} only (use Whisper for other languages)"
             )
         self._home = home_vocabulary(data)
+        self._model = data.get("name") or None
+        if self._model == ASR_PROGRAM_NAME and self._model not in transcriber.models:
+            self._model = None  # the program's name for its default model
+        if self._model is not None and self._model not in transcriber.models:
+            raise UserError(
+                f"transcribe: unknown model {self._model!r}; this server offers {', '.join(transcriber.models)}"
+            )
         self._transcriber = transcriber
         self._executor = executor
         self._audio = AudioInput()
@@ -141,7 +194,9 @@ class TranscribeRequest:
         audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, dtype=np.float32)
         self._pieces = []
         loop = asyncio.get_running_loop()
-        text = await loop.run_in_executor(self._executor, self._transcriber.transcribe, audio, self._home)
+        text = await loop.run_in_executor(
+            self._executor, self._transcriber.transcribe, audio, self._home, self._model
+        )
         _LOGGER.debug("transcribed %.1f s of audio: %r", audio.size / c.SAMPLE_RATE, text)
         return Transcript(text=text, language=ASR_LANGUAGES[0]).event()
 

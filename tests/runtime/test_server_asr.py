@@ -7,6 +7,8 @@ import io
 import subprocess
 import wave
 
+import numpy as np
+
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.info import Describe, Info
@@ -15,9 +17,10 @@ from wyoming.wake import Detect
 from wyoming.event import Event as WyomingEvent
 
 from model_runtime import constants as c
+from model_runtime.interaction.tiny import RIGGED_TEXT, trigger_audio
 from model_runtime.lite.home_phrases import HomeVocabulary, build_grammar, compound_pronunciation
 from model_runtime.piper_voice import piper_pcm
-from server_support import Client, running_server
+from server_support import Client, running_server, to_pcm16
 
 # PocketSphinx gets this espeak-ng voice and phrase word for word (README: accuracy on generated speech).
 COMMAND = "turn on the living room light"
@@ -172,3 +175,31 @@ def test_home_grammar_sentences_and_pronunciations():
     assert compound_pronunciation("hallwaylight", decoder.lookup_word) == "HH AO L W EY L AY T"
     assert compound_pronunciation("zorbulax", decoder.lookup_word) is None
     assert build_grammar(HomeVocabulary.of(["Zorbulax"]), pronounce) is None
+
+
+async def test_the_big_model_transcribes_in_a_stream_of_its_own(model_engine):
+    """With the audio-interaction engine, speech-to-text asks the model itself (told "transcribe", in a fresh
+    stream): the rigged tiny model answers its trigger tone, and that answer is the transcript. Where the
+    model says nothing (the rig is silent on speech), PocketSphinx is asked; either can be picked by name."""
+    tone = to_pcm16(np.concatenate([trigger_audio(0.4), np.zeros(c.SAMPLE_RATE // 2, dtype=np.float32)]))
+    pcm, rate = espeak(COMMAND)
+    async with running_server(model_engine) as server:
+        client = await Client.connect(server)
+        await client.send(Describe().event())
+        (program,) = Info.from_event(await client.read()).asr
+        assert [m.name for m in program.models] == [c.ENGINE_AUDIO_INTERACTION, "pocketsphinx-en-us"]
+
+        async def transcribe(audio: bytes, audio_rate: int = c.SAMPLE_RATE, **request) -> str:
+            await client.send(Transcribe(language="en", **request).event())
+            await client.stream(audio, rate=audio_rate)
+            transcript, _ = await client.read_until("transcript", timeout=120)
+            return Transcript.from_event(transcript).text
+
+        assert await transcribe(tone) == RIGGED_TEXT  # the emotion tag is the event's, not the text's
+        assert server.open_streams == 0  # the request's own stream is closed again
+        assert await transcribe(pcm, rate) == COMMAND  # the model was silent: PocketSphinx heard it
+        assert await transcribe(tone, name="pocketsphinx-en-us") != RIGGED_TEXT
+        await client.send(Transcribe(name="whisper-large").event())
+        error, _ = await client.read_until("error", timeout=10)
+        assert "unknown model 'whisper-large'" in error.data["text"] and "pocketsphinx-en-us" in error.data["text"]
+        await client.close()

@@ -13,22 +13,8 @@ from wyoming.wake import Detect
 
 from model_runtime import constants as c
 from model_runtime.audio import load_audio
-from model_runtime.engine import EngineOptions, create_engine
-from model_runtime.interaction.tiny import make_tiny_checkpoint, trigger_audio
+from model_runtime.interaction.tiny import trigger_audio
 from server_support import Client, custom, listen, running_server, to_pcm16
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def model_engine(tiny_checkpoint):
-    """Loaded once; each test's server opens its own streams on it, as a real server does."""
-    engine = create_engine(EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, model=str(tiny_checkpoint), device="cpu"))
-    yield engine
-    engine.close()
 
 
 def tone_in_silence() -> bytes:

@@ -44,12 +44,12 @@ def response(
     emotion: str | None = None,
     urgent: bool = False,
 ) -> Event:
-    """A response: pieces of text while streaming (final=False), then the whole text (final=True)."""
-    data: dict[str, Any] = {"text": text, "final": final}
-    if final:
-        data["emotion"] = emotion
-        data["urgent"] = urgent
-    return Event(c.EVENT_RESPONSE, t, data)
+    """A response: pieces of text while streaming (final=False), then the whole text (final=True).
+
+    Every piece already carries the reply's `emotion` and `urgent` (the model says its
+    emotion tag first), so a client can tell an urgent reaction from an answer at once.
+    """
+    return Event(c.EVENT_RESPONSE, t, {"text": text, "final": final, "emotion": emotion, "urgent": urgent})
 
 
 def sound(

@@ -46,7 +46,6 @@ from .const import (
     EVENT_SOUND,
     EVENT_SPEECH,
     EVENT_TRANSCRIPT,
-    MODEL_DECISION_NAME,
     SAMPLE_RATE,
     SAMPLE_WIDTH,
     SIGNAL_ROOM_UPDATED,
@@ -304,13 +303,15 @@ class Room:
     def _handle(self, kind: str, data: dict[str, Any]) -> None:
         if kind == EVENT_SOUND:
             self._handle_sound(data)
-        elif kind == EVENT_RESPONSE and data.get("final"):
-            self._handle_response(data)
+        elif kind == EVENT_RESPONSE:
+            for stage in list(self.wake_stages):
+                if stage.offer_reply(data):
+                    self._pipeline_answers = True  # the request goes to STT and HA's agent
+            if data.get("final"):
+                self._handle_response(data)
         elif kind == EVENT_DECISION and data.get("respond"):
             for stage in list(self.wake_stages):
                 stage.offer(data)
-                if stage.detection.done() and stage.detection.result()["name"] == MODEL_DECISION_NAME:
-                    self._pipeline_answers = True  # the request goes to STT and HA's agent
         elif kind == EVENT_SPEECH:
             self.speech = data.get("state") == "start"
             self._update()

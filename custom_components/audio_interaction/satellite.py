@@ -7,9 +7,12 @@ then also knows its satellite (for announcements).
 
 The room keeps its one stream to the server open; while a pipeline is in its
 wake-word stage its audio goes into that stream, so the room's sounds become
-its events exactly as with an ffmpeg source. A `decision` to respond (a wake
-word in the lite engine, the model's own decision in the big one) ends the
-stage. Speech-to-text runs in the same asyncio task as the wake-word stage
+its events exactly as with an ffmpeg source. A wake word (lite engine) ends the
+stage at once. The big model's decision to respond ends it only when the reply
+it starts is an answer: its first `response` piece says the reply's emotion,
+and an urgent one is the model reacting on its own to a sound ("I hear a smoke
+alarm..."), which is announced on the satellite while the stage, and the
+listening, go on. Speech-to-text runs in the same asyncio task as the wake-word stage
 (`PipelineInput.execute`), so the room that detected is passed on in a
 ContextVar: our STT entity keeps feeding that room while it transcribes.
 """
@@ -55,14 +58,27 @@ class WakeStage:
         # (audio, timestamp_ms, room stream position in samples after this piece)
         self._pieces: deque[tuple[bytes, int, int]] = deque()
         self._kept = 0  # bytes in _pieces: bounded by count, not by position (a reconnect restarts positions)
+        self._model_decision: dict[str, Any] | None = None  # waiting for its reply's first piece
 
     def offer(self, data: dict[str, Any]) -> None:
         """A `decision` from the room's stream: ours if it responds with the wake word asked for."""
         if self.detection.done() or not data.get("respond"):
             return
         name = data.get("name") or MODEL_DECISION_NAME
-        if self.wake_word_id is None or name == self.wake_word_id:
+        if self.wake_word_id is not None and name != self.wake_word_id:
+            return
+        if name == MODEL_DECISION_NAME:
+            self._model_decision = {**data, "name": name}  # an answer or a reaction? its reply says
+        else:
             self.detection.set_result({**data, "name": name})
+
+    def offer_reply(self, data: dict[str, Any]) -> bool:
+        """A `response` event: the model's decision detects unless its reply is urgent. True if it detected."""
+        decision, self._model_decision = self._model_decision, None
+        if decision is None or self.detection.done() or data.get("urgent"):
+            return False
+        self.detection.set_result(decision)
+        return True
 
     async def run(self, stream: AsyncIterable[tuple[bytes, int]]) -> DetectionResult | None:
         """Feed the room until a detection (or the stream ends: None)."""

@@ -347,7 +347,7 @@ class InteractionStream(EngineStream):
                 text_ids.append(token)
                 piece = pieces.step(self.tokenizer, token)
                 if piece:
-                    yield events.response(t, piece, final=False)
+                    yield events.response(t, piece, final=False, emotion=emotion, urgent=emotion == "urgent")
             if generated >= self.max_response_tokens:
                 # Capped: feed the last token and TEXT_END with the next chunk, a well-formed turn.
                 self._pending.append(([token, c.TEXT_END], "close"))

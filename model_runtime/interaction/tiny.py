@@ -218,9 +218,16 @@ def rigged_text_ids(tokenizer) -> list[int]:
     return ids
 
 
-def speaking_chain(tokenizer) -> list[int]:
+def speaking_chain(tokenizer, emotion: int = RIGGED_EMOTION) -> list[int]:
     """The rigged response, token by token: TEXT_BEGIN, emotion, text, TEXT_END."""
-    return [c.TEXT_BEGIN, RIGGED_EMOTION, *rigged_text_ids(tokenizer), c.TEXT_END]
+    return [c.TEXT_BEGIN, emotion, *rigged_text_ids(tokenizer), c.TEXT_END]
+
+
+def emotion_token(name: str) -> int:
+    tokens = {label: token for token, label in c.EMOTION_TOKENS.items()}
+    if name not in tokens:
+        raise UserError(f"unknown emotion {name!r}: choose one of {', '.join(tokens)}")
+    return tokens[name]
 
 
 # --- random weights ----------------------------------------------------------------------
@@ -535,8 +542,15 @@ def _write_metadata(folder: Path, tokenizer) -> None:
     (folder / ckpt.OMNI_CONFIG).write_text(json.dumps(omni, indent=2) + "\n")
 
 
-def make_tiny_checkpoint(folder: str | Path, seed: int = 0, layout: str = "qkv", weights: str = "safetensors") -> Path:
-    """Write a rigged tiny checkpoint in the release layout into `folder` (created) and return it."""
+def make_tiny_checkpoint(
+    folder: str | Path, seed: int = 0, layout: str = "qkv", weights: str = "safetensors",
+    emotion: str = RIGGED_EMOTION_NAME,
+) -> Path:
+    """Write a rigged tiny checkpoint in the release layout into `folder` (created) and return it.
+
+    `emotion`: the tag the rigged reply starts with (urgent by default: a reaction to a sound;
+    "normal" makes it an answer, as to a spoken request).
+    """
     import torch
     from . import checkpoint as ckpt
     if layout not in LAYOUTS:
@@ -548,7 +562,7 @@ def make_tiny_checkpoint(folder: str | Path, seed: int = 0, layout: str = "qkv",
         raise UserError(f"{folder} exists and is not an empty folder; give a new or empty folder")
     cfg = TINY_LITGPT_CONFIG
     tokenizer = build_tokenizer()
-    lm_w, enc_w = rigged_weights(seed)
+    lm_w, enc_w = rigged_weights(seed, emotion_token(emotion))
     folder.mkdir(parents=True, exist_ok=True)
     try:
         _write_metadata(folder, tokenizer)
@@ -560,8 +574,8 @@ def make_tiny_checkpoint(folder: str | Path, seed: int = 0, layout: str = "qkv",
     return folder
 
 
-@functools.lru_cache(maxsize=2)
-def rigged_weights(seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+@functools.lru_cache(maxsize=4)
+def rigged_weights(seed: int = 0, emotion: int = RIGGED_EMOTION) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(LM weights in transformers names, encoder weights) of the tiny checkpoint; do not modify them.
 
     Cached per seed: the layouts and weight formats of one seed share the same tensors.
@@ -571,7 +585,7 @@ def rigged_weights(seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, to
     if leak > 1e-6:
         raise AssertionError(f"rigged attention head leaks {leak:.2e} of its weight off distance 1")
     cfg = TINY_LITGPT_CONFIG
-    chain = speaking_chain(build_tokenizer())
+    chain = speaking_chain(build_tokenizer(), emotion)
     audio_config = ckpt.audio_config_from_dict(TINY_AUDIO_CONFIG)
     rnd = _Random(seed)
     lm_w = _random_lm(rnd, cfg)
@@ -607,11 +621,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", choices=WEIGHT_FORMATS, default="safetensors",
                         help="LM weights as safetensors shards + index, or one .pt state dict")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights)")
+    parser.add_argument("--emotion", choices=list(c.EMOTION_TOKENS.values()), default=RIGGED_EMOTION_NAME,
+                        help="the rigged reply's emotion tag (default %(default)s: a reaction to a sound)")
 
 
 def main(args: argparse.Namespace) -> int:
-    folder = make_tiny_checkpoint(args.folder, seed=args.seed, layout=args.layout, weights=args.weights)
+    folder = make_tiny_checkpoint(args.folder, seed=args.seed, layout=args.layout, weights=args.weights,
+                                  emotion=args.emotion)
     print(f"wrote a tiny rigged checkpoint to {folder}")
     print(f"  trigger: {TRIGGER_DESCRIPTION}")
-    print(f"  response: <|{RIGGED_EMOTION_NAME}|> {RIGGED_TEXT}")
+    print(f"  response: <|{args.emotion}|> {RIGGED_TEXT}")
     return 0

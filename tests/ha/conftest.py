@@ -112,12 +112,10 @@ def own_audio_server() -> Generator[AudioServer]:
     server.kill()
 
 
-@pytest.fixture(scope="session")
-def interaction_server(tmp_path_factory: pytest.TempPathFactory) -> Generator[AudioServer]:
-    """The real model's engine on the runtime's rigged tiny checkpoint: a 1 kHz tone makes it reply."""
-    checkpoint = tmp_path_factory.mktemp("tiny-checkpoint")
+def _tiny_model_server(tmp_path_factory: pytest.TempPathFactory, emotion: str) -> Generator[AudioServer]:
+    checkpoint = tmp_path_factory.mktemp(f"tiny-checkpoint-{emotion}")
     subprocess.run(
-        [runtime_python(), "-m", "model_runtime", "make-tiny-checkpoint", str(checkpoint)],
+        [runtime_python(), "-m", "model_runtime", "make-tiny-checkpoint", str(checkpoint), "--emotion", emotion],
         cwd=REPO, check=True, stdout=subprocess.DEVNULL,
     )
     with sockets_allowed():
@@ -125,6 +123,19 @@ def interaction_server(tmp_path_factory: pytest.TempPathFactory) -> Generator[Au
         server.start(timeout=180)
     yield server
     server.kill()
+
+
+@pytest.fixture(scope="session")
+def interaction_server(tmp_path_factory: pytest.TempPathFactory) -> Generator[AudioServer]:
+    """The real model's engine on the runtime's rigged tiny checkpoint: a 1 kHz tone makes it react,
+    urgently ("I hear an alarm, please check."), as to a sound."""
+    yield from _tiny_model_server(tmp_path_factory, "urgent")
+
+
+@pytest.fixture(scope="session")
+def answering_interaction_server(tmp_path_factory: pytest.TempPathFactory) -> Generator[AudioServer]:
+    """The same rig whose reply is tagged `normal`: an answer, as to a spoken request."""
+    yield from _tiny_model_server(tmp_path_factory, "normal")
 
 
 @pytest.fixture(scope="session")

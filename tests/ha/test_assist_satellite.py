@@ -89,10 +89,7 @@ def spoken_command() -> bytes:
 def smoke_alarm_pcm() -> bytes:
     from conftest import SAMPLE_FLAC
 
-    return subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(SAMPLE_FLAC), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
-        check=True, capture_output=True,
-    ).stdout
+    return pcm_of(SAMPLE_FLAC)
 
 
 class RoomSatellite(AssistSatelliteEntity):
@@ -339,21 +336,32 @@ async def test_a_room_whose_source_is_an_assist_satellite(hass: HomeAssistant, a
     assert hass.states.get("stt.audio_interaction_speech_to_text") is not None
 
 
-async def test_the_big_models_decision_ends_the_wake_word_stage(
-    hass: HomeAssistant, home, interaction_server, trigger_tone_wav: Path
-) -> None:
-    """The real model's engine (rigged tiny checkpoint: a 1 kHz tone makes it respond), pipeline wake word
-    "Audio-Interaction decides to respond": the decision is the detection, the audio before it goes to STT,
-    and the model's own reply is not announced over the pipeline's answer (it stays on the room's entities)."""
+async def hall_with_model_wake_word(hass: HomeAssistant, server, **room_options):
+    """A satellite room "Hall" on `server` whose pipeline's wake word is the model's decision to respond."""
     satellite = (await add_satellites(hass, "Hall Voice"))["Hall Voice"]
-    entry = await add_entry(hass, interaction_server, room("Hall", assist_satellite=satellite.entity_id))
+    entry = await add_entry(hass, server, room("Hall", assist_satellite=satellite.entity_id, **room_options))
     hall = room_of(entry, "Hall")
     await wait_for(lambda: hall.connected)
     satellite.pipeline_id = await create_pipeline(hass, "Hall", "wake_word.hall_wake_word", MODEL_DECISION_NAME)
-    tone = subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(trigger_tone_wav), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+    return satellite, hall
+
+
+def pcm_of(wav: Path) -> bytes:
+    """A file as 16 kHz 16-bit mono PCM, as a satellite's microphone delivers it."""
+    return subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(wav), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
         check=True, capture_output=True,
     ).stdout
+
+
+async def test_the_big_models_answer_ends_the_wake_word_stage(
+    hass: HomeAssistant, home, answering_interaction_server, trigger_tone_wav: Path
+) -> None:
+    """The real model's engine (rigged tiny checkpoint: a 1 kHz tone makes it answer, tagged `normal`), pipeline
+    wake word "Audio-Interaction decides to respond": the decision is the detection, the audio before it goes to
+    STT, and the model's own reply is not announced over the pipeline's answer (it stays on the room's entities)."""
+    satellite, hall = await hall_with_model_wake_word(hass, answering_interaction_server)
+    tone = pcm_of(trigger_tone_wav)
     await asyncio.wait_for(satellite.listen(tone + silence(3.0), speed=1.0), timeout=60)
 
     detection = satellite.output(PipelineEventType.WAKE_WORD_END)["wake_word_output"]
@@ -363,6 +371,30 @@ async def test_the_big_models_decision_ends_the_wake_word_stage(
     await hass.async_block_till_done()
     assert not satellite.announcements
     assert PipelineEventType.RUN_END in satellite.types()  # the run was not cut short by an announcement
+
+
+async def test_the_big_models_urgent_reaction_is_announced_and_the_stage_goes_on(
+    hass: HomeAssistant, home, interaction_server, trigger_tone_wav: Path
+) -> None:
+    """Same pipeline, but the model reacts on its own to a sound (its reply is urgent): no detection, no
+    command; the reply is announced on the satellite and notified, and the room keeps listening."""
+    phone = async_mock_service(hass, "notify", "mobile_app_phone")
+    satellite, hall = await hall_with_model_wake_word(hass, interaction_server, notify="notify.mobile_app_phone")
+    tone = pcm_of(trigger_tone_wav)
+    run = asyncio.create_task(satellite.listen(tone + silence(30.0), speed=1.0))
+    await wait_for(lambda: satellite.announcements, timeout=60)
+    assert satellite.announcements[0].message == RIGGED_REPLY
+    await wait_for(lambda: phone, timeout=10)
+    assert phone[0].data["message"] == RIGGED_REPLY  # urgent: also notified
+    assert PipelineEventType.WAKE_WORD_END not in satellite.types()  # no detection ...
+    assert PipelineEventType.STT_START not in satellite.types()  # ... and no command
+    await asyncio.wait([run], timeout=5)  # announcing ends the run; a real satellite starts its next one
+    run.cancel()
+    # The room's stream never stopped: the satellite's next wake-word stage feeds the same stream.
+    assert hall.connected and hall.stats.connects == 1
+    sent = hall.stats.chunks_sent
+    await asyncio.wait_for(satellite.listen(silence(2.0), speed=4.0), timeout=30)
+    assert hall.stats.chunks_sent >= sent + 15 and hall.stats.connects == 1
 
 
 async def test_a_long_wake_word_stage_keeps_little_and_a_muted_room_sends_nothing(

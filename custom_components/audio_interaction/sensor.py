@@ -1,4 +1,4 @@
-"""Sensor: the text of the room's last response."""
+"""Sensors: the text of the room's last response and of the last request heard in it."""
 
 from __future__ import annotations
 
@@ -26,37 +26,36 @@ async def async_setup_entry(
     add_room_entities(entry, async_add_entities, LastResponseSensor, LastTranscriptSensor)
 
 
-def _state_text(heard: dict[str, Any] | None) -> str | None:
-    """The `text` of a response or transcript as a state: cut to 255 characters."""
-    if heard is None:
-        return None
-    text = str(heard.get("text") or "")
-    return text if len(text) <= MAX_STATE_LENGTH else text[: MAX_STATE_LENGTH - 1] + "…"
+class LastTextSensor(RoomEntity, SensorEntity):
+    """A room's last response or transcript: its `text` as the state (cut to 255 characters), all of it as attributes."""
 
+    room_attribute: str  # the Room attribute holding the event's data
 
-class LastResponseSensor(RoomEntity, SensorEntity):
-    """The last response's text (cut to 255 characters), with emotion and urgency."""
-
-    key = "last_response"
+    @property
+    def _heard(self) -> dict[str, Any] | None:
+        return getattr(self.room, self.room_attribute)
 
     @property
     def native_value(self) -> str | None:
-        return _state_text(self.room.last_response)
+        if (heard := self._heard) is None:
+            return None
+        text = str(heard.get("text") or "")
+        return text if len(text) <= MAX_STATE_LENGTH else text[: MAX_STATE_LENGTH - 1] + "…"
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
-        return self.room.last_response
+        return self._heard
 
 
-class LastTranscriptSensor(RoomEntity, SensorEntity):
+class LastResponseSensor(LastTextSensor):
+    """The last response's text, with emotion and urgency."""
+
+    key = "last_response"
+    room_attribute = "last_response"
+
+
+class LastTranscriptSensor(LastTextSensor):
     """The last request heard in the room: the engine's transcript after a wake word, or our STT's."""
 
     key = "last_transcript"
-
-    @property
-    def native_value(self) -> str | None:
-        return _state_text(self.room.last_transcript)
-
-    @property
-    def extra_state_attributes(self) -> dict[str, Any] | None:
-        return self.room.last_transcript
+    room_attribute = "last_transcript"

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe, Info
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
@@ -102,3 +103,15 @@ def test_a_taken_port_is_a_clear_error(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert f"cannot listen on tcp://127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_the_cli_lets_idle_openmp_threads_sleep(monkeypatch):
+    """OMP_WAIT_POLICY=PASSIVE is set before any command loads torch, unless the user chose a policy."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

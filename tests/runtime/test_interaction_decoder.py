@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
 
-from model_runtime.interaction.decoder import CachedDecoder
+from model_runtime.interaction.decoder import CachedDecoder, attention_by_matmul
 
 
 def small_lm(seed: int = 0) -> Qwen2ForCausalLM:
@@ -87,3 +88,32 @@ def test_full_cache_is_refused():
     decoder.forward(cache, decoder.embed([1] * 6))
     with pytest.raises(ValueError, match="KV cache full"):
         decoder.forward(cache, decoder.embed([1] * 3))
+
+
+def test_attention_by_matmul_equals_sdpa_under_a_ragged_mask():
+    """The CPU bfloat16 path computes what `scaled_dot_product_attention` does, hidden slots included."""
+    torch.manual_seed(3)
+    q, k, v = torch.randn(2, 2, 24, 16), torch.randn(2, 2, 50, 16), torch.randn(2, 2, 50, 16)
+    ends = torch.tensor([[30], [50]])  # room 0 sees 30 slots, room 1 all 50 (a shorter room in a batch)
+    mask = (torch.arange(50) < ends)[:, None, None, :].expand(2, 1, 24, 50)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.25)
+    got = attention_by_matmul(q, k, v, ~mask, 0.25)
+    assert torch.allclose(got, want, atol=1e-6)
+    # bfloat16: the same rounding error against float32 as the flash kernel's
+    bf = [t.bfloat16() for t in (q, k, v)]
+    err_matmul = (attention_by_matmul(*bf, ~mask, 0.25).float() - want).abs().max()
+    err_sdpa = (F.scaled_dot_product_attention(*bf, attn_mask=mask, scale=0.25).float() - want).abs().max()
+    assert err_matmul <= 2 * err_sdpa + 1e-3, (err_matmul, err_sdpa)
+
+
+def test_bfloat16_steps_on_cpu_attend_by_matmul_and_match_transformers_eager():
+    lm = small_lm().to(torch.bfloat16)
+    lm.config._attn_implementation = "eager"  # transformers' own arithmetic in bfloat16: the reference
+    decoder = CachedDecoder(lm)
+    assert decoder.by_matmul and not CachedDecoder(small_lm()).by_matmul  # float32 keeps the flash kernel
+    steps = [decoder.embed(list(range(9))), decoder.embed([5] * 12), decoder.embed([3])]
+    cache = decoder.new_cache(64)
+    for embeds, want in zip(steps, reference_logits(lm, steps)):
+        got = decoder.forward(cache, embeds)
+        assert (got - want).abs().max() <= 0.05 * want.abs().max(), (got - want).abs().max()
+        assert got.argmax() == want.argmax()

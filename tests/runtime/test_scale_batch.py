@@ -42,7 +42,9 @@ def _same(got: torch.Tensor, want: torch.Tensor) -> None:
     assert torch.equal(got.argmax(-1), want.argmax(-1))
 
 
-def test_pooled_step_equals_each_room_alone(loaded):
+# Both attention paths: the flash kernel, and the matmuls CPU bfloat16 models use (forced here in float32).
+@pytest.mark.parametrize("by_matmul", [False, True], ids=["sdpa", "matmul"])
+def test_pooled_step_equals_each_room_alone(loaded, by_matmul):
     """Rooms of one pool attend in one call per layer; each must get what it gets on a cache of its own.
 
     Ragged histories; ragged new tokens in one step (a listening chunk of 12, a chunk behind
@@ -52,6 +54,7 @@ def test_pooled_step_equals_each_room_alone(loaded):
     a step mixing two pools.
     """
     decoder = CachedDecoder(loaded.lm)
+    decoder.by_matmul = by_matmul
     width = loaded.lm.config.hidden_size
     gen = torch.Generator().manual_seed(0)
     pool = decoder.new_pool(96, rooms=0)
@@ -94,8 +97,10 @@ def test_pooled_step_equals_each_room_alone(loaded):
         assert torch.allclose(cache.values[:, :, : cache.length], twin.values[:, :, : twin.length], atol=1e-5)
 
 
-def test_a_non_finite_room_spoils_no_other_room(loaded):
+@pytest.mark.parametrize("by_matmul", [False, True], ids=["sdpa", "matmul"])
+def test_a_non_finite_room_spoils_no_other_room(loaded, by_matmul):
     decoder = CachedDecoder(loaded.lm)
+    decoder.by_matmul = by_matmul
     width = loaded.lm.config.hidden_size
     pool = decoder.new_pool(64, rooms=3)
     caches = [pool.allocate() for _ in range(3)]

@@ -134,6 +134,12 @@ def test_dynamic_keeps_a_non_finite_row_to_itself():
     out = q(x)
     assert torch.isnan(out[2]).all() and torch.isfinite(out[[0, 1, 3, 4]]).all()
     torch.testing.assert_close(out[[0, 1, 3, 4]], clean)
+    x[2, 10], x[4, 0] = 1.0, float("-inf")  # an infinite row
+    out = q(x)
+    assert torch.isnan(out[4]).all() and torch.isfinite(out[:4]).all()
+    # Finite rows whose sum overflows float32 are still finite rows: all computed
+    huge = torch.full((2, 64), 3e38)
+    assert torch.isfinite(q(huge)).all()
 
 
 def test_quantize_option_errors(loaded):

@@ -176,10 +176,20 @@ class Combiner(Generic[Request, Result]):
             slot.wake.set()
 
 
-def lm_step_batch(decoder, requests: list[tuple[object, torch.Tensor]]) -> list[torch.Tensor]:
-    """(cache, embeds) requests -> each room's last-position logits, in one `forward_many`."""
-    logits = decoder.forward_many([cache for cache, _ in requests], [embeds for _, embeds in requests])
-    return list(logits)
+def lm_step_batch(decoder, requests: list[tuple[object, torch.Tensor, list[int] | None]]) -> list[torch.Tensor]:
+    """(cache, embeds, picks) requests -> each room's logits, in one `forward_many`: its last
+    position's (vocab,), or with picks those positions' (len(picks), vocab)."""
+    picks = [pick for _, _, pick in requests]
+    logits = decoder.forward_many([cache for cache, _, _ in requests], [embeds for _, embeds, _ in requests], picks)
+    out, row = [], 0
+    for pick in picks:
+        if pick is None:
+            out.append(logits[row])
+            row += 1
+        else:
+            out.append(logits[row : row + len(pick)])
+            row += len(pick)
+    return out
 
 
 def encode_batch(encode: Callable[[np.ndarray], torch.Tensor], mels: list[np.ndarray]) -> list[torch.Tensor]:

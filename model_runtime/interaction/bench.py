@@ -403,6 +403,7 @@ def bench_3b(
 
     from .checkpoint import encode_chunks_with
     from .decoder import CachedDecoder
+    from .engine import MAX_CHUNKS_PER_STEP
     from .quantize import quantize_model, weight_bytes
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype_name]
@@ -426,6 +427,11 @@ def bench_3b(
     reference = layers == 36 and quantize == "none"
     with torch.inference_mode():
         enc = figures["encoder"] = timed(lambda: encode_chunks_with(encoder, mel), device, repeats)
+        # A backlog (a machine slower than real time, chunks queued behind a reply) goes through the
+        # engine MAX_CHUNKS_PER_STEP chunks per encoder call and per LM step: figures per chunk.
+        queued = MAX_CHUNKS_PER_STEP
+        mel_queued = np.tile(mel, (1, queued))
+        enc_queued = timed(lambda: encode_chunks_with(encoder, mel_queued), device, repeats)
         chunk_embeds = torch.randn(c.TOKENS_PER_CHUNK, lm.config.hidden_size, device=device).to(dtype) * 0.02
         token_embeds = decoder.embed([c.TEXT_BEGIN])
         ref = DESIGN_REFERENCE.get((dtype_name, "encoder")) if reference else None
@@ -433,7 +439,7 @@ def bench_3b(
         prefix = 64
         for context in contexts:
             roll_block = c.TOKENS_PER_CHUNK * 75  # 30 s of audio, the default block of a 300 s window
-            cache = decoder.new_cache(context + c.TOKENS_PER_CHUNK + 1)
+            cache = decoder.new_cache(context + c.TOKENS_PER_CHUNK * MAX_CHUNKS_PER_STEP + 1)
             cache.keys[:, :, :context].normal_(0, 0.5)
             cache.values[:, :, :context].normal_(0, 0.5)
 
@@ -442,8 +448,13 @@ def bench_3b(
                 decoder.forward(cache, embeds)
 
             listen = figures[f"listen@{context}"] = timed(lambda: step(chunk_embeds), device, repeats)
+            queued_embeds = chunk_embeds.repeat(queued, 1)
+            listen_queued = timed(lambda: step(queued_embeds), device, repeats)
             decode = figures[f"decode@{context}"] = timed(lambda: step(token_embeds), device, repeats)
             per_chunk = figures[f"chunk@{context}"] = (enc[0] + listen[0], enc[1] + listen[1])
+            per_queued = figures[f"chunk@{context}, {queued} queued"] = (
+                (enc_queued[0] + listen_queued[0]) / queued, (enc_queued[1] + listen_queued[1]) / queued
+            )
             keep = torch.arange(min(prefix + roll_block, context), context)
 
             def roll(cache=cache, context=context, keep=keep):
@@ -462,6 +473,8 @@ def bench_3b(
                 + (f" (DESIGN.md {ref_d})" if ref_d else "")
                 + f" | first token (encoder + step + 1 decode) {(per_chunk[0] + decode[0]) * 1000:7.1f} ms"
                 + (f" | roll (keep {keep.numel()} slots) {rolled * 1000:6.1f} ms" if rolled == rolled else "")
+                + f"\n               {queued} chunks queued (one encoder call, one {queued * c.TOKENS_PER_CHUNK}-token step): "
+                + f"per chunk {_wall_cpu(per_queued)}, RTF {per_queued[0] / c.CHUNK_SECONDS:.2f} (CPU {per_queued[1] / c.CHUNK_SECONDS:.2f})"
             )
             if baseline:
                 base_listen, base_decode = _baseline_steps(lm, cache, context, chunk_embeds, token_embeds, device, repeats)
@@ -530,7 +543,7 @@ def bench_3b_rounds(device, configs, contexts, layers, repeats, catch_up_chunks,
             wall, cpu = statistics.median(walls), statistics.median(cpus)
             if key.endswith("GiB"):
                 cells.append(f"{wall:.2f}")
-            elif key.startswith("chunk@"):
+            elif key.startswith("chunk@"):  # (also "chunk@N, 4 queued": per chunk)
                 cells.append(f"{wall * 1000:.0f} / {cpu * 1000:.0f} (RTF {wall / c.CHUNK_SECONDS:.2f})")
             else:
                 cells.append(f"{wall * 1000:.0f} / {cpu * 1000:.0f}")

@@ -241,15 +241,23 @@ class CachedDecoder:
     def compact(self, cache: KVCache, keep: torch.Tensor, start: int) -> None:
         cache.compact(keep, start, self.rotary.inv_freq)
 
-    def forward(self, cache: KVCache, embeds: torch.Tensor) -> torch.Tensor:
-        """Append `embeds` (n, width) at the cache's end; return the last position's logits (vocab,), float32."""
-        return self.forward_many([cache], [embeds])[0]
+    def forward(self, cache: KVCache, embeds: torch.Tensor, picks: list[int] | None = None) -> torch.Tensor:
+        """Append `embeds` (n, width) at the cache's end; return the last position's logits (vocab,), float32,
+        or with `picks` (indices into `embeds`) the logits of those positions (len(picks), vocab)."""
+        if picks is None:
+            return self.forward_many([cache], [embeds])[0]
+        return self.forward_many([cache], [embeds], [picks])
 
     @torch.inference_mode()
-    def forward_many(self, caches: list[KVCache], embeds: list[torch.Tensor]) -> torch.Tensor:
+    def forward_many(
+        self, caches: list[KVCache], embeds: list[torch.Tensor], picks: list[list[int] | None] | None = None
+    ) -> torch.Tensor:
         """One step for several streams at once (batched rooms): `embeds[r]` (n_r, width) goes onto `caches[r]`.
 
         Returns (rooms, vocab) float32: row r is the logits of room r's last new position.
+        With `picks`, room r's rows are the logits of the positions `picks[r]` (indices into
+        `embeds[r]`; None: its last), rooms one after another: (total picks, vocab). A step
+        of several audio chunks picks each chunk's decision position.
         The rooms' tokens are concatenated into one (1, sum n_r, width) sequence, so
         every projection and MLP streams the weights once for all rooms (what makes a
         step memory-bound on CPU and launch-bound on GPU). Attention is one
@@ -306,8 +314,11 @@ class CachedDecoder:
                 x = x + layer.mlp(layer.post_attention_layernorm(x))
             for cache, start, n in zip(caches, starts, counts):
                 cache.length = start + n
-        last = self.final_norm(x[0, [offset + n - 1 for offset, n in zip(offsets, counts)]])
-        return self.lm_head(last).float()
+        if picks is None:
+            rows = [offset + n - 1 for offset, n in zip(offsets, counts)]
+        else:
+            rows = [offset + i for offset, n, pick in zip(offsets, counts, picks) for i in (pick if pick is not None else [n - 1])]
+        return self.lm_head(self.final_norm(x[0, rows])).float()
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 The rule (`--overload-seconds S`, default 2.0; 0 turns it off):
 
+- Before this rule, a room that falls behind already catches up by stepping its
+  queued chunks together (up to `engine.MAX_CHUNKS_PER_STEP` per LM step, every
+  chunk still decided): the rule is for hardware too slow even for that.
 - A stream is *behind* when more than S seconds of its audio (whole 0.4 s chunks)
   wait for a decision: the chunks the front end completed in this call plus
   those already queued for the encoder/LM. With many rooms on one model this is

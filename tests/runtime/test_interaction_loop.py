@@ -310,3 +310,25 @@ def test_cli_analyze_runs_the_loop_end_to_end(cli, loaded, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "not a complete Audio-Interaction checkpoint" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_queued_chunks_share_steps_and_give_the_events_of_one_step_each(loaded):
+    """A backlog goes through the LM up to MAX_CHUNKS_PER_STEP chunks per step; each chunk's decision is read
+    at its own position, so the events (replies mid-step included) are those of one chunk per step."""
+    from model_runtime.interaction.engine import MAX_CHUNKS_PER_STEP
+
+    audio = audio_of("n", "n", "T", "n", "n", "n", "n", "n", "T", "n", "n")  # triggers mid-step
+    runs, steps = [], []
+    for all_at_once in (False, True):
+        stream = make_engine(loaded).open_stream()
+        events = stream.feed(audio) + stream.finish() if all_at_once else list(run_stream(stream, audio, piece_samples=CHUNK))
+        runs.append(events)
+        steps.append((stream.stats.lm_steps, stream.cache.length, [(s.start, s.length) for s in stream.context.segments]))
+        stream.close()
+    assert [e.to_dict() for e in runs[0]] == [e.to_dict() for e in runs[1]]
+    assert [t for t, respond in decisions(runs[1]) if respond] == [1.2, 3.6]
+    assert len(finals(runs[1])) == 2 and len(decisions(runs[1])) == 11
+    (one_lm_steps, *state_one), (many_lm_steps, *state_many) = steps
+    assert state_one == state_many  # the same tokens in the cache, segment by segment
+    replies = one_lm_steps - 11  # decode steps: the same in both runs
+    assert many_lm_steps - replies < 11 and MAX_CHUNKS_PER_STEP > 1

@@ -65,14 +65,17 @@ def _chunk(index: int):
     return EncodedChunk(index, None, None)
 
 
-def slow_engine(loaded, step_seconds: float, **options) -> InteractionEngine:
-    """The tiny model on 'hardware' whose every LM step takes `step_seconds` (RTF > 1 at 0.6 s)."""
+def slow_engine(loaded, step_seconds: float, *, per_chunk: bool = True, **options) -> InteractionEngine:
+    """The tiny model on 'hardware' whose LM step takes `step_seconds` (RTF > 1 at 0.6 s) per chunk in the
+    step (no gain from stepping chunks together), or, with per_chunk=False, per step whatever it holds."""
     engine = make_engine(loaded, **options)
     step = engine.lm_step
+    engine.step_tokens = []  # tokens of each LM step, read by the tests
 
-    def slow_step(cache, embeds):
-        time.sleep(step_seconds)
-        return step(cache, embeds)
+    def slow_step(cache, embeds, *picks):
+        engine.step_tokens.append(embeds.shape[0])
+        time.sleep(step_seconds * (max(1, embeds.shape[0] // c.TOKENS_PER_CHUNK) if per_chunk else 1))
+        return step(cache, embeds, *picks)
 
     engine.lm_step = slow_step
     return engine
@@ -104,6 +107,29 @@ async def test_the_server_says_so_and_the_room_keeps_up(loaded):
     assert skipped >= 2  # thinned...
     assert len(times) >= 7  # ...but the room went on listening over the whole stream
     assert times[-1] == pytest.approx(6.0)
+
+
+async def test_a_backlog_goes_through_in_multi_chunk_steps_and_the_room_keeps_up(loaded):
+    """Hardware where a step of several chunks costs what a step of one does (weights streamed once):
+    one step per chunk would fall behind (0.6 s per 0.4 s chunk); the queued chunks share steps instead,
+    every chunk gets its decision and nothing is thinned."""
+    engine = slow_engine(loaded, 0.6, per_chunk=False, overload_seconds=0.8)
+    audio = (np.random.default_rng(0).standard_normal(6 * c.SAMPLE_RATE) * 0.01).astype(np.float32)
+    pcm = to_pcm16(audio)
+    async with running_server(engine) as server:
+        client = await Client.connect(server)
+        await client.send(listen("kitchen"), AudioStart(rate=16_000, width=2, channels=1).event())
+        started = time.monotonic()
+        for n, start in enumerate(range(0, len(pcm), 3200)):
+            await client.send(AudioChunk(rate=16_000, width=2, channels=1, audio=pcm[start : start + 3200]).event())
+            await asyncio.sleep(max(0.0, started + (n + 1) * 0.1 - time.monotonic()))
+        await client.send(AudioStop().event())
+        events = await client.flushed(timeout=60)
+        await client.close()
+    assert not custom(events, "error")
+    assert [round(e.data["t"], 1) for e in custom(events, "decision")] == [round(0.4 * (i + 1), 1) for i in range(15)]
+    listening = [n for n in engine.step_tokens if n >= c.TOKENS_PER_CHUNK]
+    assert len(listening) < 15 and max(listening) >= 2 * c.TOKENS_PER_CHUNK, engine.step_tokens
 
 
 def test_faster_than_real_time_gets_every_decision(loaded):

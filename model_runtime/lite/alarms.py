@@ -19,6 +19,11 @@
    few percent off is another sound, and a group of fading (struck) notes or
    of notes of mixed pitch is no alarm. A T4 group with another tone bursting
    twice as fast over it is a phone's trill in a reverberant room.
+   A low sounder (450-1000 Hz) is also heard in its harmonics. Under a voice
+   each harmonic loses different beeps of a T4 group, so the sounder's
+   harmonics are joined into one timeline (a beep any of them hears at one
+   time is one beep) and matched as well. T4 only: a T3's half-second beeps
+   outlast a syllable, so one channel hears them whole enough.
 4. Regular beeps that are not (and cannot still become) an alarm pattern are
    `beeping`: a microwave, an oven timer, a truck reversing. Never an alarm.
    The band falls quiet between a beeper's beeps; music's other notes and a
@@ -33,13 +38,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from statistics import fmean, median  # (on a group's 3-8 numbers: numpy's call costs ~20x more)
 
 import numpy as np
 
 from .. import events
 from ..events import Event
-from .tonal import FRAME_SECONDS, TonalFrames, TonalTracker
+from .tonal import BIN_HZ, FRAME_SECONDS, TonalFrames, TonalTracker
 
 # Beep segmentation (dB).
 ON_DB = 8.0  # salience that starts a beep
@@ -80,9 +86,9 @@ def sweeps(beep: "Beep") -> bool:
     return high >= SWEEP_RATIO * low
 
 
-def lengths_alike(beeps: list["Beep"]) -> bool:
+def lengths_alike(beeps: list["Beep"], slack: float = 0.0) -> bool:
     lengths = [b.duration for b in beeps]
-    return max(lengths) <= max(LENGTH_RATIO * min(lengths), min(lengths) + LENGTH_SLACK_S)
+    return max(lengths) <= max(LENGTH_RATIO * min(lengths), min(lengths) + LENGTH_SLACK_S) + slack
 
 
 @dataclass(frozen=True)
@@ -105,19 +111,27 @@ class Pattern:
         low = self.sweep_piece if sweeps(beep) else self.duration[0]
         return low <= beep.duration <= self.duration[1]
 
-    def timing_fits(self, group: list["Beep"]) -> bool:
+    def timing_fits(self, group: list["Beep"], joined: bool = False) -> bool:
+        """Lengths and spacing of the pattern's beeps (spaced by their onsets).
+
+        `joined`: beeps of a sounder's timeline, each joined from what its harmonics heard.
+        Each harmonic places a beep's edges within a frame or two, so a joined beep may
+        measure that much longer; and where a voice hid a beep's start in every harmonic,
+        its end still keeps time: spacing by the offsets counts too.
+        """
         if not all(self.fits_length(b) for b in group):
             return False
-        if not lengths_alike(group):
+        if not lengths_alike(group, JOIN_SLACK_S if joined else 0.0):
             return False  # one sounder's beeps are alike; notes of a tune are not
         if median([b.duration for b in group]) < (self.sweep_piece if all(sweeps(b) for b in group) else self.median_duration):
             return False  # some beeps may be half masked, not most: scraps of a voice are that short
-        intervals = [b.on - a.on for a, b in zip(group, group[1:])]
-        return (
-            all(self.interval[0] <= i <= self.interval[1] for i in intervals)
-            and max(intervals) - min(intervals) <= self.interval_spread
-            and all(b.on - a.off >= self.min_gap for a, b in zip(group, group[1:]))
-        )
+        if not all(b.on - a.off >= self.min_gap for a, b in zip(group, group[1:])):
+            return False
+        return self._spaced([b.on for b in group]) or (joined and self._spaced([b.off for b in group]))
+
+    def _spaced(self, times: list[float]) -> bool:
+        intervals = [b - a for a, b in zip(times, times[1:])]
+        return all(self.interval[0] <= i <= self.interval[1] for i in intervals) and max(intervals) - min(intervals) <= self.interval_spread
 
 
 # Nominal T3: 0.5 on / 0.5 off x3, 1.5 pause. Nominal T4: 0.1 on / 0.1 off x4, 5 s pause.
@@ -136,6 +150,22 @@ ALARM_MAX_SAG_DB = 5.5
 GROUP_LEVEL_DB = 10.0  # a group's beeps within this of each other (another sound's partial moves one by <= 6 dB)
 SAME_BEEP_S = 0.05  # one beep seen by two channels starts within this of itself in both
 TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often during the group: a trill
+
+# A low-frequency sounder (~450-1000 Hz: the standard's 520 Hz square-ish wave) is heard in
+# its harmonics too. Under a voice each harmonic loses different beeps (the voice's own
+# harmonics cover them in turn), so no one channel may hear a whole T4 group, yet each beep
+# is heard in some harmonic. The sounder's timeline joins its harmonics k * f0 (k <= HARMONICS,
+# each measured within a bin of k * f0: a fixed tone's harmonics are exact, a voice's pitch
+# wanders): what any of them hears at one time is one beep. Levels are compared within a
+# harmonic (a sounder's harmonics differ by 5-20 dB; each is as steady as the tone).
+HARMONIC_F0 = (450.0, 1000.0)
+HARMONICS = 7
+HARMONIC_HZ = BIN_HZ  # a harmonic's measured pitch lies within a bin (the spectrum's resolution) of k * f0
+HARMONIC_F0_STEP_HZ, HARMONIC_F0_STEPS = 5.0, 4  # f0 tried this finely, this many steps either side of a fundamental's measured pitch (a bin: 31 Hz)
+T4_SPAN_S = (T4.beeps - 1) * T4.interval[1] + T4.duration[1]  # the longest a T4 group lasts
+HARMONIC_WINDOW_S = T4_SPAN_S + T4.min_pause  # the beeps this recent: a T4 group and the pause before it
+HARMONIC_JOIN_S = 0.02  # pieces heard in two harmonics this close in time are one beep
+JOIN_SLACK_S = 2 * FRAME_SECONDS  # a joined beep's length: each edge placed by another harmonic, within a frame
 
 # Beeping: regular tonal beeps of one sounder.
 BEEPING_MIN_BEEPS = 3
@@ -171,6 +201,7 @@ class Beep:
     dominance: float = 0.0  # dB its level stood above or below all the band's sound at once (at best)
     freq_on: float = 0.0  # Hz where it began and where it ended (a sweep moves; a fixed tone does not)
     freq_off: float = 0.0
+    harmonics: tuple = ()  # on a sounder's timeline: what each harmonic heard of it, (k of k * f0, Hz, dB) per piece
 
     @property
     def duration(self) -> float:
@@ -221,6 +252,75 @@ def sounder_pitch(group: list[Beep]) -> tuple[float, float]:
     return pitch, FREQ_TOLERANCE * pitch
 
 
+def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> bool:
+    """Whether a group of beeps is one sounder's, in the pattern's timing (its pause is judged apart)."""
+    if not pattern.timing_fits(group, joined):
+        return False
+    if fmean([b.salience for b in group]) < ALARM_MIN_SALIENCE:
+        return False
+    if max(b.peak for b in group) - min(b.peak for b in group) > GROUP_LEVEL_DB:
+        return False  # one sounder's beeps are about as loud as each other; a tune's notes need not be
+    pitch, tolerance = sounder_pitch(group)
+    if any(abs(b.freq - pitch) > tolerance for b in group):
+        return False  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
+    if tolerance < FREQ_TOLERANCE * pitch and median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
+        return False  # a fixed tone that fades through each beep: a struck note repeated, not a sounder
+    return True
+
+
+def no_pause_before(before: Beep, group: list[Beep], pattern: Pattern) -> bool:
+    """Whether the beep `before` the group leaves it no pause: part of a longer run (a beeper, music), not this alarm."""
+    return (
+        group[0].on - before.off < pattern.min_pause
+        and before.peak >= group[-1].peak - PRE_PAUSE_DB
+        and lengths_alike([before, *group])
+    )
+
+
+def sounder_timeline(pool: list[Beep], f0: float) -> list[Beep]:
+    """One low sounder's beeps as all its harmonics heard them.
+
+    `pool`: beeps of the narrow channels, by onset. A beep at k * f0 (within HARMONIC_HZ)
+    is the sounder's k-th harmonic. Pieces that overlap in time (or nearly) are one beep,
+    from the first onset to the last offset, keeping what each harmonic heard (k, Hz, dB).
+    Its level is put on one scale: how far below its own harmonic's loudest beep it lies.
+    """
+    heard: list[tuple[Beep, int]] = []
+    levels: dict[int, float] = {}
+    for b in pool:
+        k = round(b.freq / f0)
+        if 1 <= k <= HARMONICS and abs(b.freq - k * f0) <= HARMONIC_HZ:
+            heard.append((b, k))
+            levels[k] = max(levels.get(k, -np.inf), b.peak)
+    top = max(levels.values(), default=0.0)
+    timeline: list[Beep] = []
+    for b, k in heard:
+        level, part = b.peak - levels[k] + top, ((k, b.freq, b.peak),)
+        if timeline and b.on <= timeline[-1].off + HARMONIC_JOIN_S:
+            m = timeline[-1]
+            timeline[-1] = Beep(
+                m.on, max(m.off, b.off), f0, max(m.salience, b.salience), max(m.peak, level), min(m.sag, b.sag),
+                max(m.dominance, b.dominance), f0, f0, m.harmonics + part,
+            )
+        else:
+            timeline.append(Beep(b.on, b.off, f0, b.salience, level, b.sag, b.dominance, f0, f0, part))
+    return timeline
+
+
+def harmonics_heard(group: list[Beep]) -> dict[int, tuple[float, float, float]]:
+    """Per harmonic that heard a group on a sounder's timeline: its pitch (Hz, median), and its loudest and weakest beep (dB)."""
+    pitches: dict[int, list[float]] = {}
+    levels: dict[int, list[float]] = {}
+    for b in group:
+        loudest: dict[int, float] = {}  # (a beep's pieces at one harmonic: its level there is the loudest's)
+        for k, hz, db in b.harmonics:
+            pitches.setdefault(k, []).append(hz)
+            loudest[k] = max(loudest.get(k, -np.inf), db)
+        for k, db in loudest.items():
+            levels.setdefault(k, []).append(db)
+    return {k: (median(pitches[k]), max(levels[k]), min(levels[k])) for k in pitches}
+
+
 @dataclass
 class _ChannelState:
     active: bool = False
@@ -264,6 +364,11 @@ class AlarmDetector:
         # pause to be judged, and when. Beeps only change when a channel closes one, so the
         # group is found then, not again every batch.
         self._candidates: dict[tuple[int, int], tuple[list[Beep], float, float]] = {}
+        # Groups found on a low sounder's timeline (its harmonics joined), by (f0, first onset):
+        # group, when its pause is judged, until when, and each harmonic's pitch and level (`harmonics_heard`).
+        self._harmonic_candidates: dict[tuple[int, float], tuple[list[Beep], float, float, dict[int, tuple[float, float, float]]]] = {}
+        self._narrow = [c for c, ch in enumerate(self._tracker.channels) if ch.narrow]
+        self._harmonic_beeps: deque[Beep] = deque()  # the narrow channels' beeps a harmonic may have heard, the last seconds'
         # The band's level per frame over the last seconds (per batch: times, dB), for
         # telling a beeper's silent gaps from a trill's or a tune's filled ones.
         self._band_history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=BAND_HISTORY_BATCHES)
@@ -292,6 +397,14 @@ class AlarmDetector:
         self._now = float(frames.times[-1])
         for channel in sorted({channel for channel, _ in new_beeps}):
             self._find_candidates(channel)
+        harmonic = [b for c, b in new_beeps if self._tracker.channels[c].narrow and self._may_be_harmonic(b)]
+        if harmonic:
+            for b in harmonic:  # (once: two overlapping channels hear the same piece)
+                if not any(b.on == h.on and b.off == h.off and abs(b.freq - h.freq) < BIN_HZ for h in islice(reversed(self._harmonic_beeps), 4)):
+                    self._harmonic_beeps.append(b)
+            while self._harmonic_beeps[0].off < harmonic[-1].off - HARMONIC_WINDOW_S:
+                self._harmonic_beeps.popleft()
+            self._find_harmonic_candidates(harmonic)
         for channel, beep in new_beeps:
             out += self._on_beep(channel, beep)
         out += self._confirm_alarms()
@@ -401,22 +514,129 @@ class AlarmDetector:
                 continue
             if self._now < opens:
                 continue  # too early to know the pause has begun
-            st, pattern, last = self._channels[key[0]], PATTERNS[key[1]], group[-1]
+            pattern = PATTERNS[key[1]]
             if self._heard_again(group, pattern, key[0]):
                 continue  # no pause
-            alarm = self._alarms.get(pattern.label)
-            if alarm is not None:
-                alarm.last = max(alarm.last, last.off)
-                continue
-            score = float(np.clip(np.mean([b.salience for b in group]) / 20.0, 0.5, 1.0))
-            alarm = _Lasting(pattern.label, group[0].on, last.off, float(np.mean([b.freq for b in group])), pattern.hold, score)
-            self._alarms[pattern.label] = alarm
-            out.append(events.sound(self._now, alarm.label, score, alarm.start, None, freq_hz=round(alarm.freq)))
-            out.append(events.response(self._now, RESPONSE_TEXT[alarm.label], final=True, emotion="urgent", urgent=True))
-            if self._beeping is not None and same_sounder(self._beeping.freq, alarm.freq):
-                out.append(self._end(self._beeping))  # it was the alarm all along
-                self._beeping = None
+            out += self._sound_alarm(pattern, group)
+        for key in sorted(self._harmonic_candidates):
+            group, opens, closes, heard = self._harmonic_candidates[key]
+            if self._now > closes:
+                del self._harmonic_candidates[key]
+            elif self._now >= opens and not self._harmonic_heard_again(group, T4, heard):
+                del self._harmonic_candidates[key]
+                out += self._sound_alarm(T4, group)
         return out
+
+    def _sound_alarm(self, pattern: Pattern, group: list[Beep]) -> list[Event]:
+        """The group's pause has come: its alarm sounds (or, sounding already, goes on)."""
+        last = group[-1]
+        alarm = self._alarms.get(pattern.label)
+        if alarm is not None:
+            alarm.last = max(alarm.last, last.off)
+            return []
+        score = float(np.clip(np.mean([b.salience for b in group]) / 20.0, 0.5, 1.0))
+        alarm = _Lasting(pattern.label, group[0].on, last.off, float(np.mean([b.freq for b in group])), pattern.hold, score)
+        self._alarms[pattern.label] = alarm
+        out = [
+            events.sound(self._now, alarm.label, score, alarm.start, None, freq_hz=round(alarm.freq)),
+            events.response(self._now, RESPONSE_TEXT[alarm.label], final=True, emotion="urgent", urgent=True),
+        ]
+        if self._beeping is not None and same_sounder(self._beeping.freq, alarm.freq):
+            out.append(self._end(self._beeping))  # it was the alarm all along
+            self._beeping = None
+        return out
+
+    # --- a low sounder's harmonics joined ------------------------------------------
+
+    @staticmethod
+    def _may_be_harmonic(beep: Beep) -> bool:
+        """A T4 beep's length, clearly tonal: what a sounder's harmonic hears of a beep (its pitch is judged on the timeline)."""
+        return (
+            T4.duration[0] <= beep.duration <= T4.duration[1]
+            and beep.salience >= ALARM_MIN_BEEP_SALIENCE
+            and beep.peak >= ALARM_MIN_LEVEL_DB
+        )
+
+    def _find_harmonic_candidates(self, new: list[Beep]) -> None:
+        """T4 groups that the `new` beeps may end, on the timelines of the low sounders they may be harmonics of."""
+        if T4.label in self._alarms:
+            return
+        pool = sorted(self._harmonic_beeps, key=lambda b: b.on)
+        fundamentals = [b.freq for b in pool if HARMONIC_F0[0] <= b.freq <= HARMONIC_F0[1]]
+        if len(fundamentals) < 2:
+            return
+        # Each fundamental measures within half a bin or so of its sounder's pitch: try f0 in
+        # fine steps around it (the harmonics pin it down). Only f0 whose harmonics heard a new
+        # beep, and two at the fundamental, can give a new group; f0 that hear the same beeps are one.
+        # (Python sets and lists: on these few numbers numpy's calls cost more than the work.)
+        steps = range(-HARMONIC_F0_STEPS, HARMONIC_F0_STEPS + 1)
+        f0s = np.array(sorted({HARMONIC_F0_STEP_HZ * (round(f / HARMONIC_F0_STEP_HZ) + step) for f in fundamentals for step in steps}))
+        freqs = np.array([b.freq for b in pool])
+        k = np.rint(freqs[:, None] / f0s)
+        member = (k >= 1) & (k <= HARMONICS) & (np.abs(freqs[:, None] - k * f0s) <= HARMONIC_HZ)
+        new_ids = {id(b) for b in new}
+        is_new = np.array([id(b) in new_ids for b in pool])
+        # (A group with a new beep in it began at most T4_SPAN_S before: it has 4 pieces there, 2 at the fundamental.)
+        recent = member & (np.array([b.on for b in pool]) >= new[-1].off - T4_SPAN_S)[:, None]
+        worth = member[is_new].any(axis=0) & ((recent & (k == 1)).sum(axis=0) >= 2) & (recent.sum(axis=0) >= T4.beeps)
+        seen: set[bytes] = set()
+        for j, w in enumerate(worth.tolist()):
+            if not w:
+                continue
+            heard_by = member[:, j]
+            if heard_by.tobytes() in seen:
+                continue
+            seen.add(heard_by.tobytes())
+            f0 = float(f0s[j])
+            found = self._harmonic_group(sounder_timeline([b for b, h in zip(pool, heard_by.tolist()) if h], f0))
+            if found is None:
+                continue
+            group, heard = found
+            key = (int(f0), round(group[0].on, 2))
+            if key not in self._harmonic_candidates:
+                intervals = [b.on - a.on for a, b in zip(group, group[1:])]
+                opens = group[-1].on + float(np.mean(intervals)) + T4.confirm_after
+                self._harmonic_candidates[key] = (group, opens, opens + 1.0, heard)
+
+    def _harmonic_group(self, timeline: list[Beep]) -> tuple[list[Beep], dict[int, tuple[float, float, float]]] | None:
+        """The timeline's latest T4 group that the sounder's harmonics heard together, with its pause so far.
+
+        More than half its beeps are heard in two harmonics or more at once (what tells one
+        sounder's pieces from scraps at a few pitches), and more than half at the fundamental
+        itself (its strongest part: a note's or a voice's partials that happen to fit lack it).
+        """
+        pattern = T4
+        fitting = [b for b in timeline if pattern.fits_length(b)]
+        for end in range(len(fitting), max(pattern.beeps - 1, len(fitting) - LAST_TRIES), -1):
+            group = fitting[end - pattern.beeps : end]
+            ks = [{k for k, _, _ in b.harmonics} for b in group]
+            if 2 * sum(len(k) >= 2 for k in ks) <= len(group) or 2 * sum(1 in k for k in ks) <= len(group):
+                continue
+            if not alarm_like(group, pattern, joined=True):
+                continue
+            before = fitting[end - pattern.beeps - 1] if end > pattern.beeps else None
+            if before is not None and no_pause_before(before, group, pattern):
+                continue
+            heard = harmonics_heard(group)
+            if any(loudest - weakest > GROUP_LEVEL_DB for _, loudest, weakest in heard.values()):
+                continue  # a harmonic of one sounder hears its beeps about as loud as each other
+            if self._harmonic_heard_again(group, pattern, heard):
+                continue
+            return group, heard
+        return None
+
+    def _harmonic_heard_again(self, group: list[Beep], pattern: Pattern, heard: dict[int, tuple[float, float, float]]) -> bool:
+        """Whether a harmonic that heard the group heard the sounder again since: at its pitch, as loud, a beep's length (or sounding now)."""
+        last = group[-1]
+        for c in self._narrow:
+            st = self._channels[c]
+            beeps = [b for b in st.beeps if b.on > last.off and pattern.duration[0] <= b.duration <= pattern.duration[1]]
+            if st.active and st.start > last.off:
+                beeps.append(Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0))
+            for b in beeps:
+                if any(abs(b.freq - hz) <= FIXED_TONE_HZ and b.peak >= db - PAUSE_BREAK_DB for hz, db, _ in heard.values()):
+                    return True
+        return False
 
     def _heard_again(self, group: list[Beep], pattern: Pattern, channel: int) -> bool:
         """Whether the group's sounder beeped again since its last beep (or sounds now), in any channel that heard that beep.
@@ -514,17 +734,9 @@ class AlarmDetector:
         if len(sounder) < pattern.beeps:
             return None
         group = sounder[-pattern.beeps :]
-        if not pattern.timing_fits(group):
+        if not alarm_like(group, pattern):
             return None
-        if fmean([b.salience for b in group]) < ALARM_MIN_SALIENCE:
-            return None
-        if max(b.peak for b in group) - min(b.peak for b in group) > GROUP_LEVEL_DB:
-            return None  # one sounder's beeps are about as loud as each other; a tune's notes need not be
         pitch, tolerance = sounder_pitch(group)
-        if any(abs(b.freq - pitch) > tolerance for b in group):
-            return None  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
-        if tolerance < FREQ_TOLERANCE * pitch and median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
-            return None  # a fixed tone that fades through each beep: a struck note repeated, not a sounder
         # The pause: nothing of this sounder, as loud, since the group's last beep. What is
         # weaker than the group (by PAUSE_BREAK_DB) counts only if it could be a next beep:
         # not a scrap of the last beep's tail that a voice or a note split off (it starts
@@ -533,13 +745,8 @@ class AlarmDetector:
             if b.on > last.off and breaks_pause(b, last, pattern, pitch, tolerance):
                 return None
         before = sounder[-pattern.beeps - 1] if len(sounder) > pattern.beeps else None
-        if (
-            before is not None
-            and group[0].on - before.off < pattern.min_pause
-            and before.peak >= last.peak - PRE_PAUSE_DB
-            and lengths_alike([before, *group])
-        ):
-            return None  # no pause before the group: part of a longer run (a beeper, music), not this alarm
+        if before is not None and no_pause_before(before, group, pattern):
+            return None
         return group
 
     @staticmethod

@@ -24,6 +24,7 @@ from ..constants import SAMPLE_RATE
 N_FFT = 512  # 32 ms: resolves 31 Hz, short enough for 0.1 s beeps
 HOP = 160  # 10 ms
 FRAME_SECONDS = HOP / SAMPLE_RATE
+BIN_HZ = SAMPLE_RATE / N_FFT
 BAND_HZ = (450.0, 3700.0)
 # Neighbours a peak is compared with: beyond the Hann main lobe (+-2 bins).
 NEIGHBOUR_NEAR, NEIGHBOUR_FAR = 3, 8
@@ -35,6 +36,7 @@ SMOOTH_FRAMES = 3  # average power over 30 ms before taking levels
 class Channel:
     lo_bin: int
     hi_bin: int  # exclusive
+    narrow: bool = False  # a 1/4-octave channel: it hears one harmonic of a sounder, not several
 
 
 def _bin(hz: float) -> int:
@@ -49,7 +51,7 @@ def make_channels() -> list[Channel]:
         f = lo
         while f < hi:
             a, b = _bin(f), min(_bin(f * 2**width) + 1, _bin(hi) + 1)
-            channels.append(Channel(a, max(b, a + 2)))
+            channels.append(Channel(a, max(b, a + 2), narrow=width < 1.0))
             f *= 2**hop
     channels.append(Channel(_bin(lo), _bin(hi) + 1))
     return channels

@@ -49,7 +49,9 @@ class KVPool:
     `allocate()` hands out a `KVCache` for a free slot and grows the pool (one
     copy of the used slots, taken when a room opens, under the pool's lock; the
     old and the new storage exist together during that copy) when none is free.
-    A closed room's slot is `release`d and reused; the pool never shrinks.
+    A closed room's slot is `release`d and reused; the pool never shrinks (the
+    engine keeps rooms in several pools of at most `max_rooms` and drops a pool
+    whose rooms all left: see `InteractionEngine.new_cache`).
 
     Invariant the pooled attention relies on: every slot at or beyond a cache's
     `length` holds finite values (zeros or stale K/V of finite steps). A batch
@@ -68,8 +70,10 @@ class KVPool:
         dtype: torch.dtype,
         device: torch.device | str,
         rooms: int = 1,
+        max_rooms: int | None = None,
     ) -> None:
         self.shape = (n_layers, n_kv_heads, capacity, head_dim)
+        self.max_rooms = max_rooms  # None: grows without bound
         self.capacity = capacity
         self.dtype, self.device = dtype, torch.device(device)
         self.keys = self._zeros(rooms)
@@ -86,12 +90,21 @@ class KVPool:
         layers, heads, capacity, dim = self.shape
         return torch.zeros((layers, rooms, heads, capacity, dim), dtype=self.dtype, device=self.device)
 
+    def can_allocate(self) -> bool:
+        """Whether `allocate` has a free slot or may still grow (under `max_rooms`)."""
+        with self.lock:
+            return bool(self._free) or self.max_rooms is None or self.rooms < self.max_rooms
+
     def allocate(self) -> KVCache:
-        """A cache in a free slot (length 0, all slots zero); grows the pool by half (at least one slot) if full."""
+        """A cache in a free slot (length 0, all slots zero); grows the pool by half (at least one slot,
+        at most to `max_rooms`) if full."""
         with self.lock:
             if not self._free:
                 old = self.rooms
-                self._grow(old + max(1, old // 2))
+                if self.max_rooms is not None and old >= self.max_rooms:
+                    raise ValueError(f"KV pool full: all {old} rooms in use")
+                grown = old + max(1, old // 2)
+                self._grow(grown if self.max_rooms is None else min(grown, self.max_rooms))
             slot = min(self._free)
             self._free.remove(slot)
             if slot not in self._fresh:
@@ -226,9 +239,9 @@ class CachedDecoder:
         self.device, self.dtype = param.device, param.dtype
         self.by_matmul = uses_matmul_attention(self.device, self.dtype)
 
-    def new_pool(self, capacity: int, rooms: int = 1) -> KVPool:
+    def new_pool(self, capacity: int, rooms: int = 1, max_rooms: int | None = None) -> KVPool:
         """A pool of caches of `capacity` slots for rooms that step together (see `KVPool`)."""
-        return KVPool(len(self.layers), self.n_kv_heads, self.head_dim, capacity, self.dtype, self.device, rooms)
+        return KVPool(len(self.layers), self.n_kv_heads, self.head_dim, capacity, self.dtype, self.device, rooms, max_rooms)
 
     def new_cache(self, capacity: int) -> KVCache:
         """A cache of its own (a pool of one): batched with others, it attends in a call of its own."""

@@ -83,6 +83,14 @@ BATCH_GATHER_SECONDS = 0.002
 # TEXT_BEGIN + a capped reply + its closing tokens; bounds one segment of the context.
 _REPLY_OVERHEAD_TOKENS = 3
 
+# Rooms per KV pool (a pool's rooms attend in one call per layer). More rooms go to another
+# pool instead of growing one without bound: a pool grows by copying its rooms' K/V into new
+# storage (old and new both held meanwhile: a 3B model's 300 s window is ~330 MB per room in
+# bfloat16), so the copy, the memory briefly held twice and the slots reserved ahead (a pool
+# grows by half) stay within 8 rooms' worth; a pool whose rooms all left is dropped, its memory
+# returned. 16 rooms: 2 attention calls per layer instead of 1.
+ROOMS_PER_POOL = 8
+
 # Chunks that queued up (a backlog after a reply, a machine slower than real time, a
 # file) go through the LM this many at a time in one step, each chunk's decision read
 # at its own position (`InteractionStream._step_ready`). Measured on the 2-core CPU,
@@ -151,7 +159,7 @@ class InteractionEngine(Engine):
             self.encode = self.encoder_batches.submit
         # Batched rooms keep their K/V in shared pools (one per cache capacity), so a batched
         # step attends for all its rooms in one call per layer (decoder.KVPool).
-        self._pools: dict[int, KVPool] = {}
+        self._pools: dict[int, list[KVPool]] = {}  # cache capacity -> its pools
         self._pools_lock = threading.Lock()
 
     def new_cache(self, capacity: int) -> KVCache:
@@ -159,10 +167,25 @@ class InteractionEngine(Engine):
         if self.lm_batches is None:
             return self.decoder.new_cache(capacity)
         with self._pools_lock:
-            pool = self._pools.get(capacity)
+            pools = self._pools.setdefault(capacity, [])
+            pool = next((pool for pool in pools if pool.can_allocate()), None)
             if pool is None:
-                pool = self._pools[capacity] = self.decoder.new_pool(capacity, rooms=0)  # grows as rooms open
-        return pool.allocate()
+                pool = self.decoder.new_pool(capacity, rooms=0, max_rooms=ROOMS_PER_POOL)  # grows as rooms open
+                pools.append(pool)
+            return pool.allocate()
+
+    def release_cache(self, pool: KVPool, slot: int) -> None:
+        """A closed stream's slot goes back to its pool; a pool left empty is dropped (its memory freed)."""
+        pool.release(slot)
+        with self._pools_lock:
+            pools = self._pools.get(pool.capacity, [])
+            if pool.in_use() == 0 and any(p is pool for p in pools):
+                pools.remove(pool)
+
+    def pools(self) -> list[KVPool]:
+        """The KV pools of batched rooms (read by benchmarks and tests)."""
+        with self._pools_lock:
+            return [pool for pools in self._pools.values() for pool in pools]
 
     def open_stream(self, *, roll_seconds: float | None = None) -> InteractionStream:
         stream = InteractionStream(self, roll_seconds=roll_seconds)
@@ -189,7 +212,7 @@ class InteractionStream(EngineStream):
         )
         self.cache = engine.new_cache(self.context.capacity)
         # The slot goes back to the pool on close(), or when a stream dropped without close() is collected.
-        self._release_cache = weakref.finalize(self, self.cache.pool.release, self.cache.slot)
+        self._release_cache = weakref.finalize(self, engine.release_cache, self.cache.pool, self.cache.slot)
         self._copy_prefix()
         self.features = StreamingLogMel()
         if options.async_encoder:

@@ -144,6 +144,11 @@ def test_pool_grows_keeps_rooms_and_reuses_slots_clean(loaded):
         pool.release(first.slot)
     again = pool.allocate()
     assert again.slot == first.slot and again.length == 0 and not again.keys.any()
+    bounded = decoder.new_pool(8, rooms=0, max_rooms=3)
+    assert [bounded.allocate().slot for _ in range(3)] == [0, 1, 2] and bounded.rooms == 3  # 1 -> 2 -> 3, no further
+    assert not bounded.can_allocate()
+    with pytest.raises(ValueError, match="KV pool full"):
+        bounded.allocate()
     assert {cache.slot for cache in more} | {again.slot} == set(range(5))
 
 
@@ -259,7 +264,10 @@ def test_trigger_in_one_room_is_answered_while_the_others_stay_silent(loaded):
     engine = make_engine(loaded, batch_rooms=16)
     run_batch = engine.lm_batches.run_batch
 
+    pools_stepped = set()
+
     def step_taking_real_time(requests):  # as a 3B step does: the other rooms arrive while it runs
+        pools_stepped.update(id(cache.pool) for cache, _, _ in requests)
         time.sleep(0.05)
         return run_batch(requests)
 
@@ -277,12 +285,48 @@ def test_trigger_in_one_room_is_answered_while_the_others_stay_silent(loaded):
     # The rooms really shared LM steps (requests that arrive while a step runs form the
     # next batch); every decision equals the room run alone without batching.
     assert engine.lm_batches.stats.largest >= 2
-    (pool,) = engine._pools.values()  # the four rooms' caches were slots of one pool (pooled attention)
-    assert pool.rooms == 4 and pool.in_use() == 0  # and closing each stream gave its slot back
+    assert len(pools_stepped) == 1  # the four rooms' caches were slots of one pool (pooled attention)
+    assert engine.pools() == []  # and once every room closed, the pool was dropped
     alone = make_engine(loaded, batch_rooms=1)
     assert alone.lm_batches is None
     for audio, events in zip(audios, rooms):
         assert _decisions(run_stream(alone.open_stream(), audio)) == _decisions(events)
+
+
+def test_rooms_fill_pools_of_a_bounded_size_and_an_empty_pool_is_dropped(loaded):
+    from model_runtime.interaction.engine import ROOMS_PER_POOL
+
+    engine = make_engine(loaded, batch_rooms=16)
+    streams = [engine.open_stream() for _ in range(ROOMS_PER_POOL + 1)]
+    first, second = engine.pools()
+    assert (first.rooms, first.in_use(), second.rooms, second.in_use()) == (ROOMS_PER_POOL, ROOMS_PER_POOL, 1, 1)
+    assert {id(s.cache.pool) for s in streams} == {id(first), id(second)}
+    # both pools' rooms step together (one attention call per pool) and hear what they would alone
+    audio = (np.random.default_rng(5).standard_normal(c.CHUNK_SAMPLES) * 0.01).astype(np.float32)
+    want = _decisions(run_stream(make_engine(loaded, batch_rooms=1).open_stream(), audio))
+    assert all(_decisions(got) == want for got in _run_opened(streams, audio))
+    streams.pop().close()
+    assert engine.pools() == [first]  # the second pool's only room left: its memory goes with it
+    streams[0].close()
+    reopened = engine.open_stream()  # a new room takes the free slot of the first pool
+    assert reopened.cache.pool is first and engine.pools() == [first]
+    for stream in streams[1:] + [reopened]:
+        stream.close()
+    assert engine.pools() == []
+
+
+def _run_opened(streams, audio: np.ndarray) -> list[list]:
+    out: list[list] = [[] for _ in streams]
+
+    def room(index: int) -> None:
+        out[index] = streams[index].feed(audio) + streams[index].finish()
+
+    threads = [threading.Thread(target=room, args=(i,)) for i in range(len(streams))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return out
 
 
 def test_batch_rooms_option_is_checked(loaded):

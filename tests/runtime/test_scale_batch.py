@@ -244,12 +244,17 @@ def _run_rooms(engine, audios: list[np.ndarray]) -> list[list]:
         out[index].extend(stream.finish())
         stream.close()
 
-    threads = [threading.Thread(target=room, args=(i,)) for i in range(len(audios))]
+    _in_threads(room, len(audios))
+    return out
+
+
+def _in_threads(room, rooms: int) -> None:
+    """room(i) for each room in a thread of its own (as the server runs them), all joined."""
+    threads = [threading.Thread(target=room, args=(i,)) for i in range(rooms)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
-    return out
 
 
 def _decisions(events) -> list[tuple[float, bool]]:
@@ -321,11 +326,7 @@ def _run_opened(streams, audio: np.ndarray) -> list[list]:
     def room(index: int) -> None:
         out[index] = streams[index].feed(audio) + streams[index].finish()
 
-    threads = [threading.Thread(target=room, args=(i,)) for i in range(len(streams))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    _in_threads(room, len(streams))
     return out
 
 

@@ -67,6 +67,8 @@ NO_RESPONSE_TEXT = "<no need to response>"
 ENGINE_LITE = "lite"
 ENGINE_AUDIO_INTERACTION = "audio-interaction"
 ENGINES = (ENGINE_LITE, ENGINE_AUDIO_INTERACTION)
+# The big engine's weight formats (--quantize; interaction/quantize.py).
+QUANTIZE_MODES = ("none", "int8", "int8-dynamic")
 DEFAULT_ENGINE = ENGINE_LITE
 # The name a `decision`/wake detection carries when the big model decided to respond.
 MODEL_DECISION_NAME = "audio_interaction"

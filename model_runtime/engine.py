@@ -109,7 +109,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                    help="seconds of recent audio kept in the model's context (default %(default)s)")
     g.add_argument("--async-encoder", action="store_true", help="encode audio ahead of the LM (FIFO mode)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    g.add_argument("--quantize", default=defaults.quantize, choices=["none", "int8", "int8-dynamic"],
+    g.add_argument("--quantize", default=defaults.quantize, choices=c.QUANTIZE_MODES,
                    help="int8 weights: int8 = weight-only (half of bf16's memory), int8-dynamic = int8 activations "
                         "too, the fastest on CPU (also the audio encoder): default %(default)s")
     g.add_argument("--overload-seconds", type=float, default=defaults.overload_seconds,

@@ -45,10 +45,11 @@ import warnings
 
 import torch
 
+from .. import constants as c
 from ..errors import UserError
 from ..memory import return_free_memory
 
-QUANTIZE_MODES = ("none", "int8", "int8-dynamic")
+QUANTIZE_MODES = c.QUANTIZE_MODES
 BACKENDS = ("auto", "torch", "torchao")  # auto: torch's ops on CPU, torchao elsewhere
 _MARK = "_audio_interaction_quantized"
 

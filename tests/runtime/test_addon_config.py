@@ -132,6 +132,7 @@ def test_schema_choices_are_the_servers_choices(config):
     schema = config["schema"]
     assert schema["engine"] == f"list({'|'.join(c.ENGINES)})" and set(choices["engine"]) == set(c.ENGINES)
     assert schema["dtype"] == f"list({'|'.join(choices['dtype'])})"
+    assert schema["quantize"] == f"list({'|'.join(c.QUANTIZE_MODES)})" and tuple(choices["quantize"]) == c.QUANTIZE_MODES
 
 
 def test_build_config_and_dockerfile(config):

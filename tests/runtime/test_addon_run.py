@@ -106,6 +106,7 @@ def test_every_option_reaches_the_server_command_line(tmp_path, config):
         "model": "/share/audio-interaction/model",
         "device": "cuda",
         "dtype": "bfloat16",
+        "quantize": "int8-dynamic",
         "wake_words": ["hey_jarvis", "alexa"],
         "system_prompt": "Be brief; it's late. Say \"hi\" & $HOME stays literal.",
         "max_response_tokens": 64,
@@ -122,6 +123,7 @@ def test_every_option_reaches_the_server_command_line(tmp_path, config):
     args = served_args(tmp_path)
     assert (args.engine, args.model, args.device, args.dtype) == (
         "audio-interaction", "/share/audio-interaction/model", "cuda", "bfloat16")
+    assert args.quantize == "int8-dynamic"
     assert args.wake_words == ["hey_jarvis", "alexa"]
     assert args.system_prompt == options["system_prompt"]
     assert (args.max_response_tokens, args.context_seconds, args.threads) == (64, 120.0, 4)

@@ -67,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunks", type=int, default=None, help="chunks streamed in the overhead section (default 250)")
     parser.add_argument("--catch-up-chunks", type=int, default=None,
                         help="model section: chunks queued at once through the whole engine, lock-step vs async (default 8; 0: skip)")
+    parser.add_argument("--live-seconds", type=float, default=0.0,
+                        help="model section: this much audio fed in real time through the whole engine on the 3B-shaped "
+                             "model, each call taking all that arrived (as the server does): decision latency and "
+                             "whether it kept up (default 0: skip)")
+    parser.add_argument("--live-context-seconds", type=float, default=30.0,
+                        help="model section: the engine's --context-seconds for --live-seconds (default %(default)s)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="model section: skip timing the same steps through transformers' forward + DynamicCache")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -112,6 +118,7 @@ def main(args: argparse.Namespace) -> int:
         repeats = args.repeats or (2 if quick else 5)
         quantize = [_quantize_spec(spec) for spec in _split(args.quantize)] or [("none", "auto")]
         catch_up = args.catch_up_chunks if args.catch_up_chunks is not None else (2 if quick else 8)
+        catch_up = (catch_up, args.live_seconds, args.live_context_seconds)  # the whole engine, after the figures
         configs = [(dtype, mode, backend) for dtype in dtypes for mode, backend in quantize]
         if len(configs) == 1 and args.rounds == 1:  # in this process, as before
             bench_3b(device, *configs[0], contexts, layers, repeats, catch_up, baseline=not args.no_baseline)
@@ -204,10 +211,14 @@ def bench_overhead(folder: str, device, chunks: int) -> None:
     engine.close()
 
 
-def _paced_run(engine, audio: np.ndarray, realtime: bool) -> tuple[list[float], list[float]]:
+def _paced_run(engine, audio: np.ndarray, realtime: bool, coalesce: bool = False, errors: list | None = None,
+               ) -> tuple[list[float], list[float]]:
     """Feed `audio` in 10 ms pieces (paced by the wall clock when `realtime`); return
     (decision latencies, first-token latencies) in seconds, each from the arrival of
-    the chunk's last sample (all samples arrive at the start when not `realtime`)."""
+    the chunk's last sample (all samples arrive at the start when not `realtime`).
+    `coalesce`: each call takes all the audio that arrived while the last one ran, as
+    the server does (so a slow model steps queued chunks together); `errors` collects
+    the error events (e.g. `overloaded`)."""
     stream = engine.open_stream()
     decisions: list[float] = []
     first_tokens: list[float] = []
@@ -225,14 +236,22 @@ def _paced_run(engine, audio: np.ndarray, realtime: bool) -> tuple[list[float], 
             elif event.type == c.EVENT_RESPONSE and event.t not in answered:
                 answered.add(event.t)
                 first_tokens.append(now - arrival(event.t))
+            elif event.type == c.EVENT_ERROR and errors is not None:
+                errors.append(event)
 
-    for start in range(0, len(audio), PIECE_SAMPLES):
+    start = 0
+    while start < len(audio):
+        end = start + PIECE_SAMPLES
         if realtime:
-            due = t0 + (start + PIECE_SAMPLES) / c.SAMPLE_RATE
+            due = t0 + end / c.SAMPLE_RATE
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-        collect(stream.feed_iter(audio[start : start + PIECE_SAMPLES]))
+            if coalesce:  # everything that has arrived by now, in whole pieces
+                arrived = int((time.perf_counter() - t0) * c.SAMPLE_RATE) // PIECE_SAMPLES * PIECE_SAMPLES
+                end = max(end, min(arrived, len(audio)))
+        collect(stream.feed_iter(audio[start:end]))
+        start = end
     collect(stream.finish())
     stream.close()
     return decisions, first_tokens
@@ -393,7 +412,7 @@ def bench_3b(
     contexts: list[int],
     layers: int,
     repeats: int,
-    catch_up_chunks: int = 0,
+    catch_up_chunks: int | tuple[int, float, float] = 0,
     baseline: bool = False,
 ) -> dict[str, tuple[float, float]]:
     """Time one configuration; print its figures and return them: name -> (wall, CPU) seconds (memory: GiB, nan)."""
@@ -490,8 +509,11 @@ def bench_3b(
         print(f"KV cache per token: {2 * layers * decoder.n_kv_heads * decoder.head_dim * torch.finfo(dtype).bits // 8} bytes; "
               f"peak memory {peak:.2f} GiB while stepping, {load_peak:.2f} GiB while building "
               f"({'allocated on GPU' if device.type == 'cuda' else 'process RSS'})")
+    catch_up_chunks, live_seconds, live_context = (catch_up_chunks, 0.0, 0.0) if isinstance(catch_up_chunks, int) else catch_up_chunks
     if catch_up_chunks:
         bench_catch_up(lm, encoder, device, dtype, catch_up_chunks)
+    if live_seconds:
+        bench_live(lm, encoder, device, dtype, live_seconds, live_context)
     del lm, encoder, decoder
     gc.collect()
     if device.type == "cuda":
@@ -529,7 +551,7 @@ def bench_3b_rounds(device, configs, contexts, layers, repeats, catch_up_chunks,
             sys.stdout.flush()
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 figures = pool.submit(_bench_3b_child, threads, str(device), *config, contexts, layers, repeats,
-                                      catch_up_chunks if round_ == 0 else 0, baseline and round_ == 0).result()
+                                      catch_up_chunks if round_ == 0 else (0, 0.0, 0.0), baseline and round_ == 0).result()
             results[config].append(figures)
     keys = list(results[configs[0]][0])
     print(f"\n## summary: median over {rounds} round(s); ms wall / ms CPU (RTF = wall / 400 ms; peak RSS in GiB)")
@@ -624,11 +646,9 @@ def _baseline_steps(lm, cache, context: int, chunk_embeds, token_embeds, device,
     return timed(lambda: step(chunk_embeds), device, repeats)[0], timed(lambda: step(token_embeds), device, repeats)[0]
 
 
-def bench_catch_up(lm, encoder, device, dtype, chunks: int) -> None:
-    """The whole engine on the 3B-shaped weights: `chunks` queued at once (a backlog, as after a
-    reply), lock-step vs async encoder; time from their arrival to the last one's decision."""
-    import torch
-
+def _engine_on(lm, encoder, device, dtype, **options):
+    """The whole engine on already built (random) weights; a rare TEXT_BEGIN of random weights starts a
+    reply, capped so it costs little."""
     from ..engine import EngineOptions
     from .checkpoint import LoadedModel
     from .engine import InteractionEngine
@@ -636,14 +656,37 @@ def bench_catch_up(lm, encoder, device, dtype, chunks: int) -> None:
 
     loaded = LoadedModel(lm=lm, encoder=encoder, tokenizer=build_tokenizer(), litgpt_config={},
                          device=device, dtype=dtype, path=Path("random-3b"))
+    options = EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, device=str(device), max_response_tokens=2, **options)
+    return InteractionEngine(options, loaded=loaded)
+
+
+def bench_live(lm, encoder, device, dtype, seconds: float, context_seconds: float) -> None:
+    """`seconds` of audio in real time through the engine, each call taking all the audio that arrived
+    meanwhile (the server's way): does one room keep up, and how late are its decisions?"""
+    engine = _engine_on(lm, encoder, device, dtype, context_seconds=context_seconds)
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(int(seconds * c.SAMPLE_RATE)) * 0.01).astype(np.float32)
+    errors: list = []
+    latencies, _ = _paced_run(engine, audio, realtime=True, coalesce=True, errors=errors)
+    chunks = int(seconds / c.CHUNK_SECONDS)
+    overloaded = [e for e in errors if e.data.get("code") == "overloaded"]
+    tail = latencies[len(latencies) // 4 :] or latencies  # after the first quarter: the steady state
+    print(f"live, whole engine, context {context_seconds:g} s: {seconds:g} s of audio in real time -> "
+          f"{len(latencies)} decisions for {chunks} chunks, {len(overloaded)} overload notices; decision latency "
+          f"(from the chunk's last sample) median {statistics.median(tail) * 1000:.0f} ms, "
+          f"p95 {_percentile(tail, 95) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+
+
+def bench_catch_up(lm, encoder, device, dtype, chunks: int) -> None:
+    """The whole engine on the 3B-shaped weights: `chunks` queued at once (a backlog, as after a
+    reply), lock-step vs async encoder; time from their arrival to the last one's decision."""
+    import torch
+
     rng = np.random.default_rng(0)
     audio = (rng.standard_normal(chunks * c.CHUNK_SAMPLES + 40) * 0.01).astype(np.float32)
     figures = []
     for async_encoder in (False, True):
-        # random weights: a rare TEXT_BEGIN would start a reply; cap it so it costs little
-        options = EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, device=str(device), async_encoder=async_encoder,
-                                max_response_tokens=2)
-        engine = InteractionEngine(options, loaded=loaded)
+        engine = _engine_on(lm, encoder, device, dtype, async_encoder=async_encoder)
         stream = engine.open_stream()
         stream.feed(audio[: c.CHUNK_SAMPLES + 40])  # warm-up: one chunk
         started = time.perf_counter()

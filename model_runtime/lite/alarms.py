@@ -562,12 +562,14 @@ class AlarmDetector:
         if T4.label in self._alarms:
             return
         pool = sorted(self._harmonic_beeps, key=lambda b: b.on)
-        fundamentals = [b.freq for b in pool if HARMONIC_F0[0] <= b.freq <= HARMONIC_F0[1]]
+        since = new[-1].off - T4_SPAN_S  # (a group with a new beep in it began at most this long before)
+        fundamentals = [b.freq for b in pool if HARMONIC_F0[0] <= b.freq <= HARMONIC_F0[1] and b.on >= since]
         if len(fundamentals) < 2:
-            return
+            return  # more than half a group's beeps are heard at its fundamental
         # Each fundamental measures within half a bin or so of its sounder's pitch: try f0 in
         # fine steps around it (the harmonics pin it down). Only f0 whose harmonics heard a new
-        # beep, and two at the fundamental, can give a new group; f0 that hear the same beeps are one.
+        # beep, and a group's pieces since, two at the fundamental, can give a new group; f0 that
+        # hear the same beeps are one.
         # (Python sets and lists: on these few numbers numpy's calls cost more than the work.)
         steps = range(-HARMONIC_F0_STEPS, HARMONIC_F0_STEPS + 1)
         f0s = np.array(sorted({HARMONIC_F0_STEP_HZ * (round(f / HARMONIC_F0_STEP_HZ) + step) for f in fundamentals for step in steps}))
@@ -576,8 +578,7 @@ class AlarmDetector:
         member = (k >= 1) & (k <= HARMONICS) & (np.abs(freqs[:, None] - k * f0s) <= HARMONIC_HZ)
         new_ids = {id(b) for b in new}
         is_new = np.array([id(b) in new_ids for b in pool])
-        # (A group with a new beep in it began at most T4_SPAN_S before: it has 4 pieces there, 2 at the fundamental.)
-        recent = member & (np.array([b.on for b in pool]) >= new[-1].off - T4_SPAN_S)[:, None]
+        recent = member & (np.array([b.on for b in pool]) >= since)[:, None]
         worth = member[is_new].any(axis=0) & ((recent & (k == 1)).sum(axis=0) >= 2) & (recent.sum(axis=0) >= T4.beeps)
         seen: set[bytes] = set()
         for j, w in enumerate(worth.tolist()):

@@ -117,7 +117,9 @@ def test_weight_only_is_the_dequantized_product():
     """int8: x @ (int8 * scale)^T + bias, with no rounding of x (weight-only)."""
     torch.manual_seed(0)
     linear = torch.nn.Linear(96, 40)
+    before = linear.weight.detach().clone()
     q = Int8Linear(linear, dynamic=False)
+    assert torch.equal(linear.weight, before)  # quantizing reads a float32 weight, never scales it in place
     x = torch.randn(3, 7, 96)
     expected = x @ (q.weight_int8.float() * q.scales[:, None]).T + q.bias
     torch.testing.assert_close(q(x), expected, rtol=1e-5, atol=1e-5)

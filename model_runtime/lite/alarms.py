@@ -277,6 +277,26 @@ def no_pause_before(before: Beep, group: list[Beep], pattern: Pattern) -> bool:
     )
 
 
+def previous_slot_filled(beeps: deque, group: list[Beep], pattern: Pattern, pitch: float, tolerance: float) -> bool:
+    """Whether the group's sounder sounded where a run's beep before the group would have: one interval before its first.
+
+    A truck's reversing beeper never pauses; where music hides one of its beeps, the three
+    after it look like a T3 group after its pause. The beep before that is still heard, often
+    joined to a note at its pitch (too long to count as a beep of the pattern). An alarm's
+    pause is silent there: what sounds at the group's pitch, as loud, over that whole slot
+    is the run going on.
+    """
+    interval = fmean([b.on - a.on for a, b in zip(group, group[1:])])
+    start = group[0].on - interval
+    end = start + min(b.duration for b in group)
+    loud = group[-1].peak - PRE_PAUSE_DB
+    return any(
+        b.on <= start + pattern.interval_spread and end - pattern.interval_spread <= b.off <= group[0].on
+        and abs(b.freq - pitch) <= tolerance and b.peak >= loud
+        for b in beeps
+    )
+
+
 def sounder_timeline(pool: list[Beep], f0: float) -> list[Beep]:
     """One low sounder's beeps as all its harmonics heard them.
 
@@ -671,6 +691,20 @@ class AlarmDetector:
                     return True
         return False
 
+    def _run_before(self, group: list[Beep], pattern: Pattern, channel: int) -> bool:
+        """Whether a channel that heard the group's first beep heard its sounder in the slot a run's beep before it would fill (`previous_slot_filled`).
+
+        (The group's own channel may have lost that beep to another sound taking it over.)
+        """
+        first = group[0]
+        pitch, tolerance = sounder_pitch(group)
+        for c, st in enumerate(self._channels):
+            if c != channel and not any(abs(b.on - first.on) <= SAME_BEEP_S and abs(b.freq - pitch) <= tolerance for b in st.beeps):
+                continue
+            if previous_slot_filled(st.beeps, group, pattern, pitch, tolerance):
+                return True
+        return False
+
     def _trill_within(self, group: list[Beep]) -> bool:
         """Whether another tone, as loud, beeps about twice as often as the group while it sounds.
 
@@ -692,6 +726,8 @@ class AlarmDetector:
         st = self._channels[channel]
         for k, pattern in enumerate(PATTERNS):
             group = self._pattern_group(st, pattern)
+            if group is not None and pattern is T3 and self._run_before(group, pattern, channel):
+                group = None  # (T3: a truck's reversing beeper beeps at its rate; no T4-rate run has fooled it so far)
             if group is None:
                 self._candidates.pop((channel, k), None)
                 continue

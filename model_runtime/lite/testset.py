@@ -428,6 +428,21 @@ def room_impulse(rt60: float, rng: np.random.Generator) -> np.ndarray:
     return ir
 
 
+def negative_in_background(name: str, background: str, snr_db: float, rt60: float, seed: int, duration: float = 12.0) -> np.ndarray:
+    """A negative in a room (`rt60` s, 0: none) over a household background at `snr_db`, at 16 kHz.
+
+    The background's level is set against the negative's sounding part (its beeps, not
+    the silence between them), as an alarm's is.
+    """
+    rng = np.random.default_rng(seed)
+    x = synth_negative(name, duration, rng)
+    if rt60 > 0:
+        x = fftconvolve(x, room_impulse(rt60, rng))[: len(x)]
+    power = np.mean(x[np.abs(x) > 1e-3] ** 2)
+    mix = x + synth_background(background, len(x), rng) * np.sqrt(power / 10 ** (snr_db / 10))
+    return resample_poly(mix, 1, SYNTH_RATE // 16_000).astype(np.float32)
+
+
 # --- Rendering and delivery -----------------------------------------------------
 
 

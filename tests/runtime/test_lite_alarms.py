@@ -48,7 +48,10 @@ def run_alarms(path):
 
 def run_detector(detector, path):
     """Events of one detector over a file fed in 0.1 s pieces, as a stream feeds it."""
-    audio = load_audio(path)
+    return feed_detector(detector, load_audio(path))
+
+
+def feed_detector(detector, audio):
     found = []
     for i in range(0, len(audio), 1_600):
         found += detector.process(audio[i : i + 1_600])
@@ -119,6 +122,16 @@ def test_no_alarm_on_any_negative_and_beeping_is_never_an_alarm(negative_clips):
     # (a note repeated on the beat, a trill's bursts: other sounds fill their gaps).
     assert set(ts.BEEPING_NEGATIVES) <= beeping_heard, set(ts.BEEPING_NEGATIVES) - beeping_heard
     assert not beeping_heard & {"music", "whistle_tune", "phone_trill", "phone_uk", "phone_us", "speech"}, beeping_heard
+
+
+# A truck's reversing beeper (T3's rate, never a pause) under music or TV at 0 dB: where a
+# note hides one beep, the three after it look like a T3 group after its pause. The beep
+# before them still sounds in some channel (often joined to a note): the run goes on.
+@pytest.mark.parametrize("background, rt60, seed", [("music", 0.0, 1), ("music", 0.0, 2), ("music", 0.5, 2), ("tv_speech", 0.5, 2)])
+def test_a_reversing_beeper_with_a_hidden_beep_is_no_smoke_alarm(background, rt60, seed):
+    audio = ts.negative_in_background("reversing_beeper", background, 0.0, rt60, seed)
+    alarms = [e.to_dict() for e in sound_starts(feed_detector(AlarmDetector(), audio)) if e.data["label"] in c.ALARM_LABELS]
+    assert not alarms
 
 
 def test_alarm_is_one_lasting_sound_with_start_and_end(testset_dir):

@@ -665,7 +665,7 @@ class AlarmDetector:
         The group's own channel may not hear it: a wide channel that a louder tune took over
         loses a beeper that goes on beeping in its narrow channel. Other channels count a beep
         like the group's: at a fixed tone's own pitch, as loud and as long (what else they hear
-        is other sounds').
+        is other sounds'); one still sounding, once it has lasted half the pattern's shortest beep.
         """
         last = group[-1]
         pitch, tolerance = sounder_pitch(group)
@@ -674,8 +674,9 @@ class AlarmDetector:
             if st is not own and (tolerance >= FREQ_TOLERANCE * pitch or not any(abs(b.on - last.on) <= SAME_BEEP_S and abs(b.freq - pitch) <= tolerance for b in st.beeps)):
                 continue  # a sweep's, or a channel that did not hear the group's last beep
             heard = list(st.beeps)
-            if st.active:
-                heard.append(Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0, 0.0, st.first_freq, st.last_freq))  # sounding now
+            now = Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0, 0.0, st.first_freq, st.last_freq) if st.active else None
+            if now is not None:
+                heard.append(now)  # sounding now
             for b in heard:
                 if b.on <= last.off:
                     continue
@@ -685,8 +686,11 @@ class AlarmDetector:
                     st is not own
                     and abs(b.freq - pitch) <= tolerance
                     and b.peak >= last.peak - PAUSE_BREAK_DB
-                    and pattern.duration[0] <= b.duration <= pattern.duration[1]
-                    and lengths_alike([b, last])
+                    and (
+                        b.duration >= PAUSE_BREAK_FRACTION * pattern.duration[0]
+                        if b is now
+                        else pattern.duration[0] <= b.duration <= pattern.duration[1] and lengths_alike([b, last])
+                    )
                 ):
                     return True
         return False

@@ -126,10 +126,15 @@ def test_no_alarm_on_any_negative_and_beeping_is_never_an_alarm(negative_clips):
 
 # A truck's reversing beeper (T3's rate, never a pause) under music or TV at 0 dB: where a
 # note hides one beep, the three after it look like a T3 group after its pause. The beep
-# before them still sounds in some channel (often joined to a note): the run goes on.
-@pytest.mark.parametrize("background, rt60, seed", [("music", 0.0, 1), ("music", 0.0, 2), ("music", 0.5, 2), ("tv_speech", 0.5, 2)])
-def test_a_reversing_beeper_with_a_hidden_beep_is_no_smoke_alarm(background, rt60, seed):
-    audio = ts.negative_in_background("reversing_beeper", background, 0.0, rt60, seed)
+# before them still sounds in some channel (often joined to a note): the run goes on. In
+# a kitchen a clink takes over the group's channel just as the next beep starts: the other
+# channels hear that beep sounding.
+@pytest.mark.parametrize(
+    "background, snr_db, rt60, seed",
+    [("music", 0.0, 0.0, 1), ("music", 0.0, 0.0, 2), ("music", 0.0, 0.5, 2), ("tv_speech", 0.0, 0.5, 2), ("kitchen", 5.0, 0.0, 3), ("kitchen", 5.0, 0.5, 7)],
+)
+def test_a_reversing_beeper_with_a_hidden_beep_is_no_smoke_alarm(background, snr_db, rt60, seed):
+    audio = ts.negative_in_background("reversing_beeper", background, snr_db, rt60, seed)
     alarms = [e.to_dict() for e in sound_starts(feed_detector(AlarmDetector(), audio)) if e.data["label"] in c.ALARM_LABELS]
     assert not alarms
 

@@ -18,10 +18,11 @@ attention around the cache is ours:
   `scaled_dot_product_attention` sees (rooms, kv_heads, 8 * n, head_dim)
   queries against the (rooms, kv_heads, length, head_dim) pool: one call per
   layer for all the rooms of a batched step (`_PoolStep`).
-- on CPU in bfloat16 attention is two matmuls and a softmax (`attention_by_matmul`,
-  the arithmetic of transformers' eager attention) instead of
-  `scaled_dot_product_attention`, whose CPU flash kernel is about 1.8x slower for
-  these shapes (measured below); elsewhere it is `scaled_dot_product_attention`.
+- on CPU in bfloat16, from 2,048 slots of context on, attention is two matmuls and
+  a softmax (`attention_by_matmul`, the arithmetic of transformers' eager attention)
+  over a length rounded up to 1,024 slots, instead of `scaled_dot_product_attention`,
+  whose CPU flash kernel is about 1.5x slower for these shapes (measured below);
+  elsewhere it is `scaled_dot_product_attention`.
 
 `tests/runtime/test_interaction_decoder.py` proves the logits equal
 `Qwen2ForCausalLM.forward` with a `DynamicCache` over a multi-step sequence,
@@ -374,6 +375,14 @@ class _PoolStep:
             row_of_room = list(range(len(slots)))
         self.width = max(counts)
         self.length = max(start + n for start, n in zip(starts, counts))
+        # The matmuls only from MATMUL_MIN_SLOTS on, over a length rounded up to MATMUL_BUCKET_SLOTS
+        # (the extra slots are masked: finite by the pool's invariant). Why: every new matmul shape
+        # makes oneDNN build and cache a kernel; a length growing by 12 every step made a new shape
+        # each step, and a day of rolling through them grew the process by gigabytes (measured:
+        # 7.9 GB after two passes over 0-10k slots; rounded to 1,024: +80 MB, flat).
+        self.by_matmul = by_matmul and self.length >= MATMUL_MIN_SLOTS and not (self.rows == 1 and self.width == 1)
+        if self.by_matmul:
+            self.length = min(-(-self.length // MATMUL_BUCKET_SLOTS) * MATMUL_BUCKET_SLOTS, pool.capacity)
         columns = []
         for slot, start, n, offset, row in zip(slots, starts, counts, offsets, row_of_room):
             columns += [(offset + i, slot, start + i, row, i) for i in range(n)]
@@ -389,7 +398,6 @@ class _PoolStep:
             mask = torch.arange(self.length, device=device) <= last_seen[:, :, None]  # (rows, width, length)
             # packed GQA rows are head-in-group major (see `attend`): repeat per head of the group
             self.mask = mask.repeat(1, group, 1).unsqueeze(1)
-        self.by_matmul = by_matmul and self.mask is not None
         self.hidden = ~self.mask if self.by_matmul else None
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -417,15 +425,19 @@ class _PoolStep:
         return out.view(self.rows, heads, self.width, dim)[self.row_of_token, :, self.rank_of_token]
 
 
+MATMUL_MIN_SLOTS = 2048  # below, the flash kernel (no kernel cache to fill; the matmuls gain little there)
+MATMUL_BUCKET_SLOTS = 1024
+
+
 def uses_matmul_attention(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether `attention_by_matmul` beats `scaled_dot_product_attention` here: on CPU in bfloat16.
 
     Measured on the 2-core AVX512-BF16 CPU, one thread, one room of the 3B shape
-    (2 K/V heads x 8 query heads x 12 new tokens) in a pool, per layer: 2.2 -> 1.5 ms
-    at 1,000 slots, 6.7 -> 4.1 ms at 3,000, 21.8 -> 14.9 ms at 10,000. A single room's
-    single new token (no mask) is as fast either way and keeps the flash kernel. The
-    error against float32 is the flash kernel's. In float32 the two are equal (the
-    flash kernel is kept); on GPUs the fused kernels win.
+    (2 K/V heads x 8 query heads x 12 new tokens) in a pool, per layer: 6.7 -> 4.1 ms
+    at 3,000 slots, 21.8 -> 14.9 ms at 10,000 (at 1,000: 2.2 -> 1.5 ms, but see
+    MATMUL_MIN_SLOTS). A single room's single new token (no mask) is as fast either way
+    and keeps the flash kernel. The error against float32 is the flash kernel's. In
+    float32 the two are equal (the flash kernel is kept); on GPUs the fused kernels win.
     """
     return device.type == "cpu" and dtype == torch.bfloat16
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
 
+from model_runtime.interaction import decoder as decoder_module
 from model_runtime.interaction.decoder import CachedDecoder, attention_by_matmul
 
 
@@ -106,7 +107,8 @@ def test_attention_by_matmul_equals_sdpa_under_a_ragged_mask():
     assert err_matmul <= 2 * err_sdpa + 1e-3, (err_matmul, err_sdpa)
 
 
-def test_bfloat16_steps_on_cpu_attend_by_matmul_and_match_transformers_eager():
+def test_bfloat16_steps_on_cpu_attend_by_matmul_and_match_transformers_eager(monkeypatch):
+    monkeypatch.setattr(decoder_module, "MATMUL_MIN_SLOTS", 0)  # (a long context's path on a short one)
     lm = small_lm().to(torch.bfloat16)
     lm.config._attn_implementation = "eager"  # transformers' own arithmetic in bfloat16: the reference
     decoder = CachedDecoder(lm)
@@ -117,3 +119,19 @@ def test_bfloat16_steps_on_cpu_attend_by_matmul_and_match_transformers_eager():
         got = decoder.forward(cache, embeds)
         assert (got - want).abs().max() <= 0.05 * want.abs().max(), (got - want).abs().max()
         assert got.argmax() == want.argmax()
+
+
+def test_matmul_attention_runs_on_few_shapes_from_long_contexts_on():
+    """oneDNN builds and keeps a kernel per matmul shape: the lengths are rounded up to a bucket (a length
+    growing by 12 per step would be a new shape every step: gigabytes over a day), and short contexts
+    keep the flash kernel."""
+    from model_runtime.interaction.decoder import MATMUL_BUCKET_SLOTS, MATMUL_MIN_SLOTS, KVPool, _PoolStep
+
+    pool = KVPool(1, 2, 8, 5000, torch.bfloat16, "cpu", rooms=2)
+    def step(start, n=12, rooms=1):
+        return _PoolStep(pool, list(range(rooms)), [start] * rooms, [n] * rooms, [n * r for r in range(rooms)], 4, torch.device("cpu"), True)
+    assert not step(MATMUL_MIN_SLOTS - 100).by_matmul  # short: the flash kernel
+    lengths = {step(start).length for start in range(2100, 3000, 12)}
+    assert lengths == {3 * MATMUL_BUCKET_SLOTS} and step(2100).by_matmul
+    assert step(4990).length == 5000  # (never past the pool's capacity)
+    assert not step(3000, n=1).by_matmul and step(3000, n=1, rooms=2).by_matmul  # one decode row needs no mask

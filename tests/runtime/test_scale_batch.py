@@ -20,6 +20,7 @@ from model_runtime import constants as c
 from model_runtime.engine import run_stream
 from model_runtime.errors import UserError
 from model_runtime.interaction.batch import Combiner
+from model_runtime.interaction import decoder as decoder_module
 from model_runtime.interaction.decoder import CachedDecoder
 from model_runtime.interaction.tiny import RIGGED_TEXT, trigger_audio
 from tiny_model_support import loaded, make_engine  # noqa: F401 (a fixture)
@@ -42,9 +43,10 @@ def _same(got: torch.Tensor, want: torch.Tensor) -> None:
     assert torch.equal(got.argmax(-1), want.argmax(-1))
 
 
-# Both attention paths: the flash kernel, and the matmuls CPU bfloat16 models use (forced here in float32).
+# Both attention paths: the flash kernel, and the matmuls CPU bfloat16 models use at long contexts
+# (forced here in float32, on short contexts: over the rounded-up length, here the pool's capacity).
 @pytest.mark.parametrize("by_matmul", [False, True], ids=["sdpa", "matmul"])
-def test_pooled_step_equals_each_room_alone(loaded, by_matmul):
+def test_pooled_step_equals_each_room_alone(loaded, by_matmul, monkeypatch):
     """Rooms of one pool attend in one call per layer; each must get what it gets on a cache of its own.
 
     Ragged histories; ragged new tokens in one step (a listening chunk of 12, a chunk behind
@@ -55,6 +57,7 @@ def test_pooled_step_equals_each_room_alone(loaded, by_matmul):
     """
     decoder = CachedDecoder(loaded.lm)
     decoder.by_matmul = by_matmul
+    monkeypatch.setattr(decoder_module, "MATMUL_MIN_SLOTS", 0)  # (a long context's path: over all of the pool's slots)
     width = loaded.lm.config.hidden_size
     gen = torch.Generator().manual_seed(0)
     pool = decoder.new_pool(96, rooms=0)
@@ -98,9 +101,10 @@ def test_pooled_step_equals_each_room_alone(loaded, by_matmul):
 
 
 @pytest.mark.parametrize("by_matmul", [False, True], ids=["sdpa", "matmul"])
-def test_a_non_finite_room_spoils_no_other_room(loaded, by_matmul):
+def test_a_non_finite_room_spoils_no_other_room(loaded, by_matmul, monkeypatch):
     decoder = CachedDecoder(loaded.lm)
     decoder.by_matmul = by_matmul
+    monkeypatch.setattr(decoder_module, "MATMUL_MIN_SLOTS", 0)  # (a long context's path: over all of the pool's slots)
     width = loaded.lm.config.hidden_size
     pool = decoder.new_pool(64, rooms=3)
     caches = [pool.allocate() for _ in range(3)]

@@ -584,12 +584,12 @@ class AlarmDetector:
         pool = sorted(self._harmonic_beeps, key=lambda b: b.on)
         since = new[-1].off - T4_SPAN_S  # (a group with a new beep in it began at most this long before)
         fundamentals = [b.freq for b in pool if HARMONIC_F0[0] <= b.freq <= HARMONIC_F0[1] and b.on >= since]
-        if len(fundamentals) < 2:
+        if len(fundamentals) <= T4.beeps // 2:
             return  # more than half a group's beeps are heard at its fundamental
         # Each fundamental measures within half a bin or so of its sounder's pitch: try f0 in
         # fine steps around it (the harmonics pin it down). Only f0 whose harmonics heard a new
-        # beep, and a group's pieces since, two at the fundamental, can give a new group; f0 that
-        # hear the same beeps are one.
+        # beep, and a group's pieces since, most at the fundamental, can give a new group; f0
+        # that hear the same beeps are one.
         # (Python sets and lists: on these few numbers numpy's calls cost more than the work.)
         steps = range(-HARMONIC_F0_STEPS, HARMONIC_F0_STEPS + 1)
         f0s = np.array(sorted({HARMONIC_F0_STEP_HZ * (round(f / HARMONIC_F0_STEP_HZ) + step) for f in fundamentals for step in steps}))
@@ -599,7 +599,7 @@ class AlarmDetector:
         new_ids = {id(b) for b in new}
         is_new = np.array([id(b) in new_ids for b in pool])
         recent = member & (np.array([b.on for b in pool]) >= since)[:, None]
-        worth = member[is_new].any(axis=0) & ((recent & (k == 1)).sum(axis=0) >= 2) & (recent.sum(axis=0) >= T4.beeps)
+        worth = member[is_new].any(axis=0) & ((recent & (k == 1)).sum(axis=0) > T4.beeps // 2) & (recent.sum(axis=0) >= T4.beeps)
         seen: set[bytes] = set()
         for j, w in enumerate(worth.tolist()):
             if not w:

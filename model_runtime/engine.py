@@ -37,7 +37,11 @@ class EngineOptions:
     async_encoder: bool = False  # encoder runs ahead of the LM (upstream's FIFO mode)
     threads: int | None = None
     quantize: str = "none"  # none | int8 | int8-dynamic: int8 weights (torch's CPU ops, torchao on GPU; interaction/quantize.py)
-    overload_seconds: float = 2.0  # live audio this far behind: decide every other chunk (interaction/overload.py)
+    # Live audio this far behind: decide every other chunk (interaction/overload.py). Above what a room
+    # behind by a little reaches anyway while its queued chunks go through 4 at a time (1.6 s of audio
+    # plus the step): at 2 s the 3B int8 model on 2 cores, keeping up that way, was thinned needlessly
+    # (131-144 of 150 chunks decided in 60 s live; at 4 s, and with no rule, all 150).
+    overload_seconds: float = 4.0
     batch_rooms: int = 16  # at most this many streams share one batched model step (1 = no batching)
     # lite engine
     wake_words: list[str] = field(default_factory=lambda: ["okay_nabu"])

@@ -652,11 +652,14 @@ def _engine_on(lm, encoder, device, dtype, **options):
     from ..engine import EngineOptions
     from .checkpoint import LoadedModel
     from .engine import InteractionEngine
+    from .quantize import quantized_mode
     from .tiny import build_tokenizer
 
     loaded = LoadedModel(lm=lm, encoder=encoder, tokenizer=build_tokenizer(), litgpt_config={},
                          device=device, dtype=dtype, path=Path("random-3b"))
-    options = EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, device=str(device), max_response_tokens=2, **options)
+    # (the weights as the figures ran them: the engine is told their format, so it quantizes nothing again)
+    options = EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, device=str(device), max_response_tokens=2,
+                            quantize=quantized_mode(lm), **options)
     return InteractionEngine(options, loaded=loaded)
 
 

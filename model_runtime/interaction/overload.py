@@ -1,6 +1,6 @@
 """Graceful overload: when the hardware cannot keep up with the rooms, decide every other chunk, and say so.
 
-The rule (`--overload-seconds S`, default 2.0; 0 turns it off):
+The rule (`--overload-seconds S`, default 4.0; 0 turns it off):
 
 - Before this rule, a room that falls behind already catches up by stepping its
   queued chunks together (up to `engine.MAX_CHUNKS_PER_STEP` per LM step, every

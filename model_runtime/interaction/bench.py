@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import statistics
 import tempfile
 import time
@@ -118,13 +119,13 @@ def main(args: argparse.Namespace) -> int:
         repeats = args.repeats or (2 if quick else 5)
         quantize = [_quantize_spec(spec) for spec in _split(args.quantize)] or [("none", "auto")]
         catch_up = args.catch_up_chunks if args.catch_up_chunks is not None else (2 if quick else 8)
-        catch_up = (catch_up, args.live_seconds, args.live_context_seconds)  # the whole engine, after the figures
+        live = (args.live_seconds, args.live_context_seconds)  # the whole engine in real time, after the figures
         configs = [(dtype, mode, backend) for dtype in dtypes for mode, backend in quantize]
         if len(configs) == 1 and args.rounds == 1:  # in this process, as before
-            bench_3b(device, *configs[0], contexts, layers, repeats, catch_up, baseline=not args.no_baseline)
+            bench_3b(device, *configs[0], contexts, layers, repeats, catch_up, not args.no_baseline, live)
         else:
-            bench_3b_rounds(device, configs, contexts, layers, repeats, catch_up, not args.no_baseline, args.rounds,
-                            args.threads)
+            bench_3b_rounds(device, configs, contexts, layers, repeats, catch_up, not args.no_baseline, live,
+                            args.rounds, args.threads)
         drift_layers = args.drift_layers if args.drift_layers is not None else (2 if quick else 4)
         if drift_layers and any(mode != "none" for mode, _ in quantize):
             bench_drift(device, [d for d in dtypes if d != "float32"] or ["bfloat16"], quantize, drift_layers)
@@ -211,8 +212,9 @@ def bench_overhead(folder: str, device, chunks: int) -> None:
     engine.close()
 
 
-def _paced_run(engine, audio: np.ndarray, realtime: bool, coalesce: bool = False, errors: list | None = None,
-               ) -> tuple[list[float], list[float]]:
+def _paced_run(
+    engine, audio: np.ndarray, realtime: bool, coalesce: bool = False, errors: list | None = None
+) -> tuple[list[float], list[float]]:
     """Feed `audio` in 10 ms pieces (paced by the wall clock when `realtime`); return
     (decision latencies, first-token latencies) in seconds, each from the arrival of
     the chunk's last sample (all samples arrive at the start when not `realtime`).
@@ -412,8 +414,9 @@ def bench_3b(
     contexts: list[int],
     layers: int,
     repeats: int,
-    catch_up_chunks: int | tuple[int, float, float] = 0,
+    catch_up_chunks: int = 0,
     baseline: bool = False,
+    live: tuple[float, float] = (0.0, 0.0),
 ) -> dict[str, tuple[float, float]]:
     """Time one configuration; print its figures and return them: name -> (wall, CPU) seconds (memory: GiB, nan)."""
     import torch
@@ -509,11 +512,10 @@ def bench_3b(
         print(f"KV cache per token: {2 * layers * decoder.n_kv_heads * decoder.head_dim * torch.finfo(dtype).bits // 8} bytes; "
               f"peak memory {peak:.2f} GiB while stepping, {load_peak:.2f} GiB while building "
               f"({'allocated on GPU' if device.type == 'cuda' else 'process RSS'})")
-    catch_up_chunks, live_seconds, live_context = (catch_up_chunks, 0.0, 0.0) if isinstance(catch_up_chunks, int) else catch_up_chunks
     if catch_up_chunks:
         bench_catch_up(lm, encoder, device, dtype, catch_up_chunks)
-    if live_seconds:
-        bench_live(lm, encoder, device, dtype, live_seconds, live_context)
+    if live[0]:
+        bench_live(lm, encoder, device, dtype, *live)
     del lm, encoder, decoder
     gc.collect()
     if device.type == "cuda":
@@ -537,7 +539,7 @@ def _bench_3b_child(threads: int | None, device_name: str, *args) -> dict[str, t
     return result
 
 
-def bench_3b_rounds(device, configs, contexts, layers, repeats, catch_up_chunks, baseline, rounds, threads) -> None:
+def bench_3b_rounds(device, configs, contexts, layers, repeats, catch_up_chunks, baseline, live, rounds, threads) -> None:
     """Every configuration in a fresh process (its own peak RSS, no allocator left-overs), `rounds` times
     interleaved (A B C A B C ...); then the medians over rounds."""
     import multiprocessing
@@ -551,7 +553,8 @@ def bench_3b_rounds(device, configs, contexts, layers, repeats, catch_up_chunks,
             sys.stdout.flush()
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 figures = pool.submit(_bench_3b_child, threads, str(device), *config, contexts, layers, repeats,
-                                      catch_up_chunks if round_ == 0 else (0, 0.0, 0.0), baseline and round_ == 0).result()
+                                      catch_up_chunks if round_ == 0 else 0, baseline and round_ == 0,
+                                      live if round_ == 0 else (0.0, 0.0)).result()
             results[config].append(figures)
     keys = list(results[configs[0]][0])
     print(f"\n## summary: median over {rounds} round(s); ms wall / ms CPU (RTF = wall / 400 ms; peak RSS in GiB)")
@@ -671,7 +674,7 @@ def bench_live(lm, encoder, device, dtype, seconds: float, context_seconds: floa
     audio = (rng.standard_normal(int(seconds * c.SAMPLE_RATE)) * 0.01).astype(np.float32)
     errors: list = []
     latencies, _ = _paced_run(engine, audio, realtime=True, coalesce=True, errors=errors)
-    chunks = int(seconds / c.CHUNK_SECONDS)
+    chunks = math.ceil(seconds / c.CHUNK_SECONDS - 1e-9)  # (the last, partial one decided at the end)
     overloaded = [e for e in errors if e.data.get("code") == "overloaded"]
     tail = latencies[len(latencies) // 4 :] or latencies  # after the first quarter: the steady state
     print(f"live, whole engine, context {context_seconds:g} s: {seconds:g} s of audio in real time -> "

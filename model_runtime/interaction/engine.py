@@ -93,7 +93,7 @@ ROOMS_PER_POOL = 8
 
 # Chunks that queued up (a backlog after a reply, a machine slower than real time, a
 # file) go through the LM this many at a time in one step, each chunk's decision read
-# at its own position (`InteractionStream._step_ready`). Measured on the 2-core CPU,
+# at its own position (`InteractionStream._step`). Measured on the 2-core CPU,
 # 3B-shaped int8-dynamic: a step of 2 chunks costs 0.62x two steps of one, 4 chunks 0.53x.
 MAX_CHUNKS_PER_STEP = 4
 
@@ -307,24 +307,27 @@ class InteractionStream(EngineStream):
             yield from self._step_ready()
 
     def _step_ready(self) -> Iterator[Event]:
-        """One LM step for the consecutive waiting chunks (up to `_chunks_per_step`).
-
-        Every chunk's decision is the greedy token at its own ASSISTANT position, which
-        (causal attention) sees exactly what it would in a step of its own, so the events
-        are those of `process_chunk` one chunk at a time. When chunk j decides to respond,
-        the later chunks' tokens are taken back out of the cache and they wait for the
-        next step, after the reply, as they would have. A step's decisions are queued
-        before any is yielded: a caller that stops reading loses none of them.
-        """
+        """One LM step for the waiting chunks up to the first the encoder failed on (at most `_chunks_per_step`)."""
         run = 0
         while run < len(self._ready) and self._ready[run].error is None:
             run += 1
-        if run <= 1:
+        if run == 0:  # (process_chunk says what was wrong with it)
             yield from self.process_chunk(self._ready.popleft())
             return
-        chunks = [self._ready.popleft() for _ in range(run)]
+        yield from self._step([self._ready.popleft() for _ in range(run)])
+
+    def _step(self, chunks: list[EncodedChunk]) -> Iterator[Event]:
+        """One LM step for consecutive encoded chunks, and their decisions (and a reply).
+
+        Every chunk's decision is the greedy token at its own ASSISTANT position, which
+        (causal attention) sees exactly what it would in a step of its own, so the events
+        are those of one step per chunk. When chunk j decides to respond, the later
+        chunks' tokens are taken back out of the cache and they wait for the next step,
+        after the reply, as they would have. A step's decisions are queued before any is
+        yielded: a caller that stops reading loses none of them.
+        """
         try:
-            tokens, chunk_ends = self._listen_many([chunk.vectors for chunk in chunks])
+            tokens, chunk_ends = self._listen(chunk.vectors for chunk in chunks)
         except Exception as err:  # keep the stream alive; the chunks are lost, said so
             log.debug("listening step failed", exc_info=True)
             for chunk in chunks:
@@ -360,40 +363,21 @@ class InteractionStream(EngineStream):
     def process_chunk(self, chunk: EncodedChunk) -> Iterator[Event]:
         """The LM half of the loop for one already-encoded chunk (chunks must come in order).
 
-        `feed` calls it for every chunk it completes; tests and benchmarks call it
-        directly to stream hours of audio without the log-mel and encoder cost.
+        `feed` steps the chunks it completes up to 4 at a time (`_step_ready`); tests and
+        benchmarks call this directly to stream hours of audio without the log-mel and
+        encoder cost.
         """
-        t = (chunk.index + 1) * c.CHUNK_SECONDS
         if chunk.error is not None:
+            t = (chunk.index + 1) * c.CHUNK_SECONDS
             yield events.error(t, f"chunk ending at {t:.1f} s skipped: {chunk.error}", "bad_chunk")
             return
-        try:
-            token = self._listen(chunk.vectors)
-        except Exception as err:  # keep the stream alive; the chunk is lost, said so
-            log.debug("listening step failed", exc_info=True)
-            yield events.error(t, f"chunk ending at {t:.1f} s skipped: model step failed: {err}", "model_error")
-            return
-        if token is None:
-            yield self._fault(t)
-            return
-        if token == c.TEXT_BEGIN:
-            yield events.decision(t, True, c.MODEL_DECISION_NAME)
-            yield from self._speak(t)
-            return
-        if token != c.KEEP_SILENCE:
-            log.debug("unexpected token %d after chunk ending at %.1f s: taken as silence", token, t)
-        yield events.decision(t, False)
+        yield from self._step([chunk])
 
-    def _listen(self, vectors: torch.Tensor) -> int | None:
-        """One listening step: pending tokens + the chunk's 12; returns the greedy token (None: non-finite)."""
-        tokens, _ = self._listen_many([vectors])
-        self.context.open_segment(len(CHUNK_IDS))
-        return tokens[0]
-
-    def _listen_many(self, chunk_vectors: list[torch.Tensor]) -> tuple[list[int | None], list[int]]:
-        """One step: pending tokens + 12 per chunk. Returns each chunk's greedy token (None: non-finite)
-        and the cache length at each chunk's end. The chunks' context segments are the caller's to open
-        (a chunk after a decision to respond is taken back out)."""
+    def _listen(self, chunk_vectors) -> tuple[list[int | None], list[int]]:
+        """One listening step: pending tokens + 12 per chunk. Returns each chunk's greedy token (None:
+        non-finite) and the cache length at each chunk's end. The chunks' context segments are the
+        caller's to open (a chunk after a decision to respond is taken back out)."""
+        chunk_vectors = list(chunk_vectors)
         parts = self._pending
         head = [i for part, _ in parts for i in part]
         ids = head + list(CHUNK_IDS) * len(chunk_vectors)
@@ -406,7 +390,7 @@ class InteractionStream(EngineStream):
         self._make_room(len(ids), new_pinned=n_instructions)
         start = self.cache.length
         ends = [len(head) + (j + 1) * len(CHUNK_IDS) for j in range(len(chunk_vectors))]
-        logits = self._forward(embeds, None if len(chunk_vectors) == 1 else [end - 1 for end in ends])
+        logits = self._forward(embeds, [end - 1 for end in ends])
         # Bookkeeping only once the step is in the cache.
         for part, kind in parts:
             if kind == "close":
@@ -414,8 +398,7 @@ class InteractionStream(EngineStream):
             else:
                 self.context.open_segment(len(part), pinned=True)
         self._pending = []
-        rows = [logits] if len(chunk_vectors) == 1 else list(logits)
-        return [self._greedy(row) for row in rows], [start + end for end in ends]
+        return [self._greedy(row) for row in logits], [start + end for end in ends]
 
     def _speak(self, t: float) -> Iterator[Event]:
         text_ids: list[int] = []
@@ -461,7 +444,7 @@ class InteractionStream(EngineStream):
     # --- helpers --------------------------------------------------------------
     def _forward(self, embeds: torch.Tensor, picks: list[int] | None = None) -> torch.Tensor:
         started = time.perf_counter()
-        logits = self.engine.lm_step(self.cache, embeds) if picks is None else self.engine.lm_step(self.cache, embeds, picks)
+        logits = self.engine.lm_step(self.cache, embeds, picks)
         self.stats.lm_seconds += time.perf_counter() - started
         self.stats.lm_steps += 1
         return logits

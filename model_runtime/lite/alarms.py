@@ -646,6 +646,10 @@ class AlarmDetector:
             return group, heard
         return None
 
+    def _sounding_now(self, st: _ChannelState) -> Beep:
+        """The beep a channel is hearing now (not ended yet), as far as it goes."""
+        return Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0, 0.0, st.first_freq, st.last_freq)
+
     def _harmonic_heard_again(self, group: list[Beep], pattern: Pattern, heard: dict[int, tuple[float, float, float]]) -> bool:
         """Whether a harmonic that heard the group heard the sounder again since: at its pitch, as loud, a beep's length (or sounding now)."""
         last = group[-1]
@@ -653,7 +657,7 @@ class AlarmDetector:
             st = self._channels[c]
             beeps = [b for b in st.beeps if b.on > last.off and pattern.duration[0] <= b.duration <= pattern.duration[1]]
             if st.active and st.start > last.off:
-                beeps.append(Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0))
+                beeps.append(self._sounding_now(st))
             for b in beeps:
                 if any(abs(b.freq - hz) <= FIXED_TONE_HZ and b.peak >= db - PAUSE_BREAK_DB for hz, db, _ in heard.values()):
                     return True
@@ -674,7 +678,7 @@ class AlarmDetector:
             if st is not own and (tolerance >= FREQ_TOLERANCE * pitch or not any(abs(b.on - last.on) <= SAME_BEEP_S and abs(b.freq - pitch) <= tolerance for b in st.beeps)):
                 continue  # a sweep's, or a channel that did not hear the group's last beep
             heard = list(st.beeps)
-            now = Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0, 0.0, st.first_freq, st.last_freq) if st.active else None
+            now = self._sounding_now(st) if st.active else None
             if now is not None:
                 heard.append(now)  # sounding now
             for b in heard:

@@ -49,8 +49,8 @@ def engine_recording_logits(loaded, quantize: str, backend: str = "auto") -> tup
     recorded: list[torch.Tensor] = []
     step = engine.lm_step
 
-    def recording_step(cache, embeds):
-        logits = step(cache, embeds)
+    def recording_step(cache, embeds, picks=None):
+        logits = step(cache, embeds, picks)
         recorded.append(logits.clone())
         return logits
 

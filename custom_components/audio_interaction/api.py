@@ -80,7 +80,7 @@ def server_info_from(info: Info) -> ServerInfo:
 async def async_get_server_info(host: str, port: int, timeout: float = INFO_TIMEOUT) -> ServerInfo:
     """Ask the server to describe itself; raise CannotConnect or NotOurServer."""
     try:
-        async with asyncio.timeout(timeout), AsyncTcpClient(host, port) as client:
+        async with asyncio.timeout(timeout), StreamClient(host, port) as client:
             await client.write_event(Describe().event())
             while (event := await client.read_event()) is not None:
                 if Info.is_type(event.type):
@@ -91,7 +91,19 @@ async def async_get_server_info(host: str, port: int, timeout: float = INFO_TIME
 
 
 class StreamClient(AsyncTcpClient):
-    """A room's or a file's connection: closing it never waits on a server that stopped reading."""
+    """Every connection to the server (a room, a file, speech-to-text, describe).
+
+    A write to a connection the server already dropped raises ConnectionResetError,
+    and closing never waits on a server that stopped reading.
+    """
+
+    async def write_event(self, event: Event) -> None:
+        # Python before 3.13.6 (cpython gh-136234) raises AttributeError from
+        # `writelines` once the transport has lost its connection (a killed server
+        # resets it), where an OSError is what every caller handles.
+        if self._writer is not None and self._writer.transport.is_closing():
+            raise ConnectionResetError(f"{self.host}:{self.port} closed the connection")
+        await super().write_event(event)
 
     async def disconnect(self) -> None:
         writer = self._writer

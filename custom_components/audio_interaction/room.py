@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 from wyoming.audio import AudioChunk
-from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 from wyoming.ping import Ping, Pong
 
@@ -27,7 +26,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from . import const
-from .api import async_close, async_open_stream, engine_event
+from .api import StreamClient, async_close, async_open_stream, engine_event
 from .const import (
     BUS_EVENT_RESPONSE,
     BUS_EVENT_SOUND,
@@ -110,7 +109,7 @@ class Room:
             self._update,
         )
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_CHUNKS)
-        self._client: AsyncTcpClient | None = None
+        self._client: StreamClient | None = None
         self._pong = asyncio.Event()
         self._source_task: asyncio.Task[None] | None = None
         self._open_sounds: set[tuple[str, Any]] = set()
@@ -217,7 +216,13 @@ class Room:
                 _LOGGER.info("Room %s is streaming to the server at %s:%s again", self.name, host, port)
             self._was_connected = True
             started = time.monotonic()
-            if stalled := await self._stream(client):
+            try:
+                stalled = await self._stream(client)
+            except Exception:
+                # A fault of ours must not end the room's listening: log it and reconnect.
+                _LOGGER.exception("Room %s: unexpected error while streaming; reconnecting", self.name)
+                stalled = False
+            if stalled:
                 self.stats.stalls += 1
                 _LOGGER.warning(
                     "Room %s: the server at %s:%s stopped answering (no pong within %s s); reconnecting",
@@ -231,7 +236,7 @@ class Room:
             await asyncio.sleep(delay)
             delay = min(delay * 2, const.BACKOFF_MAX)
 
-    async def _stream(self, client: AsyncTcpClient) -> bool:
+    async def _stream(self, client: StreamClient) -> bool:
         """Send audio and receive events until the connection ends; True if it ended by the watchdog."""
         self._clear_queue()  # only audio captured from now on goes to the new stream
         self._pending.clear()
@@ -245,8 +250,11 @@ class Room:
         reader = asyncio.create_task(self._read_events(client))
         watchdog = asyncio.create_task(self._watch_server(client))
         try:
-            await asyncio.wait((reader, watchdog), return_when=asyncio.FIRST_COMPLETED)
-            return watchdog.done() and watchdog.result()
+            done, _ = await asyncio.wait((sender, reader, watchdog), return_when=asyncio.FIRST_COMPLETED)
+            for task in (sender, reader):
+                if task in done:
+                    task.result()  # a fault in our own sending or handling is raised, not left in the task
+            return watchdog in done and watchdog.result()
         finally:
             for task in (sender, reader, watchdog):
                 task.cancel()
@@ -257,7 +265,7 @@ class Room:
             self._update()
             await async_close(client)
 
-    async def _read_events(self, client: AsyncTcpClient) -> None:
+    async def _read_events(self, client: StreamClient) -> None:
         with contextlib.suppress(OSError):
             while (event := await client.read_event()) is not None:
                 if Pong.is_type(event.type):
@@ -265,7 +273,7 @@ class Room:
                 elif parsed := engine_event(event):
                     self._handle(*parsed)
 
-    async def _watch_server(self, client: AsyncTcpClient) -> bool:
+    async def _watch_server(self, client: StreamClient) -> bool:
         """Ends (True) when a ping is not answered in time; False if the connection broke meanwhile."""
         while True:
             await asyncio.sleep(PING_INTERVAL)
@@ -279,7 +287,7 @@ class Room:
             except OSError:
                 return False
 
-    async def _send_audio(self, client: AsyncTcpClient) -> None:
+    async def _send_audio(self, client: StreamClient) -> None:
         try:
             while True:
                 chunk = await self._queue.get()
@@ -296,7 +304,12 @@ class Room:
             raise HomeAssistantError(
                 translation_domain=const.DOMAIN, translation_key="not_connected", translation_placeholders={"room": self.name}
             )
-        await self._client.write_event(Event(type=WYOMING_INSTRUCT, data={"text": text}))
+        try:
+            await self._client.write_event(Event(type=WYOMING_INSTRUCT, data={"text": text}))
+        except OSError as err:  # the connection dropped just now; the room reconnects on its own
+            raise HomeAssistantError(
+                translation_domain=const.DOMAIN, translation_key="not_connected", translation_placeholders={"room": self.name}
+            ) from err
 
     # --- events from the server -----------------------------------------------
     @callback

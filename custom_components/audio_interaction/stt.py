@@ -14,7 +14,6 @@ import logging
 
 from wyoming.asr import Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.client import AsyncTcpClient
 
 from homeassistant.components import stt
 from homeassistant.const import CONF_HOST, CONF_PORT
@@ -22,6 +21,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .api import StreamClient
 from .const import CHANNELS, DOMAIN, SAMPLE_RATE, SAMPLE_WIDTH
 from .models import AudioInteractionConfigEntry
 from .satellite import DETECTED_ROOM
@@ -83,7 +83,7 @@ class ServerSpeechToText(stt.SpeechToTextEntity):
     ) -> stt.SpeechResult:
         room = DETECTED_ROOM.get()
         try:
-            async with AsyncTcpClient(self._host, self._port) as client:
+            async with StreamClient(self._host, self._port) as client:
                 await client.write_event(transcribe_event(self.hass, metadata.language))
                 await client.write_event(AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event())
                 async for audio in stream:

@@ -1,19 +1,25 @@
-"""Reliability: the server killed and restarted, a source that keeps failing, mute, restore."""
+"""Reliability: the server killed and restarted, a source that keeps failing, mute, restore, faults of ours."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
+import struct
 import time
 
+import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events, mock_restore_cache
+from wyoming.audio import AudioChunk
 
 from homeassistant.const import EVENT_STATE_CHANGED, STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import issue_registry as ir
 
 from custom_components.audio_interaction import const
+from custom_components.audio_interaction.api import StreamClient, async_close
 from custom_components.audio_interaction.const import BUS_EVENT_SOUND, DOMAIN
 from ha_helpers import add_entry, ffmpeg_children, room, room_of, wait_for
 
@@ -154,3 +160,53 @@ async def test_silent_source_raises_a_repair_issue(
     await wait_for(lambda: kitchen.stats.chunks_sent >= 50)
     assert not kitchen.source.silent
     assert issues.async_get_issue(DOMAIN, f"source_failing_{kitchen.subentry_id}_silent") is None
+
+
+async def test_writing_to_a_reset_connection_is_a_connection_error() -> None:
+    """A server that resets the connection (killed) makes the next write raise an OSError, which every caller handles.
+
+    (Python before 3.13.6 raises AttributeError from the transport instead, cpython gh-136234.)
+    """
+
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST, as a killed process's socket
+
+    server = await asyncio.start_server(reset, "127.0.0.1", 0)
+    client = StreamClient("127.0.0.1", server.sockets[0].getsockname()[1])
+    try:
+        await client.connect()
+        with contextlib.suppress(OSError):
+            assert await client.read_event() is None
+        for _ in range(2):
+            with pytest.raises(ConnectionResetError, match="closed the connection"):
+                await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=bytes(3200)).event())
+    finally:
+        await async_close(client)
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_fault_in_handling_an_event_does_not_end_listening(
+    hass: HomeAssistant, audio_server, smoke_alarm_wav, monkeypatch, caplog
+) -> None:
+    """An unexpected error of ours while streaming is logged with its traceback and the room reconnects."""
+    hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+    entry = await add_entry(hass, audio_server, room("Kitchen", source=str(smoke_alarm_wav)))
+    kitchen = room_of(entry, "Kitchen")
+    handle = kitchen._handle
+    faults = []
+
+    def handle_with_one_fault(kind, data):
+        if not faults:
+            faults.append(kind)
+            raise ValueError("a bug in handling an event")
+        handle(kind, data)
+
+    monkeypatch.setattr(kitchen, "_handle", handle_with_one_fault)
+    sounds = async_capture_events(hass, BUS_EVENT_SOUND)
+    await wait_for(lambda: kitchen.stats.connects >= 2, timeout=15)
+    assert "Room Kitchen: unexpected error while streaming; reconnecting" in caplog.text
+    assert "a bug in handling an event" in caplog.text
+    await wait_for(lambda: kitchen.connected)
+    await wait_for(lambda: any(e.data["label"] == "smoke_alarm" for e in sounds), timeout=20)

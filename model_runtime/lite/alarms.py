@@ -105,6 +105,10 @@ class Pattern:
     median_duration: float  # the group's beeps at least this long (s), the median of them
     dropout: float  # a gap this short (s) inside a beep may be a dropout (T4's gaps are 0.1 s, T3's 0.5 s)
     sweep_piece: float  # a sweeping beep's piece this long (s) counts as a beep
+    # A sounder is silent about half of each period (its beeps are as long as its gaps);
+    # measured, a beep grows by the analysis window and a room's reverb, but its gap keeps
+    # at least a quarter of the period. Notes played legato at the pattern's rate leave less.
+    max_duty: float = 0.75  # the group's median beep length at most this fraction of its median interval
 
     def fits_length(self, beep: "Beep") -> bool:
         """A beep of this pattern's length; or for a sweep, the part of one that music left (its other notes hide the rest)."""
@@ -127,6 +131,8 @@ class Pattern:
             return False  # some beeps may be half masked, not most: scraps of a voice are that short
         if not all(b.on - a.off >= self.min_gap for a, b in zip(group, group[1:])):
             return False
+        if median([b.duration for b in group]) > self.max_duty * median([b.on - a.on for a, b in zip(group, group[1:])]):
+            return False
         return self._spaced([b.on for b in group]) or (joined and self._spaced([b.off for b in group]))
 
     def _spaced(self, times: list[float]) -> bool:
@@ -135,7 +141,10 @@ class Pattern:
 
 
 # Nominal T3: 0.5 on / 0.5 off x3, 1.5 pause. Nominal T4: 0.1 on / 0.1 off x4, 5 s pause.
-T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.75, 1.3), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.08, 0.25)
+# (ISO 8201 / NFPA 72 allow +-10 % on each time, so a T3 beep follows the last one after
+# 0.9-1.1 s; +-0.1 s more covers how a beep's onset is placed. Music at 110-130 BPM repeats
+# a note every two beats, 0.9-1.1 s apart, too; a wider window let in 85-95 BPM as well.)
+T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.8, 1.2), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.08, 0.25)
 T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5, 0.06, 0.04, 0.04)
 PATTERNS = (T3, T4)
 
@@ -150,6 +159,14 @@ ALARM_MAX_SAG_DB = 5.5
 GROUP_LEVEL_DB = 10.0  # a group's beeps within this of each other (another sound's partial moves one by <= 6 dB)
 SAME_BEEP_S = 0.05  # one beep seen by two channels starts within this of itself in both
 TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often during the group: a trill
+# A played note is heard in its overtones too: a tone an octave or two above a note that began
+# with it (k = 2, 4) is that note's partial, and a repeated melody note's octave partial makes
+# a neat group of beeps at a sounder's pitch. An alarm's sounder has no tone an octave below it
+# (a 520 Hz square wave's harmonics are odd: 3, 5, 7 times), so a group most of whose beeps
+# began with a tone one or two octaves below is music. (Chance co-onsets under music at an
+# alarm's octave below are rare: a group needs them on most of its beeps.)
+OCTAVES_BELOW = (2, 4)
+NOTE_MIN_FRACTION = 0.25  # the lower tone lasts at least this fraction of the beep (a note, not a scrap)
 
 # A low-frequency sounder (~450-1000 Hz: the standard's 520 Hz square-ish wave) is heard in
 # its harmonics too. Under a voice each harmonic loses different beeps (the voice's own
@@ -535,8 +552,8 @@ class AlarmDetector:
             if self._now < opens:
                 continue  # too early to know the pause has begun
             pattern = PATTERNS[key[1]]
-            if self._heard_again(group, pattern, key[0]):
-                continue  # no pause
+            if self._heard_again(group, pattern, key[0]) or self._overtone_of_notes(group):
+                continue  # no pause; or a played note's overtone
             out += self._sound_alarm(pattern, group)
         for key in sorted(self._harmonic_candidates):
             group, opens, closes, heard = self._harmonic_candidates[key]
@@ -698,6 +715,21 @@ class AlarmDetector:
                 ):
                     return True
         return False
+
+    def _overtone_of_notes(self, group: list[Beep]) -> bool:
+        """Whether most of the group's beeps began with a tone one or two octaves below them (OCTAVES_BELOW): a note's partial."""
+        heard = [b for st in self._channels for b in st.beeps]
+        heard += [self._sounding_now(st) for st in self._channels if st.active]
+
+        def overtone(beep: Beep) -> bool:
+            return any(
+                abs(o.on - beep.on) <= SAME_BEEP_S
+                and o.duration >= NOTE_MIN_FRACTION * beep.duration
+                and any(abs(k * o.freq - beep.freq) <= k * BIN_HZ for k in OCTAVES_BELOW)
+                for o in heard
+            )
+
+        return 2 * sum(overtone(b) for b in group) > len(group)
 
     def _run_before(self, group: list[Beep], pattern: Pattern, channel: int) -> bool:
         """Whether a channel that heard the group's first beep heard its sounder in the slot a run's beep before it would fill (`previous_slot_filled`).

@@ -22,7 +22,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +107,7 @@ class ClipSpec:
     """One test clip; `truth` in the rendered clip says what an engine should hear."""
 
     name: str
-    kind: str  # alarm | negative | speech | wake
+    kind: str  # alarm | background (an alarm clip without its alarm) | negative | speech | wake
     label: str = ""  # alarm label, negative type, or wake word
     carrier: str = ""
     background: str = "fan"
@@ -119,6 +119,10 @@ class ClipSpec:
     seed: int = 0
     delivery: Delivery = field(default_factory=Delivery)
     text: str = ""
+
+    def background_alone(self) -> "ClipSpec":
+        """This alarm clip without its alarm: the same background, at the same level, delivered the same way."""
+        return replace(self, name=f"{self.name}-background-alone", kind="background")
 
     def key(self) -> str:
         blob = json.dumps({"v": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
@@ -451,7 +455,8 @@ def render(spec: ClipSpec) -> tuple[np.ndarray, dict]:
     rng = np.random.default_rng(spec.seed)
     n = int(spec.duration_s * SYNTH_RATE)
     truth: dict = {"kind": spec.kind, "label": spec.label}
-    if spec.kind == "alarm":
+    level_from = None  # what the clip's level is set from, when not the audio itself
+    if spec.kind in ("alarm", "background"):
         sound, beeps = alarm_pattern(spec.label, spec.carrier, spec.duration_s - spec.lead_s, rng)
         on_mask = np.zeros(len(sound), dtype=bool)
         for on, off in beeps:
@@ -464,7 +469,10 @@ def render(spec: ClipSpec) -> tuple[np.ndarray, dict]:
         bg = synth_background(spec.background, n, rng)
         bg *= np.sqrt(sound_power / 10 ** (spec.snr_db / 10))  # background RMS for the SNR
         mix = fg + bg
-        truth.update(start=spec.lead_s, beeps=[(spec.lead_s + a, spec.lead_s + b) for a, b in beeps])
+        if spec.kind == "background":
+            mix, level_from = bg, mix
+        else:
+            truth.update(start=spec.lead_s, beeps=[(spec.lead_s + a, spec.lead_s + b) for a, b in beeps])
     elif spec.kind == "negative":
         mix = synth_negative(spec.label, spec.duration_s, rng)
         if spec.reverb_rt60 > 0:
@@ -484,10 +492,11 @@ def render(spec: ClipSpec) -> tuple[np.ndarray, dict]:
         truth.update(segments=segments, text=spec.text)
     else:
         raise ValueError(f"unknown clip kind {spec.kind!r}")
+    level_from = mix if level_from is None else level_from
     if spec.clip_level > 0:
-        mix = mix / np.max(np.abs(mix))
-        mix = np.clip(mix, -spec.clip_level, spec.clip_level) / spec.clip_level
-    peak = np.max(np.abs(mix)) + 1e-12
+        scale = np.max(np.abs(level_from))
+        mix, level_from = (np.clip(x / scale, -spec.clip_level, spec.clip_level) / spec.clip_level for x in (mix, level_from))
+    peak = np.max(np.abs(level_from)) + 1e-12
     return (0.7 * mix / peak).astype(np.float32), truth
 
 

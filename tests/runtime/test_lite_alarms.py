@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.signal import resample_poly
 
 from model_runtime import constants as c
 from model_runtime.audio import load_audio
@@ -23,14 +24,15 @@ from model_runtime.lite.loudness import LoudNoiseDetector
 DEADLINE = {"smoke_alarm": ts.T3_CYCLE, "co_alarm": 6.0}  # one pattern cycle after it starts
 # The event's start is the alarm's first beep, within this much: a detection from the alarm's own beeps.
 START_TOLERANCE = 0.3
-# Known exceptions (two sweeping piezos): detected in time, but from a group that is not the alarm's
-# first beeps: the +20 dB smoke clip reports its start 1.3 s early; the stress CO clip's group is music
-# in the alarm's pause (its start 1.4 s late), so counted strictly that clip is not yet found.
-START_NOT_YET = {"smoke_alarm-sweep_piezo-+20dB-16kmo-wav", "co_alarm-sweep_piezo--5dB-8kst-wav-stress"}
+# Not yet found in time: a sweeping piezo's T4 under music at -5 dB, 8 kHz. Its first group's
+# beeps are split between two channels (each hears 3 of 4; no timeline joins a high sounder's
+# channels yet), so it is found from its second group, 6.7 s after it starts. (It used to be
+# "found" at 3.2 s from legato notes of the music in its pause: the music alone raised it.)
+STRESS_NOT_YET = {"co_alarm-sweep_piezo--5dB-8kst-wav-stress"}
 
 
 def wrong_start(clip, hit) -> bool:
-    return abs(hit.data["start"] - clip.truth["start"]) > START_TOLERANCE and clip.spec.name not in START_NOT_YET
+    return abs(hit.data["start"] - clip.truth["start"]) > START_TOLERANCE
 
 
 @pytest.fixture(scope="session")
@@ -104,15 +106,33 @@ def test_every_alarm_is_found_within_one_cycle(alarm_clips):
 def test_alarms_under_tv_speech_and_music_at_minus_5_db(testset_dir):
     specs = ts.alarm_specs(stress=True)
     assert len(specs) == 24 and {s.background for s in specs} == set(ts.TONAL_BACKGROUNDS)
-    misses = []
+    misses, found_now = [], []
     for clip in ts.build(specs, testset_dir):
         events = run_alarms(clip.path)
         hits = sound_starts(events, clip.spec.label)
         delay = hits[0].t - clip.truth["start"] if hits else None
+        if clip.spec.name in STRESS_NOT_YET and delay is not None and 0 < delay <= DEADLINE[clip.spec.label]:
+            found_now.append(clip.spec.name)
         wrong = [e for e in sound_starts(events) if e.data["label"] in c.ALARM_LABELS and e.data["label"] != clip.spec.label]
-        if delay is None or not 0 < delay <= DEADLINE[clip.spec.label] or wrong or wrong_start(clip, hits[0]):
-            misses.append((clip.spec.name, delay))
+        if wrong or hits and wrong_start(clip, hits[0]):
+            misses.append((clip.spec.name, "wrong", delay))  # never, not even for a known miss
+        elif (delay is None or not 0 < delay <= DEADLINE[clip.spec.label]) and clip.spec.name not in STRESS_NOT_YET:
+            misses.append((clip.spec.name, "late", delay))
     assert not misses, misses
+    assert not found_now, f"found in time now: take {found_now} out of STRESS_NOT_YET"
+
+
+# Each alarm clip's background alone, at the level and delivery it has in the clip. The music
+# of two clips once raised alarms by itself (a melody note's octave partial repeated at T3's
+# rate; notes played legato at T4's), which the clips with their alarms hid.
+def test_no_alarm_from_any_alarm_clips_background_alone(testset_dir):
+    specs = [spec.background_alone() for spec in ts.alarm_specs() + ts.alarm_specs(stress=True)]
+    raised = []
+    for clip in ts.build(specs, testset_dir):
+        labels = [e.data["label"] for e in sound_starts(run_alarms(clip.path)) if e.data["label"] in c.ALARM_LABELS]
+        if labels:
+            raised.append((clip.spec.name, labels))
+    assert not raised, raised
 
 
 def test_no_alarm_on_any_negative_and_beeping_is_never_an_alarm(negative_clips):
@@ -202,3 +222,16 @@ def test_a_door_slam_is_one_loud_noise_and_beeps_are_none(negative_clips, alarm_
     loud_alarms = [clip for clip in alarm_clips if clip.spec.snr_db == 20]
     for clip in beepers + loud_alarms:
         assert not run_loudness(clip.path), clip.spec.name
+
+
+# Music alone (the generator's piano, bass and drums, 12 s, 16 kHz): of 150 seeds these raised an
+# alarm before the detector knew a played note's octave partials (30, 85), ISO 8201's T3 period
+# (49, 132) and that a T4 sounder is silent half the time (31, 56). Seed 133 still raises a smoke
+# alarm: a D7 that is a G5's third partial, repeated every two beats at 133 BPM; no fix yet.
+@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132])
+def test_music_alone_raises_no_alarm(seed):
+    rng = np.random.default_rng(seed)
+    music = ts.synth_music(12.0, rng)
+    audio = resample_poly(0.3 * music / np.max(np.abs(music)), c.SAMPLE_RATE, ts.SYNTH_RATE).astype(np.float32)
+    raised = [e.data["label"] for e in sound_starts(feed_detector(AlarmDetector(), audio)) if e.data["label"] in c.ALARM_LABELS]
+    assert not raised

@@ -22,8 +22,10 @@
    A low sounder (450-1000 Hz) is also heard in its harmonics. Under a voice
    each harmonic loses different beeps of a T4 group, so the sounder's
    harmonics are joined into one timeline (a beep any of them hears at one
-   time is one beep) and matched as well. T4 only: a T3's half-second beeps
-   outlast a syllable, so one channel hears them whole enough.
+   time is one beep) and matched as well. A higher sounder's own channels
+   are joined so too (under music its beeps may fall to different channels),
+   strictly. T4 only: a T3's half-second beeps outlast a syllable or a note,
+   so one channel hears them whole enough.
 4. Regular beeps that are not (and cannot still become) an alarm pattern are
    `beeping`: a microwave, an oven timer, a truck reversing. Never an alarm.
    The band falls quiet between a beeper's beeps; music's other notes and a
@@ -183,6 +185,12 @@ T4_SPAN_S = (T4.beeps - 1) * T4.interval[1] + T4.duration[1]  # the longest a T4
 HARMONIC_WINDOW_S = T4_SPAN_S + T4.min_pause  # the beeps this recent: a T4 group and the pause before it
 HARMONIC_JOIN_S = 0.02  # pieces heard in two harmonics this close in time are one beep
 JOIN_SLACK_S = 2 * FRAME_SECONDS  # a joined beep's length: each edge placed by another harmonic, within a frame
+# A higher sounder (a piezo, 1-3.7 kHz) has one harmonic in the band, but under music its beeps
+# may fall to different channels (a note holds one channel's attention through one beep, a
+# neighbouring channel's through the next), so its own channels' beeps are joined the same way.
+# Joined from one harmonic they earn no leeway: each beep heard whole in some channel, spaced by
+# its onsets, and as loud as each other (a note's pieces alternate 5-8 dB; a sounder's do not).
+SINGLE_HARMONIC_LEVEL_DB = 4.0
 
 # Beeping: regular tonal beeps of one sounder.
 BEEPING_MIN_BEEPS = 3
@@ -326,7 +334,7 @@ def sounder_timeline(pool: list[Beep], f0: float) -> list[Beep]:
     levels: dict[int, float] = {}
     for b in pool:
         k = round(b.freq / f0)
-        if 1 <= k <= HARMONICS and abs(b.freq - k * f0) <= HARMONIC_HZ:
+        if 1 <= k <= sounder_harmonics(f0) and abs(b.freq - k * f0) <= HARMONIC_HZ:
             heard.append((b, k))
             levels[k] = max(levels.get(k, -np.inf), b.peak)
     top = max(levels.values(), default=0.0)
@@ -342,6 +350,11 @@ def sounder_timeline(pool: list[Beep], f0: float) -> list[Beep]:
         else:
             timeline.append(Beep(b.on, b.off, f0, b.salience, level, b.sag, b.dominance, f0, f0, part))
     return timeline
+
+
+def sounder_harmonics(f0: float) -> int:
+    """How many of a sounder's harmonics k * f0 its timeline joins: a higher sounder's fundamental only."""
+    return HARMONICS if f0 <= HARMONIC_F0[1] else 1
 
 
 def harmonics_heard(group: list[Beep]) -> dict[int, tuple[float, float, float]]:
@@ -595,12 +608,12 @@ class AlarmDetector:
         )
 
     def _find_harmonic_candidates(self, new: list[Beep]) -> None:
-        """T4 groups that the `new` beeps may end, on the timelines of the low sounders they may be harmonics of."""
+        """T4 groups that the `new` beeps may end, on the timelines of the sounders they may be heard from (`sounder_harmonics`)."""
         if T4.label in self._alarms:
             return
         pool = sorted(self._harmonic_beeps, key=lambda b: b.on)
         since = new[-1].off - T4_SPAN_S  # (a group with a new beep in it began at most this long before)
-        fundamentals = [b.freq for b in pool if HARMONIC_F0[0] <= b.freq <= HARMONIC_F0[1] and b.on >= since]
+        fundamentals = [b.freq for b in pool if HARMONIC_F0[0] <= b.freq and b.on >= since]
         if len(fundamentals) <= T4.beeps // 2:
             return  # more than half a group's beeps are heard at its fundamental
         # Each fundamental measures within half a bin or so of its sounder's pitch: try f0 in
@@ -612,7 +625,7 @@ class AlarmDetector:
         f0s = np.array(sorted({HARMONIC_F0_STEP_HZ * (round(f / HARMONIC_F0_STEP_HZ) + step) for f in fundamentals for step in steps}))
         freqs = np.array([b.freq for b in pool])
         k = np.rint(freqs[:, None] / f0s)
-        member = (k >= 1) & (k <= HARMONICS) & (np.abs(freqs[:, None] - k * f0s) <= HARMONIC_HZ)
+        member = (k >= 1) & (k <= np.where(f0s > HARMONIC_F0[1], 1, HARMONICS)) & (np.abs(freqs[:, None] - k * f0s) <= HARMONIC_HZ)  # (sounder_harmonics)
         new_ids = {id(b) for b in new}
         is_new = np.array([id(b) in new_ids for b in pool])
         recent = member & (np.array([b.on for b in pool]) >= since)[:, None]
@@ -642,21 +655,23 @@ class AlarmDetector:
         More than half its beeps are heard in two harmonics or more at once (what tells one
         sounder's pieces from scraps at a few pitches), and more than half at the fundamental
         itself (its strongest part: a note's or a voice's partials that happen to fit lack it).
+        A higher sounder's timeline (one harmonic) gets no leeway instead (SINGLE_HARMONIC_LEVEL_DB).
         """
         pattern = T4
         fitting = [b for b in timeline if pattern.fits_length(b)]
         for end in range(len(fitting), max(pattern.beeps - 1, len(fitting) - LAST_TRIES), -1):
             group = fitting[end - pattern.beeps : end]
             ks = [{k for k, _, _ in b.harmonics} for b in group]
-            if 2 * sum(len(k) >= 2 for k in ks) <= len(group) or 2 * sum(1 in k for k in ks) <= len(group):
+            several = sounder_harmonics(group[0].freq) > 1  # (a timeline's beeps are at its f0)
+            if several and 2 * sum(len(k) >= 2 for k in ks) <= len(group) or 2 * sum(1 in k for k in ks) <= len(group):
                 continue
-            if not alarm_like(group, pattern, joined=True):
+            if not alarm_like(group, pattern, joined=several):
                 continue
             before = fitting[end - pattern.beeps - 1] if end > pattern.beeps else None
             if before is not None and no_pause_before(before, group, pattern):
                 continue
             heard = harmonics_heard(group)
-            if any(loudest - weakest > GROUP_LEVEL_DB for _, loudest, weakest in heard.values()):
+            if any(loudest - weakest > (GROUP_LEVEL_DB if several else SINGLE_HARMONIC_LEVEL_DB) for _, loudest, weakest in heard.values()):
                 continue  # a harmonic of one sounder hears its beeps about as loud as each other
             if self._harmonic_heard_again(group, pattern, heard):
                 continue

@@ -24,11 +24,6 @@ from model_runtime.lite.loudness import LoudNoiseDetector
 DEADLINE = {"smoke_alarm": ts.T3_CYCLE, "co_alarm": 6.0}  # one pattern cycle after it starts
 # The event's start is the alarm's first beep, within this much: a detection from the alarm's own beeps.
 START_TOLERANCE = 0.3
-# Not yet found in time: a sweeping piezo's T4 under music at -5 dB, 8 kHz. Its first group's
-# beeps are split between two channels (each hears 3 of 4; no timeline joins a high sounder's
-# channels yet), so it is found from its second group, 6.7 s after it starts. (It used to be
-# "found" at 3.2 s from legato notes of the music in its pause: the music alone raised it.)
-STRESS_NOT_YET = {"co_alarm-sweep_piezo--5dB-8kst-wav-stress"}
 
 
 def wrong_start(clip, hit) -> bool:
@@ -101,25 +96,23 @@ def test_every_alarm_is_found_within_one_cycle(alarm_clips):
 
 
 # The stress set: -5 dB under TV speech or music, louder and tonal themselves. Every clip
-# must be found, among them a 520 Hz T4 whose beeps a voice hides in different harmonics
-# (no one channel hears the whole group: the sounder's harmonics joined do).
+# must be found from its own beeps, among them a 520 Hz T4 whose beeps a voice hides in
+# different harmonics (no one channel hears the whole group: the sounder's harmonics joined
+# do), and a sweeping piezo's T4 whose beeps music sends to two channels, three to one and
+# one to the other (its channels joined find it; it used to be "found" only from legato
+# notes of the music in its pause, which raised the alarm by themselves).
 def test_alarms_under_tv_speech_and_music_at_minus_5_db(testset_dir):
     specs = ts.alarm_specs(stress=True)
     assert len(specs) == 24 and {s.background for s in specs} == set(ts.TONAL_BACKGROUNDS)
-    misses, found_now = [], []
+    misses = []
     for clip in ts.build(specs, testset_dir):
         events = run_alarms(clip.path)
         hits = sound_starts(events, clip.spec.label)
         delay = hits[0].t - clip.truth["start"] if hits else None
-        if clip.spec.name in STRESS_NOT_YET and delay is not None and 0 < delay <= DEADLINE[clip.spec.label]:
-            found_now.append(clip.spec.name)
         wrong = [e for e in sound_starts(events) if e.data["label"] in c.ALARM_LABELS and e.data["label"] != clip.spec.label]
-        if wrong or hits and wrong_start(clip, hits[0]):
-            misses.append((clip.spec.name, "wrong", delay))  # never, not even for a known miss
-        elif (delay is None or not 0 < delay <= DEADLINE[clip.spec.label]) and clip.spec.name not in STRESS_NOT_YET:
-            misses.append((clip.spec.name, "late", delay))
+        if delay is None or not 0 < delay <= DEADLINE[clip.spec.label] or wrong or wrong_start(clip, hits[0]):
+            misses.append((clip.spec.name, delay))
     assert not misses, misses
-    assert not found_now, f"found in time now: take {found_now} out of STRESS_NOT_YET"
 
 
 # Each alarm clip's background alone, at the level and delivery it has in the clip. The music
@@ -226,9 +219,11 @@ def test_a_door_slam_is_one_loud_noise_and_beeps_are_none(negative_clips, alarm_
 
 # Music alone (the generator's piano, bass and drums, 12 s, 16 kHz): of 150 seeds these raised an
 # alarm before the detector knew a played note's octave partials (30, 85), ISO 8201's T3 period
-# (49, 132) and that a T4 sounder is silent half the time (31, 56). Seed 133 still raises a smoke
-# alarm: a D7 that is a G5's third partial, repeated every two beats at 133 BPM; no fix yet.
-@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132])
+# (49, 132) and that a T4 sounder is silent half the time (31, 56); these raised a CO alarm when a
+# higher sounder's channels were first joined with a low sounder's leeway (0, 42, 111, 137, 141).
+# Seed 133 still raises a smoke alarm (a G5's third partial repeated every two beats), and so do
+# 6 of seeds 150-399 (11 before): the note of this change says which.
+@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132, 0, 42, 111, 137, 141])
 def test_music_alone_raises_no_alarm(seed):
     rng = np.random.default_rng(seed)
     music = ts.synth_music(12.0, rng)

@@ -278,6 +278,11 @@ class ClientHandler(AsyncEventHandler):
     async def write_event(self, event: WyomingEvent) -> None:
         if self._gone:
             return
+        if self.writer.transport.is_closing():
+            # The client reset the connection. (Python 3.12-3.13.5 raise AttributeError from
+            # writing to such a transport, cpython gh-136234, so it is not written to.)
+            self._gone = True
+            return
         try:
             await super().write_event(event)
         except (ConnectionError, OSError, RuntimeError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 import time
 
 import numpy as np
@@ -265,3 +267,24 @@ async def _until(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+async def test_a_client_that_resets_mid_stream_frees_its_stream_and_others_go_on():
+    """A client killed mid-stream (its socket reset) while the server has events to send it:
+    the stream is closed and counted down; the server keeps serving the others."""
+    async with running_server(max_streams=1) as server:
+        client = await Client.connect(server)
+        await client.send(listen("Kitchen"))
+        await client.stream(to_pcm16(burst(seconds=3.0)), stop=False)
+        await _until(lambda: server.open_streams == 1)
+        sock = client.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.writer.transport.abort()  # RST: what a killed process's socket sends
+        await _until(lambda: server.open_streams == 0)
+
+        other = await Client.connect(server)  # the one stream allowed is free again
+        await other.send(listen("Hall"))
+        await other.stream(to_pcm16(burst(seconds=2.0)))
+        events = await other.flushed()
+        assert not [e for e in events if e.type == "error"]
+        await other.close()

@@ -609,6 +609,26 @@ def alarm_specs(stress: bool = False) -> list[ClipSpec]:
     return specs
 
 
+def tonal_background_draw(seeds: int = 6) -> list[ClipSpec]:
+    """Every alarm x carrier under TV speech and music at -5 and 0 dB, `seeds` draws of each (16 kHz mono wav).
+
+    The stress set holds one or two clips per alarm, carrier and tonal background; this
+    wider draw measures how often a first cycle is found in time there (`bench lite`).
+    """
+    specs = []
+    for label in ALARM_KINDS:
+        for carrier in CARRIERS:
+            for background in TONAL_BACKGROUNDS:
+                for snr in (-5.0, 0.0):
+                    for k in range(seeds):
+                        specs.append(ClipSpec(
+                            name=f"{label}-{carrier}-{background}-{snr:+.0f}dB-draw{k}", kind="alarm", label=label, carrier=carrier,
+                            background=background, snr_db=snr, lead_s=2.0 + (k % 7) * 0.23,
+                            duration_s=(T3_CYCLE if label == "smoke_alarm" else T4_CYCLE) + 4.5, seed=50_000 + k,
+                        ))
+    return specs
+
+
 def negative_specs() -> list[ClipSpec]:
     """Every negative once, music (the likeliest false alarm) at four more tempi and keys, and a trill in two rooms."""
     out = []

@@ -300,16 +300,15 @@ class Room:
 
     async def async_instruct(self, text: str) -> None:
         """Send an in-stream instruction ("translate into English", "transcribe")."""
+        not_connected = HomeAssistantError(
+            translation_domain=const.DOMAIN, translation_key="not_connected", translation_placeholders={"room": self.name}
+        )
         if self._client is None:
-            raise HomeAssistantError(
-                translation_domain=const.DOMAIN, translation_key="not_connected", translation_placeholders={"room": self.name}
-            )
+            raise not_connected
         try:
             await self._client.write_event(Event(type=WYOMING_INSTRUCT, data={"text": text}))
         except OSError as err:  # the connection dropped just now; the room reconnects on its own
-            raise HomeAssistantError(
-                translation_domain=const.DOMAIN, translation_key="not_connected", translation_placeholders={"room": self.name}
-            ) from err
+            raise not_connected from err
 
     # --- events from the server -----------------------------------------------
     @callback

@@ -625,7 +625,8 @@ class AlarmDetector:
         f0s = np.array(sorted({HARMONIC_F0_STEP_HZ * (round(f / HARMONIC_F0_STEP_HZ) + step) for f in fundamentals for step in steps}))
         freqs = np.array([b.freq for b in pool])
         k = np.rint(freqs[:, None] / f0s)
-        member = (k >= 1) & (k <= np.where(f0s > HARMONIC_F0[1], 1, HARMONICS)) & (np.abs(freqs[:, None] - k * f0s) <= HARMONIC_HZ)  # (sounder_harmonics)
+        harmonics = np.array([sounder_harmonics(f0) for f0 in f0s.tolist()])
+        member = (k >= 1) & (k <= harmonics) & (np.abs(freqs[:, None] - k * f0s) <= HARMONIC_HZ)
         new_ids = {id(b) for b in new}
         is_new = np.array([id(b) in new_ids for b in pool])
         recent = member & (np.array([b.on for b in pool]) >= since)[:, None]
@@ -659,10 +660,10 @@ class AlarmDetector:
         """
         pattern = T4
         fitting = [b for b in timeline if pattern.fits_length(b)]
+        several = bool(timeline) and sounder_harmonics(timeline[0].freq) > 1  # (a timeline's beeps are at its f0)
         for end in range(len(fitting), max(pattern.beeps - 1, len(fitting) - LAST_TRIES), -1):
             group = fitting[end - pattern.beeps : end]
             ks = [{k for k, _, _ in b.harmonics} for b in group]
-            several = sounder_harmonics(group[0].freq) > 1  # (a timeline's beeps are at its f0)
             if several and 2 * sum(len(k) >= 2 for k in ks) <= len(group) or 2 * sum(1 in k for k in ks) <= len(group):
                 continue
             if not alarm_like(group, pattern, joined=several):

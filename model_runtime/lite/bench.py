@@ -144,7 +144,7 @@ def _detection(engine, cache: Path, music_clips: int) -> None:
             hit = [e for e in starts if e.data["label"] == clip.spec.label]
             wrong += any(e.data["label"] in c.ALARM_LABELS and e.data["label"] != clip.spec.label for e in starts)
             delay = hit[0].t - clip.truth["start"] if hit else None
-            deadline = ts.T3_CYCLE if clip.spec.label == "smoke_alarm" else 6.0
+            deadline = ts.DEADLINE_S[clip.spec.label]
             key = (clip.spec.label, clip.spec.snr_db, clip.spec.delivery.rate)
             table[key].append(delay if delay is not None and delay <= deadline else None)
         print(f"-- {title}: label, SNR, rate: found/total, median and max delay (s); wrong-label alarms: {wrong}")
@@ -157,8 +157,11 @@ def _detection(engine, cache: Path, music_clips: int) -> None:
     for clip in ts.build(ts.tonal_background_draw(), cache):
         starts = [e for e in run_stream(engine.open_stream(), load_audio(clip.path)) if e.type == c.EVENT_SOUND and e.data["end"] is None]
         hit = [e for e in starts if e.data["label"] == clip.spec.label]
-        deadline = ts.T3_CYCLE if clip.spec.label == "smoke_alarm" else 6.0
-        in_time = bool(hit) and 0 < hit[0].t - clip.truth["start"] <= deadline and abs(hit[0].data["start"] - clip.truth["start"]) <= 0.3
+        in_time = (
+            bool(hit)
+            and 0 < hit[0].t - clip.truth["start"] <= ts.DEADLINE_S[clip.spec.label]
+            and abs(hit[0].data["start"] - clip.truth["start"]) <= ts.START_TOLERANCE_S
+        )
         draw[(clip.spec.label, clip.spec.carrier, clip.spec.background)].append(in_time)
     for (label, carrier, background), found in sorted(draw.items()):
         print(f"{label:<12} {carrier:<13} {background:<10} {sum(found)}/{len(found)}")

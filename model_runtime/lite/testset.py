@@ -36,6 +36,10 @@ T3_ON, T3_OFF, T3_PAUSE, T3_BEEPS = 0.5, 0.5, 1.5, 3
 T4_ON, T4_OFF, T4_PAUSE, T4_BEEPS = 0.1, 0.1, 5.0, 4
 T3_CYCLE = T3_BEEPS * T3_ON + (T3_BEEPS - 1) * T3_OFF + T3_PAUSE  # 4.0 s
 T4_CYCLE = T4_BEEPS * T4_ON + (T4_BEEPS - 1) * T4_OFF + T4_PAUSE  # 5.7 s
+# An alarm must be found within one pattern cycle after it starts (4 s for T3, 6 s for T4),
+# and from its own beeps: the detection's start within this of the alarm's first beep.
+DEADLINE_S = {"smoke_alarm": T3_CYCLE, "co_alarm": 6.0}
+START_TOLERANCE_S = 0.3
 
 ALARM_KINDS = {"smoke_alarm": "t3", "co_alarm": "t4"}
 # Carriers: a 520 Hz low-frequency sounder (square wave, as the standard for

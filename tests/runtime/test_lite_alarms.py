@@ -20,13 +20,9 @@ from model_runtime.lite import testset as ts
 from model_runtime.lite.alarms import AlarmDetector
 from model_runtime.lite.loudness import LoudNoiseDetector
 
-DEADLINE = {"smoke_alarm": ts.T3_CYCLE, "co_alarm": 6.0}  # one pattern cycle after it starts
-# The event's start is the alarm's first beep, within this much: a detection from the alarm's own beeps.
-START_TOLERANCE = 0.3
-
 
 def wrong_start(clip, hit) -> bool:
-    return abs(hit.data["start"] - clip.truth["start"]) > START_TOLERANCE
+    return abs(hit.data["start"] - clip.truth["start"]) > ts.START_TOLERANCE_S
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +78,7 @@ def test_every_alarm_is_found_within_one_cycle(alarm_clips):
         label = clip.spec.label
         hits = sound_starts(events, label)
         delay = hits[0].t - clip.truth["start"] if hits else None
-        if delay is None or not 0 < delay <= DEADLINE[label] or wrong_start(clip, hits[0]):
+        if delay is None or not 0 < delay <= ts.DEADLINE_S[label] or wrong_start(clip, hits[0]):
             misses.append((clip.spec.name, delay))
             continue
         # The other alarm is never claimed, and the urgent response comes with the detection.
@@ -109,7 +105,7 @@ def test_alarms_under_tv_speech_and_music_at_minus_5_db(testset_dir):
         hits = sound_starts(events, clip.spec.label)
         delay = hits[0].t - clip.truth["start"] if hits else None
         wrong = [e for e in sound_starts(events) if e.data["label"] in c.ALARM_LABELS and e.data["label"] != clip.spec.label]
-        if delay is None or not 0 < delay <= DEADLINE[clip.spec.label] or wrong or wrong_start(clip, hits[0]):
+        if delay is None or not 0 < delay <= ts.DEADLINE_S[clip.spec.label] or wrong or wrong_start(clip, hits[0]):
             misses.append((clip.spec.name, delay))
     assert not misses, misses
 

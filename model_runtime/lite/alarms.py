@@ -25,7 +25,12 @@
    time is one beep) and matched as well. A higher sounder's own channels
    are joined so too (under music its beeps may fall to different channels),
    strictly. T4 only: a T3's half-second beeps outlast a syllable or a note,
-   so one channel hears them whole enough.
+   so one channel hears them whole enough; except a sweep's. Under music a
+   wide channel's loudest tone flips between an octave sweep and the notes it
+   crosses, so the narrow channels' rising pieces are chained into the sweep's
+   beeps and matched as T3 too. They also tell that a sweeping sounder sounded
+   again where a wide channel lost its next beep: a sweep that never pauses is
+   no alarm.
 4. Regular beeps that are not (and cannot still become) an alarm pattern are
    `beeping`: a microwave, an oven timer, a truck reversing. Never an alarm.
    The band falls quiet between a beeper's beeps; music's other notes and a
@@ -39,6 +44,7 @@ react with no model loaded.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from statistics import fmean, median  # (on a group's 3-8 numbers: numpy's call costs ~20x more)
@@ -191,6 +197,24 @@ JOIN_SLACK_S = 2 * FRAME_SECONDS  # a joined beep's length: each edge placed by 
 # Joined from one harmonic they earn no leeway: each beep heard whole in some channel, spaced by
 # its onsets, and as loud as each other (a note's pieces alternate 5-8 dB; a sounder's do not).
 SINGLE_HARMONIC_LEVEL_DB = 4.0
+# A sweeping sounder (an octave per T3 beep) under music: a wide channel's most salient bin
+# flips between the sweep and the notes it crosses, so no channel hears its beeps whole. Each
+# narrow channel still hears the part of the sweep that crosses it, rising. Those pieces chain
+# into the sweep: each next one starts (in time and pitch) inside the last one and goes on
+# further the same way, about as loud. A note holds its pitch; a chain of a few rising pieces
+# is a glide. T3 only: a T4 beep's short sweep stays within one narrow channel.
+SWEEP_CHAIN_PIECES = 3  # a chain this many pieces long is a sweep
+# An octave per 0.5 s crosses a quarter-octave channel in 0.125 s; measured with the analysis
+# window's smear, a piece lasts up to ~0.23 s. A longer rising piece is a slower glide, or a
+# note that the channel's argmax left for the sweep (or the other way round).
+SWEEP_PIECE_MAX_S = 0.25
+# A sounder's beeps are told by narrow channels' rising pieces only if each beep crosses more
+# than a narrow channel (a quarter octave): within one, a voice's harmonic rising a bin or two
+# looks the same as a slow sweep's piece (a piezo's 2.9-3.4 kHz sweep is a quarter octave).
+SWEEP_MIN_OCTAVES = 0.25
+SWEEP_CHAIN_DB = 6.0  # its pieces within this of each other
+SWEEP_CHAIN_STEP = 2**0.25  # after a dropout (T3.dropout) a piece starts at most a narrow channel's width above where the last one ended
+SWEEP_WINDOW_S = (T3.beeps - 1) * T3.interval[1] + T3.duration[1] + T3.min_pause + T3.interval[1]  # a group, the pause before it and a next beep
 
 # Beeping: regular tonal beeps of one sounder.
 BEEPING_MIN_BEEPS = 3
@@ -247,10 +271,15 @@ def breaks_pause(beep: Beep, last: Beep, pattern: Pattern, pitch: float, toleran
     note, a voice's harmonic a few percent off) only a sound as loud and as long as a beep
     of the pattern does: a tune's notes are.
     """
-    if not same_sounder(beep.freq, pitch) or beep.peak < last.peak - ECHO_DB:
+    if beep.peak < last.peak - ECHO_DB:
         return False
-    if tolerance >= FREQ_TOLERANCE * pitch and sweeps(last) and not sweeps(beep):
-        return False  # a sweeping sounder's next beep sweeps too: a held note is another sound
+    if tolerance >= FREQ_TOLERANCE * pitch and sweeps(last):
+        # A sweeping sounder's next beep sweeps too (a held note is another sound), from where
+        # its beeps began: one still sounding has not reached their middle pitch yet.
+        if not (sweeps(beep) and (same_sounder(beep.freq, pitch) or same_sounder(beep.freq_on, last.freq_on))):
+            return False
+    elif not same_sounder(beep.freq, pitch):
+        return False
     loud = beep.peak >= last.peak - PAUSE_BREAK_DB
     long_enough = beep.duration >= PAUSE_BREAK_FRACTION * pattern.duration[0]
     if abs(beep.freq - pitch) > tolerance:
@@ -260,6 +289,12 @@ def breaks_pause(beep: Beep, last: Beep, pattern: Pattern, pitch: float, toleran
 
 def same_sounder(a: float, b: float) -> bool:
     return abs(a - b) <= FREQ_TOLERANCE * min(a, b)
+
+
+def sweeping(group: list[Beep]) -> bool:
+    """Whether the group's sounder sweeps (`sounder_pitch` allows it FREQ_TOLERANCE)."""
+    pitch, tolerance = sounder_pitch(group)
+    return tolerance >= FREQ_TOLERANCE * pitch
 
 
 def sounder_pitch(group: list[Beep]) -> tuple[float, float]:
@@ -371,6 +406,44 @@ def harmonics_heard(group: list[Beep]) -> dict[int, tuple[float, float, float]]:
     return {k: (median(pitches[k]), max(levels[k]), min(levels[k])) for k in pitches}
 
 
+def rising_piece(beep: Beep) -> bool:
+    """A narrow channel's piece of a sweep: its pitch rose by a bin or more (a note's holds), and it crossed the channel quickly."""
+    return beep.freq_off - beep.freq_on >= BIN_HZ and beep.duration <= SWEEP_PIECE_MAX_S
+
+
+def sweep_chains(pieces: Iterable[Beep]) -> list[Beep]:
+    """A sweeping sounder's beeps, chained from the rising pieces narrow channels heard.
+
+    A piece goes on a chain whose latest piece it starts inside (its onset before that one's
+    end, its first pitch within the pitches that one covered; or just after, past a dropout)
+    and rises beyond, about as loud.
+    A chain of SWEEP_CHAIN_PIECES or more is one beep, from its first onset to its last offset.
+    """
+    chains: list[list[Beep]] = []
+    for b in sorted(pieces, key=lambda p: (p.on, p.freq_on)):
+        for chain in reversed(chains):
+            a = chain[-1]
+            if (
+                a.on <= b.on <= a.off + T3.dropout
+                and a.freq_on - BIN_HZ <= b.freq_on <= a.freq_off * SWEEP_CHAIN_STEP + BIN_HZ
+                and b.freq_off > a.freq_off
+                and abs(b.peak - a.peak) <= SWEEP_CHAIN_DB
+            ):
+                chain.append(b)
+                break
+        else:
+            chains.append([b])
+    out = []
+    for chain in chains:
+        if len(chain) >= SWEEP_CHAIN_PIECES:
+            out.append(Beep(
+                chain[0].on, max(b.off for b in chain), fmean([b.freq for b in chain]), fmean([b.salience for b in chain]),
+                max(b.peak for b in chain), median([b.sag for b in chain]), max(b.dominance for b in chain),
+                chain[0].freq_on, chain[-1].freq_off,
+            ))
+    return sorted(out, key=lambda b: b.on)
+
+
 @dataclass
 class _ChannelState:
     active: bool = False
@@ -419,6 +492,8 @@ class AlarmDetector:
         self._harmonic_candidates: dict[tuple[int, float], tuple[list[Beep], float, float, dict[int, tuple[float, float, float]]]] = {}
         self._narrow = [c for c, ch in enumerate(self._tracker.channels) if ch.narrow]
         self._harmonic_beeps: deque[Beep] = deque()  # the narrow channels' beeps a harmonic may have heard, the last seconds'
+        self._sweep_pieces: deque[Beep] = deque()  # the narrow channels' rising pieces, the last seconds' (`sweep_chains`)
+        self._sweep_candidates: dict[float, tuple[list[Beep], float, float]] = {}  # T3 groups of sweep chains, by first onset
         # The band's level per frame over the last seconds (per batch: times, dB), for
         # telling a beeper's silent gaps from a trill's or a tune's filled ones.
         self._band_history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=BAND_HISTORY_BATCHES)
@@ -455,6 +530,14 @@ class AlarmDetector:
             while self._harmonic_beeps[0].off < harmonic[-1].off - HARMONIC_WINDOW_S:
                 self._harmonic_beeps.popleft()
             self._find_harmonic_candidates(harmonic)
+        rising = [b for c, b in new_beeps if self._tracker.channels[c].narrow and rising_piece(b) and self._may_be_alarm_beep(b)]
+        if rising:
+            for b in rising:  # (once: two overlapping channels hear the same piece)
+                if not any(b.on == p.on and b.off == p.off and b.freq == p.freq for p in islice(reversed(self._sweep_pieces), 4)):
+                    self._sweep_pieces.append(b)
+            while self._sweep_pieces[0].off < rising[-1].off - SWEEP_WINDOW_S:
+                self._sweep_pieces.popleft()
+            self._find_sweep_candidates()
         for channel, beep in new_beeps:
             out += self._on_beep(channel, beep)
         out += self._confirm_alarms()
@@ -567,7 +650,16 @@ class AlarmDetector:
             pattern = PATTERNS[key[1]]
             if self._heard_again(group, pattern, key[0]) or self._overtone_of_notes(group):
                 continue  # no pause; or a played note's overtone
+            if pattern is T3 and sweeping(group) and self._sweep_heard_again(group):
+                continue  # a sweep sounded again where the group's did (a wide channel may have lost it to other sounds)
             out += self._sound_alarm(pattern, group)
+        for key in sorted(self._sweep_candidates):
+            group, opens, closes = self._sweep_candidates[key]
+            if self._now > closes:
+                del self._sweep_candidates[key]
+            elif self._now >= opens and not self._sweep_heard_again(group):
+                del self._sweep_candidates[key]
+                out += self._sound_alarm(T3, group)
         for key in sorted(self._harmonic_candidates):
             group, opens, closes, heard = self._harmonic_candidates[key]
             if self._now > closes:
@@ -596,16 +688,65 @@ class AlarmDetector:
             self._beeping = None
         return out
 
+    # --- a sweeping sounder's pieces chained ---------------------------------------
+
+    @staticmethod
+    def _may_be_alarm_beep(beep: Beep) -> bool:
+        """Clearly tonal and loud enough to be a sounder's (each beep of a group is)."""
+        return beep.salience >= ALARM_MIN_BEEP_SALIENCE and beep.peak >= ALARM_MIN_LEVEL_DB
+
+    def _find_sweep_candidates(self) -> None:
+        """The latest T3 group of sweep chains (`sweep_chains`), with no pause broken yet, waits for its pause."""
+        if T3.label in self._alarms:
+            return
+        fitting = [b for b in sweep_chains(self._sweep_pieces) if sweeps(b) and T3.fits_length(b)]
+        for end in range(len(fitting), max(T3.beeps - 1, len(fitting) - LAST_TRIES), -1):
+            sounder = fitting[:end]
+            if not alarm_like(sounder[-T3.beeps :], T3):
+                # A voice's glide may chain between the sounder's beeps: the ones at the last one's pitch, then.
+                # (Not always: a chain that music cut short measures another mean pitch than a whole one.)
+                last = sounder[-1]
+                sounder = [b for b in sounder if same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB]
+            group = sounder[-T3.beeps :]
+            if len(group) < T3.beeps or not alarm_like(group, T3):
+                continue
+            before = sounder[-T3.beeps - 1] if len(sounder) > T3.beeps else None
+            if before is not None and no_pause_before(before, group, T3):
+                continue
+            if self._sweep_heard_again(group):
+                continue
+            key = round(group[0].on, 2)
+            if key not in self._sweep_candidates:
+                opens = group[-1].on + fmean([b.on - a.on for a, b in zip(group, group[1:])]) + T3.confirm_after
+                self._sweep_candidates[key] = (group, opens, opens + 1.0)
+            return
+
+    def _sweep_heard_again(self, group: list[Beep]) -> bool:
+        """Whether the sweep sounded again since the group's last beep: a rising piece on the course of a beep begun after the pattern's gap.
+
+        The group's beeps rise from their first pitch at their rate (octaves per second), so a
+        piece at a pitch tells when its beep began: a voice's syllable gliding up over the
+        last beep's top began too early to be the sounder's next beep.
+        """
+        last = group[-1]
+        low, high = median([b.freq_on for b in group]), max(b.freq_off for b in group)
+        octaves = [float(np.log2(b.freq_off / b.freq_on)) for b in group]
+        if median(octaves) < SWEEP_MIN_OCTAVES:
+            return False  # (a slower sweep, or a falling one: no narrow channel's rising piece tells its beeps)
+        rate = median([o / b.duration for o, b in zip(octaves, group)])
+        return any(
+            low - BIN_HZ <= p.freq_on <= high + BIN_HZ
+            and p.peak >= last.peak - ECHO_DB
+            and p.on - max(0.0, float(np.log2(p.freq_on / low))) / rate >= last.off + T3.min_gap - 2 * FRAME_SECONDS
+            for p in self._sweep_pieces
+        )
+
     # --- a low sounder's harmonics joined ------------------------------------------
 
     @staticmethod
     def _may_be_harmonic(beep: Beep) -> bool:
         """A T4 beep's length, clearly tonal: what a sounder's harmonic hears of a beep (its pitch is judged on the timeline)."""
-        return (
-            T4.duration[0] <= beep.duration <= T4.duration[1]
-            and beep.salience >= ALARM_MIN_BEEP_SALIENCE
-            and beep.peak >= ALARM_MIN_LEVEL_DB
-        )
+        return T4.duration[0] <= beep.duration <= T4.duration[1] and AlarmDetector._may_be_alarm_beep(beep)
 
     def _find_harmonic_candidates(self, new: list[Beep]) -> None:
         """T4 groups that the `new` beeps may end, on the timelines of the sounders they may be heard from (`sounder_harmonics`)."""
@@ -680,8 +821,8 @@ class AlarmDetector:
         return None
 
     def _sounding_now(self, st: _ChannelState) -> Beep:
-        """The beep a channel is hearing now (not ended yet), as far as it goes."""
-        return Beep(st.start, self._now, st.last_freq, 0.0, st.peak, 0.0, 0.0, st.first_freq, st.last_freq)
+        """The beep a channel is hearing now (not ended yet), as far as it goes (its pitch: the mean so far, as a whole beep's)."""
+        return Beep(st.start, self._now, st.freq_sum / st.n, 0.0, st.peak, 0.0, 0.0, st.first_freq, st.last_freq)
 
     def _harmonic_heard_again(self, group: list[Beep], pattern: Pattern, heard: dict[int, tuple[float, float, float]]) -> bool:
         """Whether a harmonic that heard the group heard the sounder again since: at its pitch, as loud, a beep's length (or sounding now)."""
@@ -824,6 +965,9 @@ class AlarmDetector:
     def _group_ending(st: _ChannelState, pattern: Pattern, fitting: list[Beep]) -> list[Beep] | None:
         last = fitting[-1]
         sounder = [b for b in fitting if same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB]
+        if sweeps(last) and len(sounder) >= pattern.beeps and not alarm_like(sounder[-pattern.beeps :], pattern):
+            # A sweeping sounder's beeps all sweep: a note held at its pitch between them is another sound.
+            sounder = [b for b in sounder if sweeps(b)]
         if len(sounder) < pattern.beeps:
             return None
         group = sounder[-pattern.beeps :]

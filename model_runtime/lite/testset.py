@@ -66,9 +66,10 @@ NEGATIVES = (
     "door_slam",
     "kettle",
     "whistle_tune",
+    "sweep_beeper",
 )
 # Negatives that are repetitive tonal beeps: `beeping` is the right answer for them.
-BEEPING_NEGATIVES = ("microwave", "oven_timer", "reversing_beeper", "fast_beeper")  # (a dishwasher's melody is not one tone)
+BEEPING_NEGATIVES = ("microwave", "oven_timer", "reversing_beeper", "fast_beeper", "sweep_beeper")  # (a dishwasher's melody is not one tone)
 
 SPEECH_LINES = (
     "The weather tomorrow looks cloudy with a chance of rain in the afternoon.",
@@ -375,6 +376,9 @@ def synth_negative(name: str, duration: float, rng: np.random.Generator) -> np.n
                 _place(out, _ramp(_tone(f, f, 0.25)), start + i * 0.3)
     elif name == "reversing_beeper":  # a truck backing up: 1 kHz, 0.5 s on 0.5 s off, no pause (T3 without its pause)
         _cadence(out, lambda d: _ramp(_tone(1000, 1000, d, "square")), [0.5, 0.5], 0.5, duration)
+    elif name == "sweep_beeper":  # a toy, a car alarm, an evacuation whoop: an octave sweep every ~second, no pause (T3's sweep without its pause)
+        period = rng.uniform(0.9, 1.1)
+        _cadence(out, lambda d: _ramp(_tone(800, 800 * 2 ** (d / 0.5), d)), [period / 2, period / 2], 0.5, duration)
     elif name == "fast_beeper":  # an appliance fault: 0.1 s on 0.1 s off, no pause (T4 without its pause)
         _cadence(out, lambda d: _ramp(_tone(3000, 3000, d, "piezo")), [0.1, 0.1], 0.5, duration)
     elif name == "metronome":  # 100 BPM: a click with a short 1.5 kHz ping

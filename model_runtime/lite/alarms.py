@@ -4,7 +4,9 @@
 2. Per channel, a small state machine cuts salience into beeps (onset, offset,
    frequency). A beep ends when the tone stops standing out *or* its level
    falls well below the beep's peak, so a room's reverb tail does not glue
-   two beeps together; a new beep needs a fresh rise in level.
+   two beeps together; a new beep needs a fresh rise in level. A louder
+   sound rising over a beep that has lasted a while starts a new one (an
+   alarm's beep over a note at its pitch).
 3. Per channel, the last beeps are matched against the two standard
    patterns, with tolerances wide enough for real units, jitter and reverb:
    - temporal-three (ISO 8201, smoke): 3 beeps of ~0.5 s, one per ~1 s, then a pause;
@@ -61,6 +63,10 @@ STAY_DB = 4.0  # salience that keeps it going
 DECAY_DB = 9.0  # a beep ends when its level falls this far below its peak (reverb tails)
 RISE_DB = 6.0  # a new beep after a decayed one needs this much fresh rise
 END_FRAMES = 3  # off this many frames (30 ms) ends a beep
+# A beep's level that rises this far above all it had, once it has lasted this long, is a louder
+# sound beginning over it: a new beep. (A piano's note at a piezo's pitch, struck just before the
+# alarm's beep, carried on into it and made one long beep of both; a beep's own rise takes ~40 ms.)
+SPLIT_RISE_DB, SPLIT_AFTER_S = 6.0, 0.1
 MIN_BEEP_S = 0.04
 MAX_BEEP_S = 2.0  # longer is a continuous tone, not a beep
 FREQ_TOLERANCE = 0.12  # beeps of one sounder agree in frequency within 12 %
@@ -578,6 +584,14 @@ class AlarmDetector:
                     if beep is not None:
                         found.append((c, beep))
                     st.trough = -np.inf
+                if st.active and lev[i] >= st.peak + SPLIT_RISE_DB and t - st.start >= SPLIT_AFTER_S and sal[i] >= ON_DB:
+                    # A louder sound began over the one the channel was hearing (a sounder's beep over a note at its pitch).
+                    st.off_since = t - FRAME_SECONDS
+                    beep = self._close(st, lev[i])
+                    if beep is not None:
+                        found.append((c, beep))
+                    self._open(st, t, freq[i], sal[i], lev[i], band[i])
+                    continue
                 if st.active:
                     st.peak = max(st.peak, lev[i])
                     if sal[i] < STAY_DB or lev[i] < st.peak - DECAY_DB:
@@ -603,14 +617,19 @@ class AlarmDetector:
                 else:
                     st.trough = min(st.trough, lev[i])
                     if sal[i] >= ON_DB and lev[i] >= st.trough + RISE_DB:
-                        st.active, st.start, st.peak = True, t - FRAME_SECONDS, lev[i]
-                        st.off_frames, st.n, st.freq_sum, st.sal_sum, st.lev_sum = 0, 1, freq[i], sal[i], lev[i]
-                        st.onset_levels = [(t, lev[i])]
-                        st.first_freq = freq[i]
-                        st.last_freq = freq[i]
-                        st.dominance = lev[i] - band[i]
+                        self._open(st, t, freq[i], sal[i], lev[i], band[i])
         found.sort(key=lambda cb: cb[1].off)
         return found
+
+    @staticmethod
+    def _open(st: _ChannelState, t: float, freq: float, sal: float, lev: float, band: float) -> None:
+        """A beep starts in the frame ending at `t`."""
+        st.active, st.start, st.peak = True, t - FRAME_SECONDS, lev
+        st.off_frames, st.n, st.freq_sum, st.sal_sum, st.lev_sum = 0, 1, freq, sal, lev
+        st.onset_levels = [(t, lev)]
+        st.first_freq = freq
+        st.last_freq = freq
+        st.dominance = lev - band
 
     @staticmethod
     def _close(st: _ChannelState, level: float) -> Beep | None:

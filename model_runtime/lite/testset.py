@@ -617,11 +617,12 @@ def alarm_specs(stress: bool = False) -> list[ClipSpec]:
     return specs
 
 
-def tonal_background_draw(seeds: int = 6) -> list[ClipSpec]:
+def tonal_background_draw(seeds: int = 6, cycles: int = 1) -> list[ClipSpec]:
     """Every alarm x carrier under TV speech and music at -5 and 0 dB, `seeds` draws of each (16 kHz mono wav).
 
     The stress set holds one or two clips per alarm, carrier and tonal background; this
-    wider draw measures how often a first cycle is found in time there (`bench lite`).
+    wider draw measures how often a first cycle is found in time there (`bench lite`), and
+    with `cycles` > 1 (the alarm sounding that many cycles) how often it is found at all.
     """
     specs = []
     for label in ALARM_KINDS:
@@ -632,7 +633,7 @@ def tonal_background_draw(seeds: int = 6) -> list[ClipSpec]:
                         specs.append(ClipSpec(
                             name=f"{label}-{carrier}-{background}-{snr:+.0f}dB-draw{k}", kind="alarm", label=label, carrier=carrier,
                             background=background, snr_db=snr, lead_s=2.0 + (k % 7) * 0.23,
-                            duration_s=(T3_CYCLE if label == "smoke_alarm" else T4_CYCLE) + 4.5, seed=50_000 + k,
+                            duration_s=(T3_CYCLE if label == "smoke_alarm" else T4_CYCLE) * cycles + 4.5, seed=50_000 + k,
                         ))
     return specs
 

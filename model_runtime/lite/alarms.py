@@ -209,18 +209,18 @@ SINGLE_HARMONIC_LEVEL_DB = 4.0
 # into the sweep: each next one starts (in time and pitch) inside the last one and goes on
 # further the same way, about as loud. A note holds its pitch; a chain of a few rising pieces
 # is a glide. T3 only: a T4 beep's short sweep stays within one narrow channel.
-SWEEP_CHAIN_PIECES = 3  # a chain this many pieces long is a sweep
 # An octave per 0.5 s crosses a quarter-octave channel in 0.125 s; measured with the analysis
 # window's smear, a piece lasts up to ~0.23 s. A longer rising piece is a slower glide, or a
 # note that the channel's argmax left for the sweep (or the other way round).
 SWEEP_PIECE_MAX_S = 0.25
-# A sounder's beeps are told by narrow channels' rising pieces only if each beep crosses more
-# than a narrow channel (a quarter octave): within one, a voice's harmonic rising a bin or two
-# looks the same as a slow sweep's piece (a piezo's 2.9-3.4 kHz sweep is a quarter octave).
-SWEEP_MIN_OCTAVES = 0.25
+SWEEP_CHAIN_PIECES = 3  # a chain this many pieces long is a sweep
 SWEEP_CHAIN_DB = 6.0  # its pieces within this of each other
 SWEEP_CHAIN_STEP = 2**0.25  # after a dropout (T3.dropout) a piece starts at most a narrow channel's width above where the last one ended
 SWEEP_WINDOW_S = (T3.beeps - 1) * T3.interval[1] + T3.duration[1] + T3.min_pause + T3.interval[1]  # a group, the pause before it and a next beep
+# A sounder's pause is judged on narrow channels' rising pieces only if each of its beeps crosses
+# more than a narrow channel (a quarter octave): within one, a voice's harmonic rising a bin or
+# two looks the same as a slow sweep's piece (a piezo's 2.9-3.4 kHz sweep is a quarter octave).
+SWEEP_MIN_OCTAVES = 0.25
 
 # Beeping: regular tonal beeps of one sounder.
 BEEPING_MIN_BEEPS = 3

@@ -528,27 +528,29 @@ class AlarmDetector:
         self._now = float(frames.times[-1])
         for channel in sorted({channel for channel, _ in new_beeps}):
             self._find_candidates(channel)
-        harmonic = [b for c, b in new_beeps if self._tracker.channels[c].narrow and self._may_be_harmonic(b)]
+        narrow = [b for c, b in new_beeps if self._tracker.channels[c].narrow]
+        harmonic = [b for b in narrow if self._may_be_harmonic(b)]
         if harmonic:
-            for b in harmonic:  # (once: two overlapping channels hear the same piece)
-                if not any(b.on == h.on and b.off == h.off and abs(b.freq - h.freq) < BIN_HZ for h in islice(reversed(self._harmonic_beeps), 4)):
-                    self._harmonic_beeps.append(b)
-            while self._harmonic_beeps[0].off < harmonic[-1].off - HARMONIC_WINDOW_S:
-                self._harmonic_beeps.popleft()
+            self._remember(self._harmonic_beeps, harmonic, HARMONIC_WINDOW_S)
             self._find_harmonic_candidates(harmonic)
-        rising = [b for c, b in new_beeps if self._tracker.channels[c].narrow and rising_piece(b) and self._may_be_alarm_beep(b)]
+        rising = [b for b in narrow if rising_piece(b) and self._may_be_alarm_beep(b)]
         if rising:
-            for b in rising:  # (once: two overlapping channels hear the same piece)
-                if not any(b.on == p.on and b.off == p.off and b.freq == p.freq for p in islice(reversed(self._sweep_pieces), 4)):
-                    self._sweep_pieces.append(b)
-            while self._sweep_pieces[0].off < rising[-1].off - SWEEP_WINDOW_S:
-                self._sweep_pieces.popleft()
+            self._remember(self._sweep_pieces, rising, SWEEP_WINDOW_S)
             self._find_sweep_candidates()
         for channel, beep in new_beeps:
             out += self._on_beep(channel, beep)
         out += self._confirm_alarms()
         out += self._expire()
         return out
+
+    @staticmethod
+    def _remember(kept: deque[Beep], new: list[Beep], window_s: float) -> None:
+        """Keep the narrow channels' `new` beeps (once: two overlapping channels hear the same piece) and forget those older than `window_s`."""
+        for b in new:
+            if not any(b.on == k.on and b.off == k.off and abs(b.freq - k.freq) < BIN_HZ for k in islice(reversed(kept), 4)):
+                kept.append(b)
+        while kept[0].off < new[-1].off - window_s:
+            kept.popleft()
 
     def finish(self) -> list[Event]:
         out = []
@@ -969,7 +971,7 @@ class AlarmDetector:
         fitting = [
             b
             for b in AlarmDetector._mend(st.beeps, pattern)
-            if pattern.fits_length(b) and b.peak >= ALARM_MIN_LEVEL_DB and b.salience >= ALARM_MIN_BEEP_SALIENCE
+            if pattern.fits_length(b) and AlarmDetector._may_be_alarm_beep(b)
         ]
         # The group usually ends with the latest fitting beep; but a weaker sound of about
         # the beep's length may follow it in the channel (a note under the alarm's tone),

@@ -134,8 +134,7 @@ def _sound_starts(engine, audio: np.ndarray) -> list:
 
 
 def _raises_alarm(engine, audio: np.ndarray) -> bool:
-    found = run_stream(engine.open_stream(), audio)
-    return any(e.type == c.EVENT_SOUND and e.data["label"] in c.ALARM_LABELS for e in found)
+    return any(e.data["label"] in c.ALARM_LABELS for e in _sound_starts(engine, audio))
 
 
 def _detection(engine, cache: Path, music_clips: int) -> None:
@@ -144,8 +143,7 @@ def _detection(engine, cache: Path, music_clips: int) -> None:
         table: dict = defaultdict(list)
         wrong = 0
         for clip in ts.build(specs, cache):
-            found = list(run_stream(engine.open_stream(), load_audio(clip.path)))
-            starts = [e for e in found if e.type == c.EVENT_SOUND and e.data["end"] is None]
+            starts = _sound_starts(engine, load_audio(clip.path))
             hit = [e for e in starts if e.data["label"] == clip.spec.label]
             wrong += any(e.data["label"] in c.ALARM_LABELS and e.data["label"] != clip.spec.label for e in starts)
             delay = hit[0].t - clip.truth["start"] if hit else None
@@ -160,13 +158,8 @@ def _detection(engine, cache: Path, music_clips: int) -> None:
     print("-- a wider draw under TV speech and music at -5 and 0 dB: label, carrier, background: first cycle found in time / clips")
     draw: dict = defaultdict(list)
     for clip in ts.build(ts.tonal_background_draw(), cache):
-        hit = [e for e in _sound_starts(engine, load_audio(clip.path)) if e.data["label"] == clip.spec.label]
-        in_time = (
-            bool(hit)
-            and 0 < hit[0].t - clip.truth["start"] <= ts.DEADLINE_S[clip.spec.label]
-            and abs(hit[0].data["start"] - clip.truth["start"]) <= ts.START_TOLERANCE_S
-        )
-        draw[(clip.spec.label, clip.spec.carrier, clip.spec.background)].append(in_time)
+        hits = [e for e in _sound_starts(engine, load_audio(clip.path)) if e.data["label"] == clip.spec.label]
+        draw[(clip.spec.label, clip.spec.carrier, clip.spec.background)].append(ts.found_in_time(clip, hits))
     for (label, carrier, background), found in sorted(draw.items()):
         print(f"{label:<12} {carrier:<13} {background:<10} {sum(found)}/{len(found)}")
     print(f"all: {sum(sum(v) for v in draw.values())}/{sum(len(v) for v in draw.values())}")
@@ -179,8 +172,7 @@ def _detection(engine, cache: Path, music_clips: int) -> None:
     false_alarms, beeping = 0, []
     negatives = ts.build(ts.negative_specs(), cache)
     for clip in negatives:
-        found = list(run_stream(engine.open_stream(), load_audio(clip.path)))
-        labels = {e.data["label"] for e in found if e.type == c.EVENT_SOUND}
+        labels = {e.data["label"] for e in _sound_starts(engine, load_audio(clip.path))}
         false_alarms += bool(labels & set(c.ALARM_LABELS))
         if "beeping" in labels:
             beeping.append(clip.spec.label)

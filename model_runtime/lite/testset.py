@@ -141,6 +141,15 @@ class Clip:
     truth: dict
 
 
+def found_in_time(clip: Clip, hits: list) -> bool:
+    """Whether the first of `hits` (the clip's alarm `sound` starts, in order) came within its first cycle, from its own beeps."""
+    return (
+        bool(hits)
+        and 0 < hits[0].t - clip.truth["start"] <= DEADLINE_S[clip.spec.label]
+        and abs(hits[0].data["start"] - clip.truth["start"]) <= START_TOLERANCE_S
+    )
+
+
 # --- Sources ------------------------------------------------------------------
 
 

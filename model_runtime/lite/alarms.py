@@ -68,11 +68,11 @@ END_FRAMES = 3  # off this many frames (30 ms) ends a beep
 # alarm's beep, carried on into it and made one long beep of both; a beep's own rise takes ~40 ms.)
 SPLIT_RISE_DB, SPLIT_AFTER_S = 6.0, 0.1
 MIN_BEEP_S = 0.04
+EDGE_S = 0.05  # a frame ending this long after a beep's edge no longer hears across it (32 ms window, 30 ms smoothing)
 MAX_BEEP_S = 2.0  # longer is a continuous tone, not a beep
 FREQ_TOLERANCE = 0.12  # beeps of one sounder agree in frequency within 12 %
 FIXED_TONE_HZ, FIXED_TONE = 50.0, 0.02  # (within 1.5 bins, or 2 %, if it is a fixed tone)
 KEEP_BEEPS = 8
-ONSET_FRAMES = 30  # levels kept to place a beep's onset
 ECHO_DB, ECHO_S = 12.0, 1.0
 LENGTH_RATIO = 1.4  # the longest beep of a group at most this many times the shortest
 SWEEP_RATIO = 1.2  # a beep whose pitch moved this much is a sweep's
@@ -170,6 +170,12 @@ ALARM_MIN_BEEP_SALIENCE = 7.0  # and each (a high harmonic of a 520 Hz sounder u
 # noise, music or speech); a piano's note fades 6 dB or more over a T3 beep's length.
 # (Fixed tones only: a sweep's level wanders from bin to bin.)
 ALARM_MAX_SAG_DB = 5.5
+# A struck note also fades steadily, a piano's by ~14 dB/s: 5 dB or more over a T3 beep's length.
+# A sounder's T3 beeps hold their level: from -2.6 to +2.1 dB along the fitted line (`level_fade`,
+# a group's median) on the test sets under noise, speech and music (once -6.9: rising, with a note
+# under it). A note whose level wobbles (partials beating) may pass the sag rule; its fade
+# does not. (T3 only: a 0.1 s beep has too few frames clear of its edges.)
+ALARM_MAX_FADE_DB = 4.0
 GROUP_LEVEL_DB = 10.0  # a group's beeps within this of each other (another sound's partial moves one by <= 6 dB)
 SAME_BEEP_S = 0.05  # one beep seen by two channels starts within this of itself in both
 TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often during the group: a trill
@@ -181,6 +187,10 @@ TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often
 # alarm's octave below are rare: a group needs them on most of its beeps.)
 OCTAVES_BELOW = (2, 4)
 NOTE_MIN_FRACTION = 0.25  # the lower tone lasts at least this fraction of the beep (a note, not a scrap)
+# and is about as loud or louder: a note's lower partials are its stronger ones. A much weaker tone an
+# octave below is another sound that began with the beep by chance (music's notes start on its beat;
+# one under a 3.1 kHz alarm's beeps, 1.59 kHz and 12 dB weaker, began with all three).
+NOTE_BELOW_DB = 6.0
 
 # A low-frequency sounder (~450-1000 Hz: the standard's 520 Hz square-ish wave) is heard in
 # its harmonics too. Under a voice each harmonic loses different beeps (the voice's own
@@ -241,7 +251,6 @@ BEEPING_MIN_DOMINANCE_DB = -10.0
 # gap, in music other notes do; between a beeper's beeps only the room's sound remains.
 BEEPING_GAP_DROP_DB = 6.0
 BEEPING_GAPS = 3  # judged over the run's latest gaps
-GAP_EDGE_S = 0.05  # a frame this long after a beep's edge no longer hears across it
 BAND_HISTORY_BATCHES = 80  # 8 s of the band's level: the longest run's latest gaps
 
 
@@ -257,6 +266,7 @@ class Beep:
     freq_on: float = 0.0  # Hz where it began and where it ended (a sweep moves; a fixed tone does not)
     freq_off: float = 0.0
     harmonics: tuple = ()  # on a sounder's timeline: what each harmonic heard of it, (k of k * f0, Hz, dB) per piece
+    fade: float = 0.0  # dB its level fell from start to end (`level_fade`): a struck note's falls, a sounder's holds
 
     @property
     def duration(self) -> float:
@@ -331,6 +341,8 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
         return False  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
     if tolerance < FREQ_TOLERANCE * pitch and median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
         return False  # a fixed tone that fades through each beep: a struck note repeated, not a sounder
+    if tolerance < FREQ_TOLERANCE * pitch and pattern is T3 and median([b.fade for b in group]) > ALARM_MAX_FADE_DB:
+        return False  # (the same, seen in the level's trend)
     return True
 
 
@@ -450,6 +462,22 @@ def sweep_chains(pieces: Iterable[Beep]) -> list[Beep]:
     return sorted(out, key=lambda b: b.on)
 
 
+def level_fade(levels: list[tuple[float, float]], start: float, end: float) -> float:
+    """dB a beep's level fell from `start` to `end`, along the least-squares line through its frames' (time, dB).
+
+    Only frames that heard the beep alone count: not those whose window still reached across its
+    onset or its end (they rise into it and fall out of it whatever the beep does).
+    """
+    inner = [(t, lev) for t, lev in levels if start + EDGE_S <= t <= end - EDGE_S]
+    if len(inner) < 3:
+        return 0.0
+    t_mean = fmean([t for t, _ in inner])
+    lev_mean = fmean([lev for _, lev in inner])
+    spread = sum((t - t_mean) ** 2 for t, _ in inner)
+    slope = sum((t - t_mean) * (lev - lev_mean) for t, lev in inner) / spread  # dB/s
+    return -slope * (end - start)
+
+
 @dataclass
 class _ChannelState:
     active: bool = False
@@ -465,7 +493,7 @@ class _ChannelState:
     last_freq: float = 0.0
     first_freq: float = 0.0
     dominance: float = -200.0
-    onset_levels: list = field(default_factory=list)  # (time, level) of the first on-frames
+    levels: list = field(default_factory=list)  # (time, level) of the on-frames: to place the onset, and the fade
     beeps: deque = field(default_factory=lambda: deque(maxlen=KEEP_BEEPS))
 
 
@@ -612,8 +640,8 @@ class AlarmDetector:
                         st.lev_sum += lev[i]
                         st.last_freq = freq[i]
                         st.dominance = max(st.dominance, lev[i] - band[i])
-                        if len(st.onset_levels) < ONSET_FRAMES:
-                            st.onset_levels.append((t, lev[i]))
+                        if t - st.start <= MAX_BEEP_S:  # (a longer one is no beep: a tone held for hours keeps no list)
+                            st.levels.append((t, lev[i]))
                 elif sal[i] < STAY_DB:
                     st.trough = -np.inf  # the tone is gone: the next one is a fresh beep
                 else:
@@ -628,7 +656,7 @@ class AlarmDetector:
         """A beep starts in the frame ending at `t`."""
         st.active, st.start, st.peak = True, t - FRAME_SECONDS, lev
         st.off_frames, st.n, st.freq_sum, st.sal_sum, st.lev_sum = 0, 1, freq, sal, lev
-        st.onset_levels = [(t, lev)]
+        st.levels = [(t, lev)]
         st.first_freq = freq
         st.last_freq = freq
         st.dominance = lev - band
@@ -639,10 +667,13 @@ class AlarmDetector:
         st.trough = level  # if the tone lingers (reverb), a new beep must rise again from here
         # The beep starts where its level comes within DECAY_DB of its peak: a weak
         # lead-in (the last beep's reverb, noise) does not move its onset.
-        start = next((t - FRAME_SECONDS for t, lev in st.onset_levels if lev >= st.peak - DECAY_DB), st.start)
+        start = next((t - FRAME_SECONDS for t, lev in st.levels if lev >= st.peak - DECAY_DB), st.start)
         if not MIN_BEEP_S <= st.off_since - start <= MAX_BEEP_S:
             return None
-        beep = Beep(start, st.off_since, st.freq_sum / st.n, st.sal_sum / st.n, st.peak, st.peak - st.lev_sum / st.n, st.dominance, st.first_freq, st.last_freq)
+        beep = Beep(
+            start, st.off_since, st.freq_sum / st.n, st.sal_sum / st.n, st.peak, st.peak - st.lev_sum / st.n, st.dominance,
+            st.first_freq, st.last_freq, fade=level_fade(st.levels, start, st.off_since),
+        )
         if st.beeps and is_echo(beep, st.beeps[-1]):
             return None
         st.beeps.append(beep)
@@ -903,6 +934,7 @@ class AlarmDetector:
             return any(
                 abs(o.on - beep.on) <= SAME_BEEP_S
                 and o.duration >= NOTE_MIN_FRACTION * beep.duration
+                and o.peak >= beep.peak - NOTE_BELOW_DB
                 and any(abs(k * o.freq - beep.freq) <= k * BIN_HZ for k in OCTAVES_BELOW)
                 for o in heard
             )
@@ -1026,6 +1058,7 @@ class AlarmDetector:
                 out.append(Beep(
                     prev.on, b.off, (prev.freq + b.freq) / 2, max(prev.salience, b.salience), max(prev.peak, b.peak),
                     max(prev.sag, b.sag), max(prev.dominance, b.dominance), prev.freq_on, b.freq_off,
+                    fade=fmean([prev.fade, b.fade]),  # (each piece's own: the dropout between is not the beep's level)
                 ))
                 break
             else:
@@ -1076,8 +1109,8 @@ class AlarmDetector:
         drops = []
         for a, b in zip(run, run[1:]):
             # A frame ending at t heard the 50 ms before it (32 ms window, 30 ms smoothing).
-            beep = band[(times >= a.on + GAP_EDGE_S) & (times <= a.off)]
-            gap = band[(times >= a.off + GAP_EDGE_S) & (times <= b.on)]
+            beep = band[(times >= a.on + EDGE_S) & (times <= a.off)]
+            gap = band[(times >= a.off + EDGE_S) & (times <= b.on)]
             if len(beep) and len(gap):
                 drops.append(float(np.median(beep) - np.median(gap)))
         return float(np.median(drops)) if drops else 0.0

@@ -104,6 +104,12 @@ def test_alarms_under_tv_speech_and_music_at_minus_5_db(testset_dir):
     assert not misses, misses
 
 
+def draw_clip_found_in_time(testset_dir, name: str) -> bool:
+    """Whether the alarm of one clip of `bench lite`'s wider draw is found within its first cycle."""
+    (clip,) = ts.build([spec for spec in ts.tonal_background_draw() if spec.name == name], testset_dir)
+    return ts.found_in_time(clip, sound_starts(run_alarms(clip.path), clip.spec.label))
+
+
 # A smoke alarm sweeping up an octave per beep, under music and TV speech (the wider draw of
 # `bench lite`): a wide channel's loudest tone flips between the sweep and the notes it crosses,
 # so no channel hears a beep whole, and the first cycle of each of these was missed (under music
@@ -119,9 +125,7 @@ def test_alarms_under_tv_speech_and_music_at_minus_5_db(testset_dir):
     ],
 )
 def test_a_sweeping_smoke_alarm_under_music_is_found_from_its_rising_pieces(testset_dir, name):
-    (clip,) = ts.build([spec for spec in ts.tonal_background_draw() if spec.name == name], testset_dir)
-    hits = sound_starts(run_alarms(clip.path), "smoke_alarm")
-    assert ts.found_in_time(clip, hits)
+    assert draw_clip_found_in_time(testset_dir, name)
 
 
 # A piezo's alarm under music with notes at its pitch (3.1 kHz, a piano note's partial): a note
@@ -129,9 +133,47 @@ def test_a_sweeping_smoke_alarm_under_music_is_found_from_its_rising_pieces(test
 # too long for the pattern. The alarm's beep rising over the note is a new beep.
 @pytest.mark.parametrize("name", ["smoke_alarm-3100-music-+0dB-draw0", "co_alarm-3100-music-+0dB-draw2"])
 def test_a_beep_rising_over_a_note_at_its_pitch_is_a_beep_of_its_own(testset_dir, name):
-    (clip,) = ts.build([spec for spec in ts.tonal_background_draw() if spec.name == name], testset_dir)
-    hits = sound_starts(run_alarms(clip.path), clip.spec.label)
-    assert ts.found_in_time(clip, hits)
+    assert draw_clip_found_in_time(testset_dir, name)
+
+
+# A piezo's alarm under music whose melody, by chance, struck a note an octave below the alarm
+# with each of its beeps (1.59 kHz under 3.1 kHz, 12 dB weaker; the background alone has the same
+# notes): the group was taken for that note's octave partial. A note's lower partials are its
+# louder ones; a tone that much weaker is another sound.
+@pytest.mark.parametrize(
+    "name",
+    [
+        "smoke_alarm-3100-music--5dB-draw2",
+        "smoke_alarm-3100-music-+0dB-draw2",
+        "smoke_alarm-sweep_piezo-music--5dB-draw2",
+        "smoke_alarm-sweep_piezo-music-+0dB-draw2",
+    ],
+)
+def test_a_weak_note_an_octave_below_does_not_make_an_alarm_a_notes_partial(testset_dir, name):
+    assert draw_clip_found_in_time(testset_dir, name)
+
+
+def t3_rhythm(envelope, cycles: int = 2, rate: int = 16_000) -> np.ndarray:
+    """A 1 kHz tone in T3's rhythm (0.5 s on, 0.5 s off, x3, then 1.5 s), each beep shaped by `envelope(t)`, over faint noise."""
+    t = np.arange(int(0.5 * rate)) / rate
+    beep = np.sin(2 * np.pi * 1000.0 * t) * envelope(t) * np.minimum(1.0, np.minimum(t, t[::-1]) / 0.005)
+    audio = np.random.default_rng(3).normal(0.0, 0.003, int((1.0 + 4.0 * cycles + 1.0) * rate))
+    for cycle in range(cycles):
+        for k in range(3):
+            at = int((1.0 + 4.0 * cycle + k) * rate)
+            audio[at : at + len(beep)] += 0.3 * beep
+    return audio.astype(np.float32)
+
+
+# A note struck three times in T3's rhythm is no alarm: it fades through each beep (here as a
+# piano's, 7 dB over the half second) where a sounder's beep holds its level. Its sag (mean level
+# 3.6 dB below the peak) is within a sounder's in noise; the level's trend is not. Music's notes
+# raised smoke alarms that way (seeds 252 and 599 below).
+def test_a_note_struck_in_t3_rhythm_fades_and_is_no_alarm():
+    held = [e.data["label"] for e in sound_starts(feed_detector(AlarmDetector(), t3_rhythm(lambda t: np.ones_like(t))))]
+    struck = [e.data["label"] for e in sound_starts(feed_detector(AlarmDetector(), t3_rhythm(lambda t: np.exp(-t / 0.6))))]
+    assert held == ["smoke_alarm"]
+    assert not set(struck) & set(c.ALARM_LABELS), struck
 
 
 # Each alarm clip's background alone, at the level and delivery it has in the clip. The music
@@ -255,9 +297,10 @@ def test_a_door_slam_is_one_loud_noise_and_beeps_are_none(negative_clips, alarm_
 # alarm before the detector knew a played note's octave partials (30, 85), ISO 8201's T3 period
 # (49, 132) and that a T4 sounder is silent half the time (31, 56); these raised a CO alarm when a
 # higher sounder's channels were first joined with a low sounder's leeway (0, 42, 111, 137, 141).
-# Seed 133 still raises a smoke alarm (a G5's third partial repeated every two beats), and so do
-# some later seeds: `bench lite` counts them.
-@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132, 0, 42, 111, 137, 141])
+# Later seeds 252 and 599 raised a smoke alarm from a chord's partial that fades through each beep
+# (ALARM_MAX_FADE_DB). Seed 133 still raises a smoke alarm (a G5's third partial repeated every two
+# beats), and so do some later seeds: `bench lite` counts them.
+@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132, 0, 42, 111, 137, 141, 252, 599])
 def test_music_alone_raises_no_alarm(seed):
     raised = [e.data["label"] for e in sound_starts(feed_detector(AlarmDetector(), ts.music_alone(seed))) if e.data["label"] in c.ALARM_LABELS]
     assert not raised

@@ -18,8 +18,8 @@
    weaker than the alarm's beeps (a voice's harmonic, a note) is neither
    mended into a beep, nor a beep that breaks the pause, nor the end of a group.
    A fixed-tone sounder is held to its own pitch (within 1.5 bins): a note a
-   few percent off is another sound, and a group of fading (struck) notes or
-   of notes of mixed pitch is no alarm. A T4 group with another tone bursting
+   few percent off is another sound, and a group of fading (struck) or
+   swelling notes or of notes of mixed pitch is no alarm. A T4 group with another tone bursting
    twice as fast over it is a phone's trill in a reverberant room.
    A low sounder (450-1000 Hz) is also heard in its harmonics. Under a voice
    each harmonic loses different beeps of a T4 group, so the sounder's
@@ -170,12 +170,13 @@ ALARM_MIN_BEEP_SALIENCE = 7.0  # and each (a high harmonic of a 520 Hz sounder u
 # noise, music or speech); a piano's note fades 6 dB or more over a T3 beep's length.
 # (Fixed tones only: a sweep's level wanders from bin to bin.)
 ALARM_MAX_SAG_DB = 5.5
-# A struck note also fades steadily, a piano's by ~14 dB/s: 5 dB or more over a T3 beep's length.
-# A sounder's T3 beeps hold their level: from -2.6 to +2.1 dB along the fitted line (`level_fade`,
-# a group's median) on the test sets under noise, speech and music (once -6.9: rising, with a note
-# under it). A note whose level wobbles (partials beating) may pass the sag rule; its fade
-# does not. (T3 only: a 0.1 s beep has too few frames clear of its edges.)
-ALARM_MAX_FADE_DB = 4.0
+# Nor does it swell or fade through a beep as music's notes can: a struck note fading fast, a
+# note swelling as partials beat. Along the line fitted to the middle half of each beep (`level_fade`),
+# a sounder's T3 group measured -2.7 to +1.4 dB (median of the group; +5.9 and +5.0 under music at
+# 0 and -5 dB, a note under it fading; reverberant rooms up to RT60 1 s within that), the music that
+# raised false smoke alarms 13-15 dB (fading) and -21 dB (swelling). Only that far off: under loud
+# music an alarm's beeps take on the notes' trends. (T3 only: a 0.1 s beep has too few frames.)
+ALARM_MAX_FADE_DB = 10.0
 GROUP_LEVEL_DB = 10.0  # a group's beeps within this of each other (another sound's partial moves one by <= 6 dB)
 SAME_BEEP_S = 0.05  # one beep seen by two channels starts within this of itself in both
 TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often during the group: a trill
@@ -266,7 +267,7 @@ class Beep:
     freq_on: float = 0.0  # Hz where it began and where it ended (a sweep moves; a fixed tone does not)
     freq_off: float = 0.0
     harmonics: tuple = ()  # on a sounder's timeline: what each harmonic heard of it, (k of k * f0, Hz, dB) per piece
-    fade: float = 0.0  # dB its level fell from start to end (`level_fade`): a struck note's falls, a sounder's holds
+    fade: float = 0.0  # dB its level fell from start to end (`level_fade`; negative: rose): a sounder's holds
 
     @property
     def duration(self) -> float:
@@ -341,8 +342,8 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
         return False  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
     if tolerance < FREQ_TOLERANCE * pitch and median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
         return False  # a fixed tone that fades through each beep: a struck note repeated, not a sounder
-    if tolerance < FREQ_TOLERANCE * pitch and pattern is T3 and median([b.fade for b in group]) > ALARM_MAX_FADE_DB:
-        return False  # (the same, seen in the level's trend)
+    if tolerance < FREQ_TOLERANCE * pitch and pattern is T3 and abs(median([b.fade for b in group])) > ALARM_MAX_FADE_DB:
+        return False  # notes swelling or fading through each beep
     return True
 
 
@@ -463,12 +464,15 @@ def sweep_chains(pieces: Iterable[Beep]) -> list[Beep]:
 
 
 def level_fade(levels: list[tuple[float, float]], start: float, end: float) -> float:
-    """dB a beep's level fell from `start` to `end`, along the least-squares line through its frames' (time, dB).
+    """dB a beep's level fell from `start` to `end`, along the least-squares line through its middle half's frames (time, dB).
 
-    Only frames that heard the beep alone count: not those whose window still reached across its
-    onset or its end (they rise into it and fall out of it whatever the beep does).
+    Not its first or last quarter (nor frames whose window reached across its edges): in a room,
+    a tone's level moves from its direct sound to the room's steady sum over the first tenths of a
+    second, and its reverberant tail, falling, is part of the beep as measured; a sounder's beep is
+    flat between, where a struck note goes on fading.
     """
-    inner = [(t, lev) for t, lev in levels if start + EDGE_S <= t <= end - EDGE_S]
+    edge = max(EDGE_S, (end - start) / 4)
+    inner = [(t, lev) for t, lev in levels if start + edge <= t <= end - edge]
     if len(inner) < 3:
         return 0.0
     t_mean = fmean([t for t, _ in inner])

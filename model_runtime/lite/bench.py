@@ -11,6 +11,7 @@
   alarms found and their delay; false alarms on negatives, on each alarm
   clip's background alone and on the generator's music alone; the stress set
   (-5 dB under TV speech or music) and a wider draw under them at -5 and 0 dB;
+  a draw in reverberant rooms (RT60 0.3-1 s);
   speech timing; wake words and WER.
 """
 
@@ -169,6 +170,13 @@ def _detection(engine, cache: Path, music_clips: int) -> None:
         starts = _sound_starts(engine, load_audio(clip.path))
         found_at_all.append(any(e.data["label"] == clip.spec.label and e.t > clip.truth["start"] for e in starts))
     print(f"the same draw sounding three cycles: found within them {sum(found_at_all)}/{len(found_at_all)}")
+    print("-- reverberant rooms (fan +10 dB, kitchen 0 dB, TV speech +5 dB): label, RT60: first cycle found in time / clips")
+    rooms: dict = defaultdict(list)
+    for clip in ts.build(ts.reverberant_draw(), cache):
+        hits = [e for e in _sound_starts(engine, load_audio(clip.path)) if e.data["label"] == clip.spec.label]
+        rooms[(clip.spec.label, clip.spec.reverb_rt60)].append(ts.found_in_time(clip, hits))
+    for (label, rt60), found in sorted(rooms.items()):
+        print(f"{label:<12} RT60 {rt60:.1f} s: {sum(found)}/{len(found)}")
     false_alarms, beeping = 0, []
     negatives = ts.build(ts.negative_specs(), cache)
     for clip in negatives:

@@ -340,10 +340,11 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
     pitch, tolerance = sounder_pitch(group)
     if any(abs(b.freq - pitch) > tolerance for b in group):
         return False  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
-    if tolerance < FREQ_TOLERANCE * pitch and median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
-        return False  # a fixed tone that fades through each beep: a struck note repeated, not a sounder
-    if tolerance < FREQ_TOLERANCE * pitch and pattern is T3 and abs(median([b.fade for b in group])) > ALARM_MAX_FADE_DB:
-        return False  # notes swelling or fading through each beep
+    if tolerance < FREQ_TOLERANCE * pitch:  # a fixed tone holds its level through each beep
+        if median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
+            return False  # a struck note repeated, not a sounder
+        if pattern is T3 and abs(median([b.fade for b in group])) > ALARM_MAX_FADE_DB:
+            return False  # notes swelling or fading through each beep
     return True
 
 

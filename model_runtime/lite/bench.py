@@ -138,6 +138,15 @@ def _raises_alarm(engine, audio: np.ndarray) -> bool:
     return any(e.data["label"] in c.ALARM_LABELS for e in _sound_starts(engine, audio))
 
 
+def _found_in_time(engine, specs: list, cache: Path, key) -> dict:
+    """Per `key(spec)`: whether each clip's alarm was found within its first cycle (`testset.found_in_time`)."""
+    found: dict = defaultdict(list)
+    for clip in ts.build(specs, cache):
+        hits = [e for e in _sound_starts(engine, load_audio(clip.path)) if e.data["label"] == clip.spec.label]
+        found[key(clip.spec)].append(ts.found_in_time(clip, hits))
+    return found
+
+
 def _detection(engine, cache: Path, music_clips: int) -> None:
     print("== alarms (generated test set) ==")
     for title, specs in (("main set", ts.alarm_specs()), ("stress set: -5 dB under TV speech / music", ts.alarm_specs(stress=True))):
@@ -157,10 +166,7 @@ def _detection(engine, cache: Path, music_clips: int) -> None:
             stats = f"{statistics.median(got):.2f} / {max(got):.2f}" if got else "-"
             print(f"{label:<12} {snr:+5.0f} dB {rate // 1000:2d} kHz: {len(got)}/{len(delays)}  {stats}")
     print("-- a wider draw under TV speech and music at -5 and 0 dB: label, carrier, background: first cycle found in time / clips")
-    draw: dict = defaultdict(list)
-    for clip in ts.build(ts.tonal_background_draw(), cache):
-        hits = [e for e in _sound_starts(engine, load_audio(clip.path)) if e.data["label"] == clip.spec.label]
-        draw[(clip.spec.label, clip.spec.carrier, clip.spec.background)].append(ts.found_in_time(clip, hits))
+    draw = _found_in_time(engine, ts.tonal_background_draw(), cache, lambda spec: (spec.label, spec.carrier, spec.background))
     for (label, carrier, background), found in sorted(draw.items()):
         print(f"{label:<12} {carrier:<13} {background:<10} {sum(found)}/{len(found)}")
     print(f"all: {sum(sum(v) for v in draw.values())}/{sum(len(v) for v in draw.values())}")
@@ -171,10 +177,7 @@ def _detection(engine, cache: Path, music_clips: int) -> None:
         found_at_all.append(any(e.data["label"] == clip.spec.label and e.t > clip.truth["start"] for e in starts))
     print(f"the same draw sounding three cycles: found within them {sum(found_at_all)}/{len(found_at_all)}")
     print("-- reverberant rooms (fan +10 dB, kitchen 0 dB, TV speech +5 dB): label, RT60: first cycle found in time / clips")
-    rooms: dict = defaultdict(list)
-    for clip in ts.build(ts.reverberant_draw(), cache):
-        hits = [e for e in _sound_starts(engine, load_audio(clip.path)) if e.data["label"] == clip.spec.label]
-        rooms[(clip.spec.label, clip.spec.reverb_rt60)].append(ts.found_in_time(clip, hits))
+    rooms = _found_in_time(engine, ts.reverberant_draw(), cache, lambda spec: (spec.label, spec.reverb_rt60))
     for (label, rt60), found in sorted(rooms.items()):
         print(f"{label:<12} RT60 {rt60:.1f} s: {sum(found)}/{len(found)}")
     false_alarms, beeping = 0, []

@@ -141,6 +141,11 @@ class Clip:
     truth: dict
 
 
+def alarm_clip_seconds(label: str, cycles: int = 1) -> float:
+    """An alarm clip's length: the alarm's `cycles` pattern cycles and 4.5 s more (the lead before it, its next beeps)."""
+    return (T3_CYCLE if label == "smoke_alarm" else T4_CYCLE) * cycles + 4.5
+
+
 def found_in_time(clip: Clip, hits: list) -> bool:
     """Whether the first of `hits` (the clip's alarm `sound` starts, in order) came within its first cycle, from its own beeps."""
     return (
@@ -618,7 +623,7 @@ def alarm_specs(stress: bool = False) -> list[ClipSpec]:
                             reverb_rt60=(0.0, 0.3 if label == "smoke_alarm" else 0.2, 0.5 if label == "smoke_alarm" else 0.3)[i % 3],
                             clip_level=0.3 if i % 5 == 0 else 0.0,
                             lead_s=2.0 + (i % 7) * 0.23,
-                            duration_s=(T3_CYCLE if label == "smoke_alarm" else T4_CYCLE) + 4.5,
+                            duration_s=alarm_clip_seconds(label),
                             seed=1000 + i,
                             delivery=delivery,
                         )
@@ -642,7 +647,7 @@ def tonal_background_draw(seeds: int = 6, cycles: int = 1) -> list[ClipSpec]:
                         specs.append(ClipSpec(
                             name=f"{label}-{carrier}-{background}-{snr:+.0f}dB-draw{k}", kind="alarm", label=label, carrier=carrier,
                             background=background, snr_db=snr, lead_s=2.0 + (k % 7) * 0.23,
-                            duration_s=(T3_CYCLE if label == "smoke_alarm" else T4_CYCLE) * cycles + 4.5, seed=50_000 + k,
+                            duration_s=alarm_clip_seconds(label, cycles), seed=50_000 + k,
                         ))
     return specs
 
@@ -665,7 +670,7 @@ def reverberant_draw(seeds: int = 3) -> list[ClipSpec]:
                         specs.append(ClipSpec(
                             name=f"{label}-{carrier}-{background}-rt{rt60}-draw{k}", kind="alarm", label=label, carrier=carrier,
                             background=background, snr_db=snr, reverb_rt60=rt60, lead_s=2.0 + (k % 7) * 0.23,
-                            duration_s=(T3_CYCLE if label == "smoke_alarm" else T4_CYCLE) + 4.5, seed=70_000 + k,
+                            duration_s=alarm_clip_seconds(label), seed=70_000 + k,
                         ))
     return specs
 

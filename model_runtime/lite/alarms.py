@@ -14,6 +14,8 @@
    The pause is what tells an alarm from any regular beeper, so a match is
    confirmed once the time a next regular beep would have started has passed
    without one: about 3.3 s after a T3 starts, 1 s after a T4 starts.
+   In a lively room a T4 beep's tail fills the 0.1 s gap after it, and beeps
+   measure joined: T4 is matched on their direct sound as well (`direct_parts`).
    Under a TV or music, other sounds share the alarm's pitch: what is clearly
    weaker than the alarm's beeps (a voice's harmonic, a note) is neither
    mended into a beep, nor a beep that breaks the pause, nor the end of a group.
@@ -47,7 +49,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from statistics import fmean, median  # (on a group's 3-8 numbers: numpy's call costs ~20x more)
 
@@ -68,6 +70,15 @@ END_FRAMES = 3  # off this many frames (30 ms) ends a beep
 # alarm's beep, carried on into it and made one long beep of both; a beep's own rise takes ~40 ms.)
 SPLIT_RISE_DB, SPLIT_AFTER_S = 6.0, 0.1
 MIN_BEEP_S = 0.04
+# In a lively room (RT60 0.5-1 s) a 0.1 s beep's tail fills the next 0.1 s gap to a plateau only
+# 7-9 dB under the beeps (the room's sum builds up over the group), so DECAY_DB does not end it
+# and two or three of a T4 group's beeps measure as one. The direct sound still starts and stops
+# sharply: cut at T4_CUT_DB under each part's peak, the beep falls into its direct-sound parts
+# (`direct_parts`), which T4 is matched on as well.
+T4_CUT_DB = 6.0
+# All of a group's parts cut from one beep span a whole T4 group (0.7 s, -10 %): a T3 beep (0.5 s,
+# +10 %) that a tune's notes chopped into pieces at T4's pace is no CO alarm.
+T4_ONE_BEEP_SPAN_S = 0.6
 EDGE_S = 0.05  # a frame ending this long after a beep's edge no longer hears across it (32 ms window, 30 ms smoothing)
 MAX_BEEP_S = 2.0  # longer is a continuous tone, not a beep
 FREQ_TOLERANCE = 0.12  # beeps of one sounder agree in frequency within 12 %
@@ -268,6 +279,8 @@ class Beep:
     freq_off: float = 0.0
     harmonics: tuple = ()  # on a sounder's timeline: what each harmonic heard of it, (k of k * f0, Hz, dB) per piece
     fade: float = 0.0  # dB its level fell from start to end (`level_fade`; negative: rose): a sounder's holds
+    parts: tuple = ()  # (on, off, peak, sag) of its direct-sound parts where they differ from the beep (`direct_parts`)
+    part_of: float | None = None  # a direct-sound part: the onset of the beep it was cut from
 
     @property
     def duration(self) -> float:
@@ -464,6 +477,18 @@ def sweep_chains(pieces: Iterable[Beep]) -> list[Beep]:
     return sorted(out, key=lambda b: b.on)
 
 
+def direct_sound(beeps: Iterable[Beep]) -> list[Beep]:
+    """The beeps, each cut into its direct-sound parts (`Beep.parts`) where it has them."""
+    out = []
+    for b in beeps:
+        if not b.parts:
+            out.append(b)
+            continue
+        for on, off, peak, sag in b.parts:
+            out.append(Beep(on, off, b.freq, b.salience, peak, sag, b.dominance, b.freq_on, b.freq_off, part_of=b.on))
+    return out
+
+
 def level_fade(levels: list[tuple[float, float]], start: float, end: float) -> float:
     """dB a beep's level fell from `start` to `end`, along the least-squares line through its middle half's frames (time, dB).
 
@@ -481,6 +506,39 @@ def level_fade(levels: list[tuple[float, float]], start: float, end: float) -> f
     spread = sum((t - t_mean) ** 2 for t, _ in inner)
     slope = sum((t - t_mean) * (lev - lev_mean) for t, lev in inner) / spread  # dB/s
     return -slope * (end - start)
+
+
+def direct_parts(levels: list[tuple[float, float]], start: float) -> list[tuple[float, float, float, float]]:
+    """A beep's direct-sound parts, (on, off, peak, sag): cut from its frames' levels (time, dB) as beeps are, at T4_CUT_DB.
+
+    A part ends where the level stays T4_CUT_DB under its peak for END_FRAMES frames (a room's
+    tail plateau), and the next begins where it rises RISE_DB from there (the next beep's direct sound).
+    """
+    parts: list[tuple[float, float, float, float]] = []
+    part: list[float] | None = []  # the levels of the part being cut (None: between parts)
+    on, peak, off_since, low, trough = start, -np.inf, 0.0, 0, np.inf
+    for t, lev in levels:
+        if t - FRAME_SECONDS < start:
+            continue  # (a weak lead-in: not the beep's)
+        if part is None:
+            trough = min(trough, lev)
+            if lev >= trough + RISE_DB:
+                on, peak, part, low = t - FRAME_SECONDS, lev, [lev], 0
+            continue
+        if lev < peak - T4_CUT_DB:
+            if low == 0:
+                off_since = t - FRAME_SECONDS
+            low += 1
+            if low >= END_FRAMES:
+                parts.append((on, off_since, peak, peak - fmean(part)))
+                part, trough = None, lev
+        else:
+            low = 0
+            peak = max(peak, lev)
+            part.append(lev)
+    if part:
+        parts.append((on, off_since if low else levels[-1][0], peak, peak - fmean(part)))
+    return [p for p in parts if p[1] - p[0] >= MIN_BEEP_S]
 
 
 @dataclass
@@ -679,6 +737,10 @@ class AlarmDetector:
             start, st.off_since, st.freq_sum / st.n, st.sal_sum / st.n, st.peak, st.peak - st.lev_sum / st.n, st.dominance,
             st.first_freq, st.last_freq, fade=level_fade(st.levels, start, st.off_since),
         )
+        if beep.duration <= T4_SPAN_S and AlarmDetector._may_be_alarm_beep(beep):
+            cut = direct_parts(st.levels, start)
+            if len(cut) > 1 or (cut and cut[0][1] < beep.off - END_FRAMES * FRAME_SECONDS):
+                beep = replace(beep, parts=tuple(cut))
         if st.beeps and is_echo(beep, st.beeps[-1]):
             return None
         st.beeps.append(beep)
@@ -1001,15 +1063,22 @@ class AlarmDetector:
     @staticmethod
     def _pattern_group(st: _ChannelState, pattern: Pattern) -> list[Beep] | None:
         """The channel's latest beeps of one sounder, if they form `pattern` followed by no beep of it (yet)."""
-        if len(st.beeps) < pattern.beeps:
-            return None
+        group = None
+        if len(st.beeps) >= pattern.beeps:
+            group = AlarmDetector._latest_group(st, pattern, AlarmDetector._mend(st.beeps, pattern))
+        if group is None and pattern is T4 and any(b.parts for b in islice(reversed(st.beeps), LAST_TRIES)):
+            # A lively room's tails may have joined the beeps: their direct-sound parts, then.
+            group = AlarmDetector._latest_group(st, pattern, direct_sound(st.beeps))
+            if group is not None and len({b.part_of for b in group}) == 1 and group[0].part_of is not None:
+                if group[-1].off - group[0].on < T4_ONE_BEEP_SPAN_S:
+                    group = None  # one beep that a tune's notes chopped into pieces (a smoke alarm's, say)
+        return group
+
+    @staticmethod
+    def _latest_group(st: _ChannelState, pattern: Pattern, beeps: list[Beep]) -> list[Beep] | None:
         # Only beeps as long as the pattern's count; shorter or longer ones (a click,
         # a note, a sweep's split-off tail) are other sounds sharing the channel.
-        fitting = [
-            b
-            for b in AlarmDetector._mend(st.beeps, pattern)
-            if pattern.fits_length(b) and AlarmDetector._may_be_alarm_beep(b)
-        ]
+        fitting = [b for b in beeps if pattern.fits_length(b) and AlarmDetector._may_be_alarm_beep(b)]
         # The group usually ends with the latest fitting beep; but a weaker sound of about
         # the beep's length may follow it in the channel (a note under the alarm's tone),
         # so the one or two before are tried as the group's end too.

@@ -193,11 +193,14 @@ SAME_BEEP_S = 0.05  # one beep seen by two channels starts within this of itself
 TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often during the group: a trill
 # A played note is heard in its overtones too: a tone an octave or two above a note that began
 # with it (k = 2, 4) is that note's partial, and a repeated melody note's octave partial makes
-# a neat group of beeps at a sounder's pitch. An alarm's sounder has no tone an octave below it
-# (a 520 Hz square wave's harmonics are odd: 3, 5, 7 times), so a group most of whose beeps
-# began with a tone one or two octaves below is music. (Chance co-onsets under music at an
-# alarm's octave below are rare: a group needs them on most of its beeps.)
+# a neat group of beeps at a sounder's pitch. A piezo has no tone an octave below it, so a group
+# most of whose beeps began with a tone one or two octaves below is music. (Chance co-onsets
+# under music at an alarm's octave below are rare: a group needs them on most of its beeps.)
 OCTAVES_BELOW = (2, 4)
+# Except a tone at a low-frequency unit's own pitch (the standard's 520 Hz +-10 %): a real unit's
+# square is rarely symmetric, and through its small speaker its 2nd harmonic (~1040 Hz) can be
+# its loudest, beginning with its fundamental on every beep.
+LOW_SOUNDER_HZ = (468.0, 572.0)
 NOTE_MIN_FRACTION = 0.25  # the lower tone lasts at least this fraction of the beep (a note, not a scrap)
 # and is about as loud or louder: a note's lower partials are its stronger ones. A much weaker tone an
 # octave below is another sound that began with the beep by chance (music's notes start on its beat;
@@ -243,6 +246,9 @@ SWEEP_WINDOW_S = (T3.beeps - 1) * T3.interval[1] + T3.duration[1] + T3.min_pause
 # more than a narrow channel (a quarter octave): within one, a voice's harmonic rising a bin or
 # two looks the same as a slow sweep's piece (a piezo's 2.9-3.4 kHz sweep is a quarter octave).
 SWEEP_MIN_OCTAVES = 0.25
+# A rising piece tells the sweep sounded again if it is about as loud as the group's beeps: a
+# combination alarm's spoken "Fire!" in its pause glides up at a sweep's rate, 11 dB weaker.
+SWEEP_AGAIN_DB = 8.0
 
 # Beeping: regular tonal beeps of one sounder.
 BEEPING_MIN_BEEPS = 3
@@ -855,7 +861,7 @@ class AlarmDetector:
         rate = median([o / b.duration for o, b in zip(octaves, group)])
         return any(
             low - BIN_HZ <= p.freq_on <= high + BIN_HZ
-            and p.peak >= last.peak - ECHO_DB
+            and p.peak >= last.peak - SWEEP_AGAIN_DB
             and p.on - max(0.0, float(np.log2(p.freq_on / low))) / rate >= last.off + T3.min_gap - 2 * FRAME_SECONDS
             for p in self._sweep_pieces
         )
@@ -1002,6 +1008,7 @@ class AlarmDetector:
                 abs(o.on - beep.on) <= SAME_BEEP_S
                 and o.duration >= NOTE_MIN_FRACTION * beep.duration
                 and o.peak >= beep.peak - NOTE_BELOW_DB
+                and not LOW_SOUNDER_HZ[0] <= o.freq <= LOW_SOUNDER_HZ[1]
                 and any(abs(k * o.freq - beep.freq) <= k * BIN_HZ for k in OCTAVES_BELOW)
                 for o in heard
             )

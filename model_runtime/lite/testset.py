@@ -45,6 +45,11 @@ ALARM_KINDS = {"smoke_alarm": "t3", "co_alarm": "t4"}
 # Carriers: a 520 Hz low-frequency sounder (square wave, as the standard for
 # sleeping-area alarms uses), a 3.1 kHz piezo, and two sweeping sounders.
 CARRIERS = ("520", "3100", "sweep_piezo", "sweep_octave")
+# A real low-frequency unit: its square is rarely symmetric (a 30 % duty cycle has even harmonics
+# too) and its small speaker rolls off below ~700 Hz (a fundamental weaker than its harmonics).
+SPEAKER_CARRIER = "520_speaker"
+# What a combination alarm says in each pause (0.3 s after its group's last beep, as loud as its beeps).
+ANNOUNCEMENTS = {"smoke_alarm": "Fire! Fire!", "co_alarm": "Warning! Carbon monoxide!"}
 BACKGROUNDS = ("kitchen", "vacuum", "tv_speech", "music", "fan")
 NOISE_BACKGROUNDS = ("kitchen", "vacuum", "fan")
 TONAL_BACKGROUNDS = ("tv_speech", "music")
@@ -124,6 +129,7 @@ class ClipSpec:
     seed: int = 0
     delivery: Delivery = field(default_factory=Delivery)
     text: str = ""
+    announced: bool = False  # an alarm that speaks in its pauses (ANNOUNCEMENTS)
 
     def background_alone(self) -> "ClipSpec":
         """This alarm clip without its alarm: the same background, at the same level, delivered the same way."""
@@ -185,12 +191,20 @@ def _tone(freq_start: float, freq_end: float, duration: float, shape: str = "sin
         return out * (4 / np.pi) * 0.7
     if shape == "piezo":  # a piezo disc: strong fundamental, some 2nd/3rd harmonic
         return np.sin(phase) + 0.25 * np.sin(2 * phase) + 0.12 * np.sin(3 * phase)
+    if shape == "speaker":  # a 30 %-duty square (harmonic h: sin(0.3 pi h) / h), through a small speaker
+        out = np.zeros_like(phase)
+        for h in range(1, 16):
+            if h * max(freq_start, freq_end) < 8_000:
+                out += np.sin(0.3 * np.pi * h) / h * np.cos(h * phase)
+        return sosfilt(butter(2, 700.0, btype="high", fs=SYNTH_RATE, output="sos"), out)
     return np.sin(phase)
 
 
 def _carrier_beep(carrier: str, duration: float, detune: float) -> np.ndarray:
     if carrier == "520":
         return _ramp(_tone(520 * detune, 520 * detune, duration, "square"))
+    if carrier == SPEAKER_CARRIER:
+        return _ramp(_tone(520 * detune, 520 * detune, duration, "speaker"))
     if carrier == "3100":
         return _ramp(_tone(3100 * detune, 3100 * detune, duration, "piezo"))
     # Sweeping sounders sweep at a fixed rate, so a short beep covers less of the sweep.
@@ -198,7 +212,16 @@ def _carrier_beep(carrier: str, duration: float, detune: float) -> np.ndarray:
         return _ramp(_tone(2900 * detune, (2900 + 1000 * duration) * detune, duration, "piezo"))
     if carrier == "sweep_octave":  # an electronic sounder sweeping up one octave per 0.5 s
         return _ramp(_tone(900 * detune, 900 * 2 ** (duration / 0.5) * detune, duration, "sine"))
-    raise ValueError(f"unknown carrier {carrier!r}; choose one of {CARRIERS}")
+    raise ValueError(f"unknown carrier {carrier!r}; choose one of {CARRIERS + (SPEAKER_CARRIER,)}")
+
+
+def _announce(sound: np.ndarray, beeps: list[tuple[float, float]], label: str) -> None:
+    """Speak the alarm's announcement in each of its pauses: 0.3 s after a group's last beep, as loud as the beeps."""
+    words = espeak(ANNOUNCEMENTS[label], "en-us", 170)
+    words *= np.max(np.abs(sound)) / np.max(np.abs(words))
+    group = T3_BEEPS if ALARM_KINDS[label] == "t3" else T4_BEEPS
+    for _, off in beeps[group - 1 :: group]:
+        _place(sound, words, off + 0.3)
 
 
 def alarm_pattern(label: str, carrier: str, duration: float, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, float]]]:
@@ -496,6 +519,8 @@ def render(spec: ClipSpec) -> tuple[np.ndarray, dict]:
         for on, off in beeps:
             on_mask[int(on * SYNTH_RATE) : int(off * SYNTH_RATE)] = True
         sound_power = np.mean(sound[on_mask] ** 2)
+        if spec.announced:
+            _announce(sound, beeps, spec.label)
         if spec.reverb_rt60 > 0:
             sound = fftconvolve(sound, room_impulse(spec.reverb_rt60, rng))[: len(sound)]
         fg = np.zeros(n)
@@ -588,7 +613,7 @@ def default_cache_dir() -> Path:
 RATES = (8_000, 16_000, 48_000)
 
 
-def alarm_specs(stress: bool = False) -> list[ClipSpec]:
+def alarm_specs(stress: bool = False, carriers: tuple[str, ...] = CARRIERS) -> list[ClipSpec]:
     """Every alarm x carrier x rate at +20 and -5 dB SNR, plus mid SNRs, with degradations cycling.
 
     Down to 0 dB the background is any household sound; at -5 dB it is a
@@ -599,7 +624,7 @@ def alarm_specs(stress: bool = False) -> list[ClipSpec]:
     specs = []
     i = k8 = 0
     for label in ALARM_KINDS:
-        for carrier in CARRIERS:
+        for carrier in carriers:
             for snr in (-5.0,) if stress else (20.0, 10.0, 0.0, -5.0):
                 backgrounds = BACKGROUNDS if snr > -5 else TONAL_BACKGROUNDS if stress else NOISE_BACKGROUNDS
                 rates = RATES if snr in (20.0, -5.0) else (RATES[i % 3],)

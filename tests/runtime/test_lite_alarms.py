@@ -9,6 +9,8 @@ appliance beeps, a metronome, a dog, a vacuum, a door slam, a kettle.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -94,14 +96,44 @@ def test_every_alarm_is_found_within_one_cycle(alarm_clips):
 def test_alarms_under_tv_speech_and_music_at_minus_5_db(testset_dir):
     specs = ts.alarm_specs(stress=True)
     assert len(specs) == 24 and {s.background for s in specs} == set(ts.TONAL_BACKGROUNDS)
+    assert not first_cycle_misses(ts.build(specs, testset_dir))
+
+
+def first_cycle_misses(clips) -> list:
+    """(name, delay) of the clips whose alarm was not found within its first cycle from its own beeps, or that raised the other alarm."""
     misses = []
-    for clip in ts.build(specs, testset_dir):
+    for clip in clips:
         events = run_alarms(clip.path)
         hits = sound_starts(events, clip.spec.label)
         wrong = [e for e in sound_starts(events) if e.data["label"] in c.ALARM_LABELS and e.data["label"] != clip.spec.label]
         if not ts.found_in_time(clip, hits) or wrong:
             misses.append((clip.spec.name, hits[0].t - clip.truth["start"] if hits else None))
-    assert not misses, misses
+    return misses
+
+
+# A combination alarm speaks in each pause ("Fire! Fire!", "Warning! Carbon monoxide!"), as loud
+# as its beeps: its words are no next beep. (A sweeping sounder's pause was taken away by the
+# spoken "Fire!" gliding up at the sweep's rate, 11 dB under its beeps.) Every clip of the main set.
+def test_a_combination_alarms_spoken_warning_leaves_its_pause(testset_dir):
+    specs = [replace(spec, name=f"{spec.name}-announced", announced=True) for spec in ts.alarm_specs()]
+    assert not first_cycle_misses(ts.build(specs, testset_dir))
+
+
+# A real 520 Hz unit: an asymmetric square (30 % duty: even harmonics too) through a small
+# speaker that rolls off below ~700 Hz, so its 2nd harmonic (~1040 Hz) is its loudest. Every
+# condition of the main set.
+def test_a_low_frequency_unit_through_a_small_speaker_is_found_within_one_cycle(testset_dir):
+    specs = ts.alarm_specs(carriers=(ts.SPEAKER_CARRIER,))
+    assert len(specs) == 16
+    assert not first_cycle_misses(ts.build(specs, testset_dir))
+
+
+# Under TV speech at -5 dB such a unit's fundamental is masked, and its 2nd harmonic, beginning
+# with the fundamental an octave below on every beep, was taken for a played note's partial.
+def test_a_low_frequency_units_second_harmonic_is_no_notes_overtone(testset_dir):
+    specs = [s for s in ts.alarm_specs(stress=True, carriers=(ts.SPEAKER_CARRIER,)) if s.name == "smoke_alarm-520_speaker--5dB-16kmo-wav-stress"]
+    assert [s.background for s in specs] == ["tv_speech"]
+    assert not first_cycle_misses(ts.build(specs, testset_dir))
 
 
 def draw_clip_found_in_time(testset_dir, name: str) -> bool:

@@ -180,6 +180,15 @@ def _detection(engine, cache: Path, music_clips: int) -> None:
     rooms = _found_in_time(engine, ts.reverberant_draw(), cache, lambda spec: (spec.label, spec.reverb_rt60))
     for (label, rt60), found in sorted(rooms.items()):
         print(f"{label:<12} RT60 {rt60:.1f} s: {sum(found)}/{len(found)}")
+    print("-- real units: first cycle found in time / clips")
+    for title, specs in (
+        ("a 520 Hz unit through a small speaker, main set", ts.alarm_specs(carriers=(ts.SPEAKER_CARRIER,))),
+        ("the same, stress set", ts.alarm_specs(stress=True, carriers=(ts.SPEAKER_CARRIER,))),
+        ("alarms that speak in their pauses, main set", ts.announced(ts.alarm_specs())),
+        ("the same, stress set", ts.announced(ts.alarm_specs(stress=True))),
+    ):
+        found = [ok for oks in _found_in_time(engine, specs, cache, lambda spec: None).values() for ok in oks]
+        print(f"{title:<50} {sum(found)}/{len(found)}")
     false_alarms, beeping = 0, []
     negatives = ts.build(ts.negative_specs(), cache)
     for clip in negatives:

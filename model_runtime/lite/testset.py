@@ -613,6 +613,11 @@ def default_cache_dir() -> Path:
 RATES = (8_000, 16_000, 48_000)
 
 
+def announced(specs: list[ClipSpec]) -> list[ClipSpec]:
+    """The same alarm clips from a combination alarm that speaks in its pauses (ANNOUNCEMENTS)."""
+    return [replace(spec, name=f"{spec.name}-announced", announced=True) for spec in specs]
+
+
 def alarm_specs(stress: bool = False, carriers: tuple[str, ...] = CARRIERS) -> list[ClipSpec]:
     """Every alarm x carrier x rate at +20 and -5 dB SNR, plus mid SNRs, with degradations cycling.
 

@@ -9,8 +9,6 @@ appliance beeps, a metronome, a dog, a vacuum, a door slam, a kettle.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -115,8 +113,7 @@ def first_cycle_misses(clips) -> list:
 # as its beeps: its words are no next beep. (A sweeping sounder's pause was taken away by the
 # spoken "Fire!" gliding up at the sweep's rate, 11 dB under its beeps.) Every clip of the main set.
 def test_a_combination_alarms_spoken_warning_leaves_its_pause(testset_dir):
-    specs = [replace(spec, name=f"{spec.name}-announced", announced=True) for spec in ts.alarm_specs()]
-    assert not first_cycle_misses(ts.build(specs, testset_dir))
+    assert not first_cycle_misses(ts.build(ts.announced(ts.alarm_specs()), testset_dir))
 
 
 # A real 520 Hz unit: an asymmetric square (30 % duty: even harmonics too) through a small

@@ -191,21 +191,24 @@ ALARM_MAX_FADE_DB = 10.0
 GROUP_LEVEL_DB = 10.0  # a group's beeps within this of each other (another sound's partial moves one by <= 6 dB)
 SAME_BEEP_S = 0.05  # one beep seen by two channels starts within this of itself in both
 TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often during the group: a trill
-# A played note is heard in its overtones too: a tone an octave or two above a note that began
-# with it (k = 2, 4) is that note's partial, and a repeated melody note's octave partial makes
-# a neat group of beeps at a sounder's pitch. A piezo has no tone an octave below it, so a group
-# most of whose beeps began with a tone one or two octaves below is music. (Chance co-onsets
-# under music at an alarm's octave below are rare: a group needs them on most of its beeps.)
-OCTAVES_BELOW = (2, 4)
-# Except a tone at a low-frequency unit's own pitch (the standard's 520 Hz +-10 %): a real unit's
-# square is rarely symmetric, and through its small speaker its 2nd harmonic (~1040 Hz) can be
-# its loudest, beginning with its fundamental on every beep.
-LOW_SOUNDER_HZ = (468.0, 572.0)
-NOTE_MIN_FRACTION = 0.25  # the lower tone lasts at least this fraction of the beep (a note, not a scrap)
-# and is about as loud or louder: a note's lower partials are its stronger ones. A much weaker tone an
-# octave below is another sound that began with the beep by chance (music's notes start on its beat;
-# one under a 3.1 kHz alarm's beeps, 1.59 kHz and 12 dB weaker, began with all three).
+# A played note is heard in its partials (1, 2, 3, 4 times its pitch), all beginning together: a
+# repeated melody or chord note's partial makes a neat group of beeps at a sounder's pitch, and
+# another partial of the same note begins with each of its beeps. Partials j and k of one note lie
+# at j/k of each other. A piezo makes no tone at those ratios in the band (its harmonics lie above
+# it), and a low-frequency unit only with its own harmonics (`low_unit_harmonics`), so a group
+# most of whose beeps began with such a tone is music. (Chance co-onsets at these exact ratios
+# under music are rare: a group needs them on most of its beeps.)
+NOTE_RATIOS = ((1, 4), (1, 2), (2, 3), (3, 4), (4, 3), (3, 2), (2, 1))  # (j, k): a tone at j/k of the beep's pitch
+NOTE_MIN_FRACTION = 0.25  # the other tone lasts at least this fraction of the beep (a note, not a scrap)
+# A tone below is about as loud or louder: a note's lower partials are its stronger ones. A much
+# weaker tone an octave below is another sound that began with the beep by chance (music's notes
+# start on its beat; one under a 3.1 kHz alarm's beeps, 1.59 kHz and 12 dB weaker, began with all three).
 NOTE_BELOW_DB = 6.0
+NOTE_ABOVE_DB = 8.0  # a tone above is weaker: music's false groups had their notes' next partial 3-6 dB under them
+# A low-frequency unit: the standard's 520 Hz +-10 %. A real unit's square is rarely symmetric and
+# its small speaker rolls off below ~700 Hz, so all its harmonics, even ones too, begin together on
+# every beep (its 2nd harmonic, ~1040 Hz, can be its loudest).
+LOW_SOUNDER_HZ = (468.0, 572.0)
 
 # A low-frequency sounder (~450-1000 Hz: the standard's 520 Hz square-ish wave) is heard in
 # its harmonics too. Under a voice each harmonic loses different beeps (the voice's own
@@ -365,6 +368,15 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
         if pattern is T3 and abs(median([b.fade for b in group])) > ALARM_MAX_FADE_DB:
             return False  # notes swelling or fading through each beep
     return True
+
+
+def low_unit_harmonics(a: float, b: float) -> bool:
+    """Whether tones at `a` and `b` Hz may both be harmonics of one low-frequency unit (its fundamental in LOW_SOUNDER_HZ, each within a bin)."""
+    for n in range(1, HARMONICS + 1):
+        f0 = a / n
+        if LOW_SOUNDER_HZ[0] <= f0 <= LOW_SOUNDER_HZ[1] and abs(b - round(b / f0) * f0) <= BIN_HZ:
+            return True
+    return False
 
 
 def no_pause_before(before: Beep, group: list[Beep], pattern: Pattern) -> bool:
@@ -527,7 +539,8 @@ def direct_parts(levels: list[tuple[float, float]], start: float) -> list[tuple[
         if t - FRAME_SECONDS < start:
             continue  # (a weak lead-in: not the beep's)
         if part is None:
-            trough = min(trough, lev)
+            if lev < trough:
+                trough = lev
             if lev >= trough + RISE_DB:
                 on, peak, part, low = t - FRAME_SECONDS, lev, [lev], 0
             continue
@@ -536,14 +549,15 @@ def direct_parts(levels: list[tuple[float, float]], start: float) -> list[tuple[
                 off_since = t - FRAME_SECONDS
             low += 1
             if low >= END_FRAMES:
-                parts.append((on, off_since, peak, peak - fmean(part)))
+                parts.append((on, off_since, peak, peak - sum(part) / len(part)))
                 part, trough = None, lev
         else:
             low = 0
-            peak = max(peak, lev)
+            if lev > peak:  # (not max(): this loop runs per frame of every closed beep)
+                peak = lev
             part.append(lev)
     if part:
-        parts.append((on, off_since if low else levels[-1][0], peak, peak - fmean(part)))
+        parts.append((on, off_since if low else levels[-1][0], peak, peak - sum(part) / len(part)))
     return [p for p in parts if p[1] - p[0] >= MIN_BEEP_S]
 
 
@@ -999,17 +1013,19 @@ class AlarmDetector:
         return False
 
     def _overtone_of_notes(self, group: list[Beep]) -> bool:
-        """Whether most of the group's beeps began with a tone one or two octaves below them (OCTAVES_BELOW): a note's partial."""
+        """Whether most of the group's beeps began with another partial of a note (NOTE_RATIOS): they are a note's partial."""
         heard = [b for st in self._channels for b in st.beeps]
         heard += [self._sounding_now(st) for st in self._channels if st.active]
 
         def overtone(beep: Beep) -> bool:
+            low, high = sorted((beep.freq_on, beep.freq_off))
             return any(
                 abs(o.on - beep.on) <= SAME_BEEP_S
                 and o.duration >= NOTE_MIN_FRACTION * beep.duration
-                and o.peak >= beep.peak - NOTE_BELOW_DB
-                and not LOW_SOUNDER_HZ[0] <= o.freq <= LOW_SOUNDER_HZ[1]
-                and any(abs(k * o.freq - beep.freq) <= k * BIN_HZ for k in OCTAVES_BELOW)
+                and o.peak >= beep.peak - (NOTE_BELOW_DB if o.freq < beep.freq else NOTE_ABOVE_DB)
+                and not low - BIN_HZ <= o.freq <= high + BIN_HZ  # (a sweep's own pieces begin with it)
+                and any(abs(o.freq - j / k * beep.freq) <= BIN_HZ * max(1.0, j / k) for j, k in NOTE_RATIOS)
+                and not low_unit_harmonics(beep.freq, o.freq)
                 for o in heard
             )
 

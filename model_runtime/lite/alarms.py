@@ -1099,6 +1099,7 @@ class AlarmDetector:
 
     @staticmethod
     def _latest_group(st: _ChannelState, pattern: Pattern, beeps: list[Beep]) -> list[Beep] | None:
+        """The latest of `beeps` (the channel's, mended or cut into their direct-sound parts) that form `pattern`, with no pause broken yet."""
         # Only beeps as long as the pattern's count; shorter or longer ones (a click,
         # a note, a sweep's split-off tail) are other sounds sharing the channel.
         fitting = [b for b in beeps if pattern.fits_length(b) and AlarmDetector._may_be_alarm_beep(b)]

@@ -757,12 +757,12 @@ class AlarmDetector:
             start, st.off_since, st.freq_sum / st.n, st.sal_sum / st.n, st.peak, st.peak - st.lev_sum / st.n, st.dominance,
             st.first_freq, st.last_freq, fade=level_fade(st.levels, start, st.off_since),
         )
+        if st.beeps and is_echo(beep, st.beeps[-1]):
+            return None
         if beep.duration <= T4_SPAN_S and AlarmDetector._may_be_alarm_beep(beep):
             cut = direct_parts(st.levels, start)
             if len(cut) > 1 or (cut and cut[0][1] < beep.off - END_FRAMES * FRAME_SECONDS):
                 beep = replace(beep, parts=tuple(cut))
-        if st.beeps and is_echo(beep, st.beeps[-1]):
-            return None
         st.beeps.append(beep)
         return beep
 

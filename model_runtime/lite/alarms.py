@@ -21,8 +21,9 @@
    mended into a beep, nor a beep that breaks the pause, nor the end of a group.
    A fixed-tone sounder is held to its own pitch (within 1.5 bins): a note a
    few percent off is another sound, and a group of fading (struck) or
-   swelling notes or of notes of mixed pitch is no alarm. A T4 group with another tone bursting
-   twice as fast over it is a phone's trill in a reverberant room.
+   swelling notes or of notes of mixed pitch is no alarm; nor a T3 group whose pitch moved in
+   some beeps only (two notes taking turns), where a sweeping sounder's beeps all sweep. A T4
+   group with another tone bursting twice as fast over it is a phone's trill in a reverberant room.
    A low sounder (450-1000 Hz) is also heard in its harmonics. Under a voice
    each harmonic loses different beeps of a T4 group, so the sounder's
    harmonics are joined into one timeline (a beep any of them hears at one
@@ -109,6 +110,17 @@ def sweeps(beep: "Beep") -> bool:
     """Whether the beep's pitch moved one way by SWEEP_RATIO or more (a notes' pitch holds)."""
     low, high = sorted((beep.freq_on, beep.freq_off))
     return high >= SWEEP_RATIO * low
+
+
+def sweeps_alike(group: list["Beep"]) -> bool:
+    """Whether every beep's pitch moved the same way, further than a fixed tone's edges move it.
+
+    A sweeping sounder's half-second beeps all sweep. Where a channel's loudest bin moved
+    in some beeps only, notes of two pitches took turns in it (one decaying, the next struck).
+    """
+    fixed = max(FIXED_TONE_HZ, FIXED_TONE * median([b.freq for b in group]))
+    moves = [b.freq_off - b.freq_on for b in group]
+    return all(m > fixed for m in moves) or all(m < -fixed for m in moves)
 
 
 def lengths_alike(beeps: list["Beep"], slack: float = 0.0) -> bool:
@@ -209,6 +221,11 @@ NOTE_ABOVE_DB = 8.0  # a tone above is weaker: music's false groups had their no
 # its small speaker rolls off below ~700 Hz, so all its harmonics, even ones too, begin together on
 # every beep (its 2nd harmonic, ~1040 Hz, can be its loudest).
 LOW_SOUNDER_HZ = (468.0, 572.0)
+# A unit's harmonic begins with most of its beeps, at one pitch and within this of one level; a
+# note's partial at a harmonic's ratio begins with one beep of a group, or at another level with
+# the next (music's 1656 Hz partial repeated at T3's pace had a 1121 Hz note begin with one beep
+# and a 3312 Hz one, 9 dB apart, with two: the harmonics of a 552 Hz unit, had they been steady).
+UNIT_HARMONIC_DB = 6.0
 
 # A low-frequency sounder (~450-1000 Hz: the standard's 520 Hz square-ish wave) is heard in
 # its harmonics too. Under a voice each harmonic loses different beeps (the voice's own
@@ -362,6 +379,8 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
     pitch, tolerance = sounder_pitch(group)
     if any(abs(b.freq - pitch) > tolerance for b in group):
         return False  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
+    if pattern is T3 and tolerance >= FREQ_TOLERANCE * pitch and not sweeps_alike(group):
+        return False  # (T3 only: a 0.1 s beep's sweep moves its pitch a bin or three, not clearly)
     if tolerance < FREQ_TOLERANCE * pitch:  # a fixed tone holds its level through each beep
         if median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
             return False  # a struck note repeated, not a sounder
@@ -1013,23 +1032,36 @@ class AlarmDetector:
         return False
 
     def _overtone_of_notes(self, group: list[Beep]) -> bool:
-        """Whether most of the group's beeps began with another partial of a note (NOTE_RATIOS): they are a note's partial."""
+        """Whether most of the group's beeps began with another partial of a note (NOTE_RATIOS): they are a note's partial.
+
+        A low-frequency unit's own harmonics begin with its beeps too, but with most of them, each
+        at one pitch and a steady level (UNIT_HARMONIC_DB): a tone at a harmonic's ratio that does
+        not is a note's.
+        """
         heard = [b for st in self._channels for b in st.beeps]
         heard += [self._sounding_now(st) for st in self._channels if st.active]
 
-        def overtone(beep: Beep) -> bool:
+        def partials(beep: Beep) -> list[Beep]:
             low, high = sorted((beep.freq_on, beep.freq_off))
-            return any(
-                abs(o.on - beep.on) <= SAME_BEEP_S
+            return [
+                o for o in heard
+                if abs(o.on - beep.on) <= SAME_BEEP_S
                 and o.duration >= NOTE_MIN_FRACTION * beep.duration
                 and o.peak >= beep.peak - (NOTE_BELOW_DB if o.freq < beep.freq else NOTE_ABOVE_DB)
                 and not low - BIN_HZ <= o.freq <= high + BIN_HZ  # (a sweep's own pieces begin with it)
                 and any(abs(o.freq - j / k * beep.freq) <= BIN_HZ * max(1.0, j / k) for j, k in NOTE_RATIOS)
-                and not low_unit_harmonics(beep.freq, o.freq)
-                for o in heard
-            )
+            ]
 
-        return 2 * sum(overtone(b) for b in group) > len(group)
+        begun = [partials(b) for b in group]
+
+        def unit_harmonic(beep: Beep, tone: Beep) -> bool:
+            """Whether `tone` (begun with `beep`) may be the unit's own harmonic: one that begins with most of the group's beeps, as loud."""
+            if not low_unit_harmonics(beep.freq, tone.freq):
+                return False
+            with_it = sum(any(abs(o.freq - tone.freq) <= BIN_HZ and abs(o.peak - tone.peak) <= UNIT_HARMONIC_DB for o in tones) for tones in begun)
+            return 2 * with_it > len(group)
+
+        return 2 * sum(any(not unit_harmonic(b, o) for o in tones) for b, tones in zip(group, begun)) > len(group)
 
     def _run_before(self, group: list[Beep], pattern: Pattern, channel: int) -> bool:
         """Whether a channel that heard the group's first beep heard its sounder in the slot a run's beep before it would fill (`previous_slot_filled`).

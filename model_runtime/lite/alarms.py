@@ -1052,16 +1052,27 @@ class AlarmDetector:
                 and any(abs(o.freq - j / k * beep.freq) <= BIN_HZ * max(1.0, j / k) for j, k in NOTE_RATIOS)
             ]
 
-        begun = [partials(b) for b in group]
+        def level_begun_with(beep: Beep, hz: float) -> float | None:
+            """The level of a tone at `hz` that began with `beep`, if one did.
+
+            As a fixed tone's pitch (within 1.5 bins: a harmonic between two bins measures at either),
+            and the loudest channel's (one whose edge cuts it hears less of it).
+            """
+            near = max(FIXED_TONE_HZ, FIXED_TONE * hz)
+            return max(
+                (o.peak for o in heard if abs(o.freq - hz) <= near and abs(o.on - beep.on) <= SAME_BEEP_S and o.duration >= NOTE_MIN_FRACTION * beep.duration),
+                default=None,
+            )
 
         def unit_harmonic(beep: Beep, tone: Beep) -> bool:
-            """Whether `tone` (begun with `beep`) may be the unit's own harmonic: one that begins with most of the group's beeps, as loud."""
+            """Whether `tone` (begun with `beep`) may be a low unit's own harmonic: one that begins with most of the group's beeps, as loud."""
             if not low_unit_harmonics(beep.freq, tone.freq):
                 return False
-            with_it = sum(any(abs(o.freq - tone.freq) <= BIN_HZ and abs(o.peak - tone.peak) <= UNIT_HARMONIC_DB for o in tones) for tones in begun)
-            return 2 * with_it > len(group)
+            level = level_begun_with(beep, tone.freq)
+            levels = [level_begun_with(b, tone.freq) for b in group]
+            return 2 * sum(x is not None and abs(x - level) <= UNIT_HARMONIC_DB for x in levels) > len(group)
 
-        return 2 * sum(any(not unit_harmonic(b, o) for o in tones) for b, tones in zip(group, begun)) > len(group)
+        return 2 * sum(any(not unit_harmonic(b, o) for o in partials(b)) for b in group) > len(group)
 
     def _run_before(self, group: list[Beep], pattern: Pattern, channel: int) -> bool:
         """Whether a channel that heard the group's first beep heard its sounder in the slot a run's beep before it would fill (`previous_slot_filled`).

@@ -112,13 +112,18 @@ def sweeps(beep: "Beep") -> bool:
     return high >= SWEEP_RATIO * low
 
 
+def fixed_tone_tolerance(pitch: float) -> float:
+    """Hz a fixed tone's measured pitch may move at `pitch`: its edges' frames, a harmonic between two bins (FIXED_TONE_HZ, FIXED_TONE)."""
+    return max(FIXED_TONE_HZ, FIXED_TONE * pitch)
+
+
 def sweeps_alike(group: list["Beep"]) -> bool:
     """Whether every beep's pitch moved the same way, further than a fixed tone's edges move it.
 
     A sweeping sounder's half-second beeps all sweep. Where a channel's loudest bin moved
     in some beeps only, notes of two pitches took turns in it (one decaying, the next struck).
     """
-    fixed = max(FIXED_TONE_HZ, FIXED_TONE * median([b.freq for b in group]))
+    fixed = fixed_tone_tolerance(median([b.freq for b in group]))
     moves = [b.freq_off - b.freq_on for b in group]
     return all(m > fixed for m in moves) or all(m < -fixed for m in moves)
 
@@ -363,8 +368,8 @@ def sounder_pitch(group: list[Beep]) -> tuple[float, float]:
     pitch = median([b.freq for b in group])
     # (Signed: another sound at a beep's edge moves its first or last frame either way; a sweep always moves one way.)
     sweep = abs(median([b.freq_off - b.freq_on for b in group]))
-    if sweep <= max(FIXED_TONE_HZ, FIXED_TONE * pitch):
-        return pitch, max(FIXED_TONE_HZ, FIXED_TONE * pitch)
+    if sweep <= fixed_tone_tolerance(pitch):
+        return pitch, fixed_tone_tolerance(pitch)
     return pitch, FREQ_TOLERANCE * pitch
 
 
@@ -1041,12 +1046,15 @@ class AlarmDetector:
         heard = [b for st in self._channels for b in st.beeps]
         heard += [self._sounding_now(st) for st in self._channels if st.active]
 
+        def began_with(o: Beep, beep: Beep) -> bool:
+            """A tone (not a scrap) that began with the beep."""
+            return abs(o.on - beep.on) <= SAME_BEEP_S and o.duration >= NOTE_MIN_FRACTION * beep.duration
+
         def partials(beep: Beep) -> list[Beep]:
             low, high = sorted((beep.freq_on, beep.freq_off))
             return [
                 o for o in heard
-                if abs(o.on - beep.on) <= SAME_BEEP_S
-                and o.duration >= NOTE_MIN_FRACTION * beep.duration
+                if began_with(o, beep)
                 and o.peak >= beep.peak - (NOTE_BELOW_DB if o.freq < beep.freq else NOTE_ABOVE_DB)
                 and not low - BIN_HZ <= o.freq <= high + BIN_HZ  # (a sweep's own pieces begin with it)
                 and any(abs(o.freq - j / k * beep.freq) <= BIN_HZ * max(1.0, j / k) for j, k in NOTE_RATIOS)
@@ -1058,11 +1066,8 @@ class AlarmDetector:
             As a fixed tone's pitch (within 1.5 bins: a harmonic between two bins measures at either),
             and the loudest channel's (one whose edge cuts it hears less of it).
             """
-            near = max(FIXED_TONE_HZ, FIXED_TONE * hz)
-            return max(
-                (o.peak for o in heard if abs(o.freq - hz) <= near and abs(o.on - beep.on) <= SAME_BEEP_S and o.duration >= NOTE_MIN_FRACTION * beep.duration),
-                default=None,
-            )
+            near = fixed_tone_tolerance(hz)
+            return max((o.peak for o in heard if abs(o.freq - hz) <= near and began_with(o, beep)), default=None)
 
         def unit_harmonic(beep: Beep, tone: Beep) -> bool:
             """Whether `tone` (begun with `beep`) may be a low unit's own harmonic: one that begins with most of the group's beeps, as loud."""

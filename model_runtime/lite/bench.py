@@ -151,6 +151,14 @@ def _found_in_time(engine, specs: list, cache: Path, key) -> tuple[dict, int]:
     return found, wrong
 
 
+def _first_cycle_table(engine, specs: list, cache: Path, row) -> None:
+    """Print, per `row(spec)` (its label, sorted), first cycles found in time / clips; then all of them, and the wrong-label alarms."""
+    found, wrong = _found_in_time(engine, specs, cache, row)
+    for name, oks in sorted(found.items()):
+        print(f"{name} {sum(oks)}/{len(oks)}")
+    print(f"all: {sum(sum(v) for v in found.values())}/{sum(len(v) for v in found.values())}; wrong-label alarms: {wrong}")
+
+
 def _wrong_label(starts: list, label: str) -> bool:
     return any(e.data["label"] in c.ALARM_LABELS and e.data["label"] != label for e in starts)
 
@@ -174,10 +182,7 @@ def _detection(engine, cache: Path, music_clips: int, tv_clips: int) -> None:
             stats = f"{statistics.median(got):.2f} / {max(got):.2f}" if got else "-"
             print(f"{label:<12} {snr:+5.0f} dB {rate // 1000:2d} kHz: {len(got)}/{len(delays)}  {stats}")
     print("-- a wider draw under TV speech and music at -5 and 0 dB: label, carrier, background: first cycle found in time / clips")
-    draw, wrong = _found_in_time(engine, ts.tonal_background_draw(), cache, lambda spec: (spec.label, spec.carrier, spec.background))
-    for (label, carrier, background), found in sorted(draw.items()):
-        print(f"{label:<12} {carrier:<13} {background:<10} {sum(found)}/{len(found)}")
-    print(f"all: {sum(sum(v) for v in draw.values())}/{sum(len(v) for v in draw.values())}; wrong-label alarms: {wrong}")
+    _first_cycle_table(engine, ts.tonal_background_draw(), cache, lambda spec: f"{spec.label:<12} {spec.carrier:<13} {spec.background:<10}")
     # An alarm sounds until someone comes: one missed in its first cycle may still be found in the next.
     found_at_all, wrong = [], 0
     for clip in ts.build(ts.tonal_background_draw(cycles=3), cache):
@@ -186,10 +191,7 @@ def _detection(engine, cache: Path, music_clips: int, tv_clips: int) -> None:
         wrong += _wrong_label(starts, clip.spec.label)
     print(f"the same draw sounding three cycles: found within them {sum(found_at_all)}/{len(found_at_all)}; wrong-label alarms: {wrong}")
     print("-- reverberant rooms (fan +10 dB, kitchen 0 dB, TV speech +5 dB): label, RT60: first cycle found in time / clips")
-    rooms, wrong = _found_in_time(engine, ts.reverberant_draw(), cache, lambda spec: (spec.label, spec.reverb_rt60))
-    for (label, rt60), found in sorted(rooms.items()):
-        print(f"{label:<12} RT60 {rt60:.1f} s: {sum(found)}/{len(found)}")
-    print(f"wrong-label alarms: {wrong}")
+    _first_cycle_table(engine, ts.reverberant_draw(), cache, lambda spec: f"{spec.label:<12} RT60 {spec.reverb_rt60:.1f} s:")
     print("-- real units: first cycle found in time / clips")
     for title, specs in (
         ("a 520 Hz unit through a small speaker, main set", ts.alarm_specs(carriers=(ts.SPEAKER_CARRIER,))),
@@ -201,10 +203,7 @@ def _detection(engine, cache: Path, music_clips: int, tv_clips: int) -> None:
         found = [ok for oks in by_key.values() for ok in oks]
         print(f"{title:<50} {sum(found)}/{len(found)}; wrong-label alarms: {wrong}")
     print("-- low-frequency units (520 Hz square, through a small speaker, 25 %-duty), a draw apart from the tuned seeds: label, background, SNR: first cycle found in time / clips")
-    low, wrong = _found_in_time(engine, ts.low_unit_draw(), cache, lambda spec: (spec.label, spec.background, spec.snr_db))
-    for (label, background, snr), found in sorted(low.items()):
-        print(f"{label:<12} {background:<10} {snr:+3.0f} dB: {sum(found)}/{len(found)}")
-    print(f"all: {sum(sum(v) for v in low.values())}/{sum(len(v) for v in low.values())}; wrong-label alarms: {wrong}")
+    _first_cycle_table(engine, ts.low_unit_draw(), cache, lambda spec: f"{spec.label:<12} {spec.background:<10} {spec.snr_db:+3.0f} dB:")
     false_alarms, beeping = 0, []
     negatives = ts.build(ts.negative_specs(), cache)
     for clip in negatives:

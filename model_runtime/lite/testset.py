@@ -333,14 +333,17 @@ MUSIC_SEEDS_BUILT_ON = 150
 
 def music_alone(seed: int, seconds: float = 12.0) -> np.ndarray:
     """The generator's music by itself, at 16 kHz, peak 0.3."""
-    music = synth_music(seconds, np.random.default_rng(seed))
-    return resample_poly(0.3 * music / np.max(np.abs(music)), 1, SYNTH_RATE // 16_000).astype(np.float32)
+    return _alone(synth_music(seconds, np.random.default_rng(seed)))
 
 
 def tv_speech_alone(seed: int, seconds: float = 12.0) -> np.ndarray:
     """The generator's TV speech (voices over a little room noise) by itself, at 16 kHz, peak 0.3."""
-    tv = synth_background("tv_speech", int(seconds * SYNTH_RATE), np.random.default_rng(seed))
-    return resample_poly(0.3 * tv / np.max(np.abs(tv)), 1, SYNTH_RATE // 16_000).astype(np.float32)
+    return _alone(synth_background("tv_speech", int(seconds * SYNTH_RATE), np.random.default_rng(seed)))
+
+
+def _alone(sound: np.ndarray) -> np.ndarray:
+    """A background heard by itself: peak 0.3, at 16 kHz."""
+    return resample_poly(0.3 * sound / np.max(np.abs(sound)), 1, SYNTH_RATE // 16_000).astype(np.float32)
 
 
 def synth_whistle_tune(duration: float, rng: np.random.Generator) -> np.ndarray:

@@ -43,6 +43,7 @@ class EngineOptions:
     # (131-144 of 150 chunks decided in 60 s live; at 4 s, and with no rule, all 150).
     overload_seconds: float = 4.0
     batch_rooms: int = 16  # at most this many streams share one batched model step (1 = no batching)
+    cuda_graphs: bool = True  # on a GPU, model steps replay CUDA graphs (interaction/cuda_graphs.py)
     # lite engine
     wake_words: list[str] = field(default_factory=lambda: ["okay_nabu"])
 
@@ -121,6 +122,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                         "announced as an 'overloaded' error event (0 = never; default %(default)s)")
     g.add_argument("--batch-rooms", type=int, default=defaults.batch_rooms,
                    help="streams that share one batched model step, at most (1 = no batching; default %(default)s)")
+    g.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                   help="on a GPU, launch every kernel of each model step instead of replaying CUDA graphs "
+                        "(slower; for comparison or a driver that fails to capture)")
     g.add_argument("--wake-word", dest="wake_words", action="append", default=None,
                    help="lite engine wake word (repeatable; default okay_nabu)")
 
@@ -140,5 +144,6 @@ def options_from_args(args: argparse.Namespace) -> EngineOptions:
         quantize=args.quantize,
         overload_seconds=args.overload_seconds,
         batch_rooms=args.batch_rooms,
+        cuda_graphs=args.cuda_graphs,
         wake_words=args.wake_words or defaults.wake_words,
     )

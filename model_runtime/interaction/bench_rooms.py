@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", default="3b", choices=list(SHAPES), help="model shapes (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per figure (median; default %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                        help="on a GPU, run the steps eagerly instead of replaying CUDA graphs (for comparison)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -73,14 +75,16 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     lm, encoder = _build(dtype, device, args.shape, args.layers, args.encoder_layers)
     shape = "Qwen2.5-3B-shaped LM + Omni-3B audio encoder" if args.shape == "3b" else "tiny-checkpoint-shaped LM + encoder"
+    graphs = args.cuda_graphs and device.type == "cuda"
+    graphs_note = (" (CUDA graphs)" if graphs else " (no CUDA graphs)") if device.type == "cuda" else ""
     print(f"# bench rooms: {shape} ({lm.config.num_hidden_layers} + {encoder.config.encoder_layers} layers), random weights, "
-          f"{args.dtype}, {_device_name(device)}, {torch.get_num_threads()} CPU threads; built in "
+          f"{args.dtype}, {_device_name(device)}{graphs_note}, {torch.get_num_threads()} CPU threads; built in "
           f"{time.perf_counter() - started:.0f} s; medians of {args.repeats}")
     if "rooms" in sections:
-        bench_rooms(lm, encoder, device, [int(r) for r in args.rooms.split(",")], args.context, args.repeats)
+        bench_rooms(lm, encoder, device, [int(r) for r in args.rooms.split(",")], args.context, args.repeats, graphs)
     if "rtf" in sections:
         modes = [m.strip() for m in args.quantize.split(",") if m.strip()]
-        bench_rtf(lm, encoder, device, modes, args.repeats)
+        bench_rtf(lm, encoder, device, modes, args.repeats, graphs)
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 
@@ -132,7 +136,7 @@ def _fill(cache, start: int, end: int) -> None:
     cache.length = end
 
 
-def _engine(lm, encoder, device, rooms: int):
+def _engine(lm, encoder, device, rooms: int, graphs: bool):
     """A real InteractionEngine on the benchmark's weights (the tiny checkpoint's tokenizer: ids are the same)."""
     from pathlib import Path
 
@@ -145,11 +149,11 @@ def _engine(lm, encoder, device, rooms: int):
     loaded = LoadedModel(lm, encoder, build_tokenizer(), {}, param.device, param.dtype, Path("random"))
     options = EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, model="random", device=str(device),
                             dtype=str(param.dtype).removeprefix("torch."), batch_rooms=max(rooms, EngineOptions.batch_rooms),
-                            overload_seconds=0.0)
+                            overload_seconds=0.0, cuda_graphs=graphs)
     return InteractionEngine(options, loaded=loaded)
 
 
-def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repeats: int) -> None:
+def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repeats: int, graphs: bool = False) -> None:
     import numpy as np
     import torch
 
@@ -157,14 +161,17 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
     from .checkpoint import encode_chunks_with
     from .decoder import CachedDecoder
 
-    decoder = CachedDecoder(lm)
+    from .cuda_graphs import CudaGraphs
+
+    decoder = CachedDecoder(lm, cuda_graphs=graphs)
+    encoder_graphs = CudaGraphs() if graphs else None
     caches = _random_caches(decoder, max(room_counts), context)
     mel = np.random.default_rng(0).standard_normal((c.N_MELS, c.MEL_FRAMES_PER_CHUNK)).astype(np.float32)
     embeds = (torch.randn(c.TOKENS_PER_CHUNK, lm.config.hidden_size, device=device) * 0.02).to(decoder.dtype)
     audio = (np.random.default_rng(1).standard_normal(c.CHUNK_SAMPLES) * 0.05).astype(np.float32)
 
     def encode_one(m):
-        return encode_chunks_with(encoder, m)
+        return encode_chunks_with(encoder, m, encoder_graphs)
 
     def rewind(rooms):
         for cache in caches[:rooms]:
@@ -196,7 +203,7 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
         core = (f"{rooms:>5} | {wall * 1000:8.1f} ({wall / base:4.2f}x, RTF {wall / c.CHUNK_SECONDS:5.2f}, "
                 f"{wall / rooms / c.CHUNK_SECONDS:5.3f}), {cpu * 1000:8.1f} | {seq * 1000:8.1f} ({seq / wall:4.2f}x)")
         try:
-            path, path_cpu, steps, front = _engine_path(lm, encoder, device, rooms, context, audio, repeats)
+            path, path_cpu, steps, front = _engine_path(lm, encoder, device, rooms, context, audio, repeats, graphs)
         except Exception as err:  # noqa: BLE001 - e.g. a package the engine needs is missing on a GPU host:
             print(f"{core} | engine path failed: {type(err).__name__}: {err}", flush=True)  # keep the core figures
             continue
@@ -210,12 +217,14 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
     gc.collect()
 
 
-def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: int):
+def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: int, graphs: bool):
     """Median (wall, CPU) seconds of one tick through a real engine, its LM steps per tick, and
     the mean seconds per room and tick of the log-mel front end (numpy, in the room's thread)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    engine = _engine(lm, encoder, device, rooms)
+    import torch
+
+    engine = _engine(lm, encoder, device, rooms, graphs)
     streams = [engine.open_stream() for _ in range(rooms)]
     for stream in streams:  # `context` tokens of history, as the core has
         _fill(stream.cache, stream.cache.length, context)
@@ -228,11 +237,20 @@ def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: 
                     raise RuntimeError(f"a room's tick ran no listening step: {events}")
 
         list(executor.map(lambda stream: stream.feed(audio), streams))  # the front end's lookahead: no decision yet
+        for _ in range(3):  # CUDA graphs are captured on a layout's second step (cuda_graphs.py)
+            tick()
+        # Timed over more ticks than the core: a context crossing an attention bucket (every 1,024
+        # slots) runs one eager step and one capture, as a live room does every 85 ticks.
+        ticks = 3 * repeats
         steps_before = engine.lm_batches.stats.batches if engine.lm_batches else 0
         front_before = sum(stream.stats.features_seconds for stream in streams)
-        wall, cpu = timed(tick, device, repeats)
-        steps = ((engine.lm_batches.stats.batches if engine.lm_batches else 0) - steps_before) / (repeats + 1)
-        front = (sum(stream.stats.features_seconds for stream in streams) - front_before) / (repeats + 1) / rooms
+        wall, cpu = timed(tick, device, ticks)
+        steps = ((engine.lm_batches.stats.batches if engine.lm_batches else 0) - steps_before) / (ticks + 1)
+        front = (sum(stream.stats.features_seconds for stream in streams) - front_before) / (ticks + 1) / rooms
+        if engine.decoder.graphs is not None:
+            graphs = engine.decoder.graphs
+            print(f"      (engine: {len(graphs)} LM graphs, {graphs.stats.captures} captured, {graphs.stats.eager} eager "
+                  f"steps, {graphs.stats.replays} replays; GPU memory reserved {torch.cuda.memory_reserved(device) / 2**30:.2f} GiB)")
     for stream in streams:
         stream.close()
     del engine, streams
@@ -240,12 +258,13 @@ def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: 
     return wall, cpu, steps, front
 
 
-def bench_rtf(lm, encoder, device, modes: list[str], repeats: int) -> None:
+def bench_rtf(lm, encoder, device, modes: list[str], repeats: int, graphs: bool = False) -> None:
     import numpy as np
     import torch
 
     from .checkpoint import encode_chunks_with
     from .context import ContextWindow
+    from .cuda_graphs import CudaGraphs
     from .decoder import CachedDecoder
     from .quantize import quantize_lm, weight_bytes
 
@@ -262,10 +281,11 @@ def bench_rtf(lm, encoder, device, modes: list[str], repeats: int) -> None:
     memory = PeakMemory(device)
     for mode in modes:
         quantize_lm(lm, mode)  # in place: modes must go from none to one quantized mode
-        decoder = CachedDecoder(lm)
+        decoder = CachedDecoder(lm, cuda_graphs=graphs)
+        encoder_graphs = CudaGraphs() if graphs else None
         memory.reset()
         with torch.inference_mode():
-            enc, enc_cpu = timed(lambda: encode_chunks_with(encoder, mel), device, repeats)
+            enc, enc_cpu = timed(lambda: encode_chunks_with(encoder, mel, encoder_graphs), device, repeats)
             figures = []
             for where, context in contexts.items():
                 cache = _random_caches(decoder, 1, context)[0]

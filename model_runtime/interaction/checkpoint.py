@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .. import constants as c
 from ..errors import CheckpointError
+from .cuda_graphs import CudaGraphs
 
 log = logging.getLogger(__name__)
 
@@ -497,28 +499,73 @@ def load_checkpoint(model: str, device: str = "auto", dtype: str = "auto", cache
     )
 
 
-def encode_chunks(loaded: LoadedModel, mel: torch.Tensor) -> torch.Tensor:
+def encode_chunks(loaded: LoadedModel, mel: torch.Tensor, graphs: CudaGraphs | None = None) -> torch.Tensor:
     """Encode N whole 40-frame chunks, each independently as upstream does -> (N, 10, lm_width).
 
     `mel`: (128, 40 * N) log-mel frames (numpy or torch). Upstream passes the
     per-chunk lengths (40, 40, ...) as `feature_lens`, so the encoder's attention
-    never crosses a chunk boundary; `aftercnn_lens` = (T - 1) // 2 + 1 for T frames
-    in all (transformers 5.24 derives it from `feature_lens` and ignores it, but
-    older releases read it, so it is passed as upstream does).
+    never crosses a chunk boundary: see `encode_chunks_with`. With `graphs` (on a
+    GPU) each number of chunks runs as a CUDA graph (cuda_graphs.py).
     """
-    return encode_chunks_with(loaded.encoder, mel)
+    return encode_chunks_with(loaded.encoder, mel, graphs)
 
 
-def encode_chunks_with(encoder: Any, mel: Any) -> torch.Tensor:
+def encode_chunks_with(encoder: Any, mel: Any, graphs: CudaGraphs | None = None) -> torch.Tensor:
+    """`Qwen2_5OmniAudioEncoder.forward` for N chunks of exactly 40 frames, written out with its own modules.
+
+    Why not call the encoder: upstream's call (`feature_lens` = 40 per chunk) makes
+    transformers split the frames into chunks by lengths it reads back from the
+    device (two host syncs) and, without flash-attn, run one attention call per
+    chunk and layer (N x 32 calls for N rooms' chunks). Every chunk here has the same
+    40 frames, which is one encoder window (`n_window` * 2 >= 40), so the same
+    arithmetic runs as a batch of N: conv1 + GELU, conv2 (stride 2) + GELU -> 20
+    frames, sinusoid positions 0..19, the layers with attention within each chunk
+    (one call per layer for all N), the stride-2 average pooling -> 10 vectors,
+    ln_post, proj. No value is read back to the host, so a GPU runs it without
+    waiting (and it can be captured in a CUDA graph). The test suite proves it equal
+    to the encoder's own forward with upstream's arguments.
+    """
     param = next(encoder.parameters())
     mel = torch.as_tensor(mel).to(device=param.device, dtype=param.dtype)
     if mel.dim() != 2 or mel.shape[0] != c.N_MELS or mel.shape[1] % c.MEL_FRAMES_PER_CHUNK:
         raise ValueError(f"expected (128, 40 * N) log-mel frames, got shape {tuple(mel.shape)}")
+    if encoder.n_window * 2 < c.MEL_FRAMES_PER_CHUNK:
+        raise ValueError(f"audio encoder window of {encoder.n_window * 2} frames is shorter than a chunk's 40")
     n_chunks = mel.shape[1] // c.MEL_FRAMES_PER_CHUNK
     if n_chunks == 0:
         return torch.zeros(0, c.AUDIO_VECTORS_PER_CHUNK, encoder.config.output_dim, device=param.device, dtype=param.dtype)
-    feature_lens = torch.full((n_chunks,), c.MEL_FRAMES_PER_CHUNK, dtype=torch.long, device=param.device)
-    aftercnn_lens = (feature_lens - 1) // 2 + 1
+    if graphs is not None:
+        return graphs.run(("audio encoder", id(encoder), n_chunks), [mel], lambda inputs: _encode(encoder, inputs[0]))
+    return _encode(encoder, mel)
+
+
+def _encode(encoder: Any, mel: torch.Tensor) -> torch.Tensor:
+    """(128, 40 * N) frames on the encoder's device and dtype -> (N, 10, output_dim); no host reads."""
+    n_chunks = mel.shape[1] // c.MEL_FRAMES_PER_CHUNK
     with torch.no_grad():
-        out = encoder(input_features=mel, feature_lens=feature_lens, aftercnn_lens=aftercnn_lens).last_hidden_state
-    return out.reshape(n_chunks, c.AUDIO_VECTORS_PER_CHUNK, -1)
+        chunks = mel.view(c.N_MELS, n_chunks, c.MEL_FRAMES_PER_CHUNK).transpose(0, 1)  # (N, 128, 40)
+        x = F.gelu(encoder.conv1(chunks))
+        x = F.gelu(encoder.conv2(x)).transpose(1, 2)  # (N, 20, d)
+        frames = x.shape[1]
+        x = x + encoder.positional_embedding.positional_embedding[:frames].to(x.dtype)
+        for layer in encoder.layers:
+            x = x + _audio_self_attention(layer.self_attn, layer.self_attn_layer_norm(x))
+            x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
+            if x.dtype == torch.float16:  # as the encoder layer does
+                limit = torch.finfo(x.dtype).max - 1000
+                x = x.clamp(-limit, limit)
+        x = x.view(n_chunks, frames // 2, 2, -1).mean(dim=2)  # stride-2 average pooling within each chunk
+        return encoder.proj(encoder.ln_post(x))  # (N, 10, output_dim)
+
+
+def _audio_self_attention(attn: Any, h: torch.Tensor) -> torch.Tensor:
+    """The encoder's full (non-causal) attention within each chunk: h (N, frames, d) -> (N, frames, d)."""
+    n, frames, width = h.shape
+    heads = attn.num_heads
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.view(n, frames, heads, width // heads).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split(attn.q_proj(h)), split(attn.k_proj(h)), split(attn.v_proj(h)),
+                                         scale=attn.scaling)
+    return attn.out_proj(out.transpose(1, 2).reshape(n, frames, width))

@@ -32,12 +32,15 @@ and that a compacted cache equals a fresh prefill of the kept tokens at layer 0.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb, rotate_half
+
+from .cuda_graphs import CudaGraphs
 
 
 class KVPool:
@@ -217,7 +220,7 @@ class CachedDecoder:
     with its own cache from `new_cache`.
     """
 
-    def __init__(self, lm: torch.nn.Module) -> None:
+    def __init__(self, lm: torch.nn.Module, *, cuda_graphs: bool = True) -> None:
         config = lm.config
         layer_types = getattr(config, "layer_types", None) or ["full_attention"]
         if any(kind != "full_attention" for kind in layer_types):
@@ -238,6 +241,17 @@ class CachedDecoder:
         self.lm_head = lm.lm_head
         param = next(lm.parameters())
         self.device, self.dtype = param.device, param.dtype
+        # On a GPU the steps replay CUDA graphs (cuda_graphs.py): a listening step is launch-bound there.
+        self.graphs = CudaGraphs() if cuda_graphs and self.device.type == "cuda" else None
+        if self.device.type == "cuda" and self.graphs is None:
+            # Eager steps on a GPU: torch's cuDNN attention builds an execution plan for each new shape,
+            # on the CPU, and a room's context grows by 12 slots every step. Measured on an H200 (3B,
+            # bfloat16, no graphs): one room's tick through the engine 130 ms with it, 60 ms without
+            # (8 rooms: 187 -> 64). With graphs the attended length is bucketed, a plan serves a whole
+            # bucket, and cuDNN's kernel is the faster one at long contexts (a step at 10,000 slots:
+            # 16 ms, 23.6 ms with the memory-efficient kernel), so it stays. Process-wide: torch has no
+            # per-call switch that is not itself a process-wide flag.
+            torch.backends.cuda.enable_cudnn_sdp(False)
         self.by_matmul = uses_matmul_attention(self.device, self.dtype)
 
     def new_pool(self, capacity: int, rooms: int = 1, max_rooms: int | None = None) -> KVPool:
@@ -298,41 +312,85 @@ class CachedDecoder:
         positions = torch.tensor(
             [p for start, n in zip(starts, counts) for p in range(start, start + n)], device=self.device
         ).unsqueeze(0)
-        cos, sin = self.rotary(x, positions)
-        members: dict[int, list[int]] = {}  # pool -> the caches (indices) of this step in it
-        for r, cache in enumerate(caches):
-            members.setdefault(id(cache.pool), []).append(r)
-        steps = [
-            _PoolStep(caches[rs[0]].pool, [caches[r].slot for r in rs], [starts[r] for r in rs], [counts[r] for r in rs],
-                      [offsets[r] for r in rs], self.group, self.device, self.by_matmul)
-            for rs in members.values()
-        ]
-        with contextlib.ExitStack() as held:
-            for step in sorted(steps, key=lambda s: id(s.pool)):  # one order: no deadlock between pools
-                held.enter_context(step.pool.lock)
-            for index, layer in enumerate(self.layers):
-                attn = layer.self_attn
-                h = layer.input_layernorm(x)
-                q = attn.q_proj(h).view(1, total, self.n_heads, self.head_dim)
-                k = attn.k_proj(h).view(1, total, self.n_kv_heads, self.head_dim)
-                v = attn.v_proj(h).view(1, total, self.n_kv_heads, self.head_dim)
-                q, k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2)  # token-major: (1, total, heads, d)
-                if len(steps) == 1:
-                    out = steps[0].attend(index, q[0], k[0], v[0], self.scale)
-                else:
-                    out = q.new_empty(total, self.n_heads, self.head_dim)
-                    for step in steps:
-                        picked = [t.index_select(0, step.tokens) for t in (q[0], k[0], v[0])]
-                        out.index_copy_(0, step.tokens, step.attend(index, *picked, self.scale))
-                x = x + attn.o_proj(out.view(1, total, -1))
-                x = x + layer.mlp(layer.post_attention_layernorm(x))
-            for cache, start, n in zip(caches, starts, counts):
-                cache.length = start + n
         if picks is None:
             rows = [offset + n - 1 for offset, n in zip(offsets, counts)]
         else:
             rows = [offset + i for offset, n, pick in zip(offsets, counts, picks) for i in (pick if pick is not None else [n - 1])]
-        return self.lm_head(self.final_norm(x[0, rows])).float()
+        members: dict[int, list[int]] = {}  # pool -> the caches (indices) of this step in it
+        for r, cache in enumerate(caches):
+            members.setdefault(id(cache.pool), []).append(r)
+        # With graphs, the attended length is rounded up to a bucket, so that one graph serves
+        # a room's steps while its context grows through the bucket (see `_PoolStep`).
+        bucket = GRAPH_BUCKET_SLOTS if self.graphs is not None else None
+        steps = [
+            _PoolStep(caches[rs[0]].pool, [caches[r].slot for r in rs], [starts[r] for r in rs], [counts[r] for r in rs],
+                      [offsets[r] for r in rs], self.group, self.device, self.by_matmul, bucket)
+            for rs in members.values()
+        ]
+        plan = _StepPlan(positions, torch.tensor(rows, device=self.device), steps)
+        with contextlib.ExitStack() as held:
+            for step in sorted(steps, key=lambda s: id(s.pool)):  # one order: no deadlock between pools
+                held.enter_context(step.pool.lock)
+            if self.graphs is None:
+                logits = self._run(plan, x)
+            else:
+                key = (tuple(step.layout() for step in steps), tuple(counts), tuple(rows))
+                logits = self.graphs.run(key, [x, *plan.tensors()],
+                                         lambda inputs: self._run(plan.with_tensors(inputs[1:]), inputs[0]))
+            for cache, start, n in zip(caches, starts, counts):
+                cache.length = start + n
+        return logits
+
+    def _run(self, plan: _StepPlan, x: torch.Tensor) -> torch.Tensor:
+        """The step's device work, the layers over `x` (1, total, width) -> the picked rows' logits, float32.
+        Reads nothing back to the host (a CUDA graph captures it as is)."""
+        total = x.shape[1]
+        cos, sin = self.rotary(x, plan.positions)
+        for index, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_proj(h).view(1, total, self.n_heads, self.head_dim)
+            k = attn.k_proj(h).view(1, total, self.n_kv_heads, self.head_dim)
+            v = attn.v_proj(h).view(1, total, self.n_kv_heads, self.head_dim)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2)  # token-major: (1, total, heads, d)
+            if len(plan.steps) == 1:
+                out = plan.steps[0].attend(index, q[0], k[0], v[0], self.scale)
+            else:
+                out = q.new_empty(total, self.n_heads, self.head_dim)
+                for step in plan.steps:
+                    picked = [t.index_select(0, step.tokens) for t in (q[0], k[0], v[0])]
+                    out.index_copy_(0, step.tokens, step.attend(index, *picked, self.scale))
+            x = x + attn.o_proj(out.view(1, total, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return self.lm_head(self.final_norm(x[0].index_select(0, plan.rows))).float()
+
+
+# Attended slots are rounded up to this when steps run through CUDA graphs: one graph then serves
+# every step while a room's context grows through 1,024 slots (85 chunks). On a GPU the extra
+# masked slots cost next to nothing; a new length every step would mean a new graph every step.
+GRAPH_BUCKET_SLOTS = 1024
+
+
+@dataclass
+class _StepPlan:
+    """A step's index tensors, made on the host before the device work (`CachedDecoder._run`)."""
+
+    positions: torch.Tensor  # (1, total) each new token's position
+    rows: torch.Tensor  # the tokens whose logits are returned
+    steps: list[_PoolStep]  # one per KV pool of the step's rooms
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.positions, self.rows, *(t for step in self.steps for t in step.tensors())]
+
+    def with_tensors(self, tensors: list[torch.Tensor]) -> _StepPlan:
+        """The same plan on other tensors of the same shapes (a CUDA graph's inputs), in `tensors()` order."""
+        positions, rows, rest = tensors[0], tensors[1], tensors[2:]
+        steps = []
+        for step in self.steps:
+            n = len(step.tensors())
+            steps.append(step.with_tensors(rest[:n]))
+            rest = rest[n:]
+        return _StepPlan(positions, rows, steps)
 
 
 @dataclass
@@ -363,7 +421,7 @@ class _PoolStep:
     group: int
     by_matmul: bool
 
-    def __init__(self, pool, slots, starts, counts, offsets, group, device, by_matmul=False) -> None:
+    def __init__(self, pool, slots, starts, counts, offsets, group, device, by_matmul=False, bucket=None) -> None:
         self.pool, self.group, self.by_matmul = pool, group, by_matmul
         lo, hi = min(slots), max(slots) + 1
         if hi - lo <= 2 * len(slots):
@@ -382,13 +440,15 @@ class _PoolStep:
         # 7.9 GB after two passes over 0-10k slots; rounded to 1,024: +80 MB, flat).
         self.by_matmul = by_matmul and self.length >= MATMUL_MIN_SLOTS and not (self.rows == 1 and self.width == 1)
         if self.by_matmul:
-            self.length = min(-(-self.length // MATMUL_BUCKET_SLOTS) * MATMUL_BUCKET_SLOTS, pool.capacity)
+            bucket = max(bucket or 0, MATMUL_BUCKET_SLOTS)
+        if bucket:
+            self.length = min(-(-self.length // bucket) * bucket, pool.capacity)
         columns = []
         for slot, start, n, offset, row in zip(slots, starts, counts, offsets, row_of_room):
             columns += [(offset + i, slot, start + i, row, i) for i in range(n)]
         table = torch.tensor(columns, device=device).T  # one transfer for all the step's index lists
         self.tokens, self.slot_of_token, self.position_of_token, self.row_of_token, self.rank_of_token = table
-        if self.rows == 1 and self.width == 1:
+        if self.rows == 1 and self.width == 1 and not bucket:
             self.mask = None  # one query row over exactly its room's slots
         else:
             first = [0] * self.rows  # position of each attention row's first new token
@@ -399,6 +459,28 @@ class _PoolStep:
             # packed GQA rows are head-in-group major (see `attend`): repeat per head of the group
             self.mask = mask.repeat(1, group, 1).unsqueeze(1)
         self.hidden = ~self.mask if self.by_matmul else None
+
+    _TENSORS = ("tokens", "slot_of_token", "position_of_token", "row_of_token", "rank_of_token", "gather", "mask", "hidden")
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The step's index and mask tensors (those it has), in one fixed order."""
+        return [t for t in (getattr(self, name) for name in self._TENSORS) if t is not None]
+
+    def with_tensors(self, tensors: list[torch.Tensor]) -> _PoolStep:
+        """This step on other tensors of the same shapes, given in `tensors()` order."""
+        step = copy.copy(self)
+        rest = iter(tensors)
+        for name in self._TENSORS:
+            if getattr(self, name) is not None:
+                setattr(step, name, next(rest))
+        return step
+
+    def layout(self) -> tuple:
+        """What fixes the step's kernels and shapes: the pool's storage, which slots, how many rows,
+        tokens and slots attended (a CUDA graph's key; the positions and the mask's values may vary)."""
+        return (id(self.pool), self.pool.keys.data_ptr(), self.pool.values.data_ptr(), self.pool.keys.shape,
+                self.span, None if self.gather is None else int(self.gather.shape[0]), self.rows, self.width,
+                self.length, int(self.tokens.shape[0]), self.mask is None, self.by_matmul)
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
         """Store k, v (tokens, kv_heads, d) in the pool; return attention of q (tokens, heads, d) -> same shape."""
@@ -422,7 +504,9 @@ class _PoolStep:
             out = attention_by_matmul(packed, keys, values, self.hidden, scale)
         else:
             out = F.scaled_dot_product_attention(packed, keys, values, attn_mask=self.mask, scale=scale)
-        return out.view(self.rows, heads, self.width, dim)[self.row_of_token, :, self.rank_of_token]
+        # reshape, not view: CUDA's fused kernels may return the output in a (rows, width, heads, d)
+        # memory layout (measured: float32 on an H200), which a view cannot regroup
+        return out.reshape(self.rows, heads, self.width, dim)[self.row_of_token, :, self.rank_of_token]
 
 
 MATMUL_MIN_SLOTS = 2048  # below, the flash kernel (no kernel cache to fill; the matmuls gain little there)

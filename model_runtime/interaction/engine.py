@@ -69,6 +69,7 @@ from .batch import Combiner, encode_batch, lm_step_batch
 from .checkpoint import encode_chunks, load_checkpoint
 from .chunk_encoder import ChunkEncoder, EncodedChunk, FifoChunkEncoder
 from .context import ContextWindow
+from .cuda_graphs import CudaGraphs
 from .decoder import CachedDecoder, KVCache, KVPool
 from .features import StreamingLogMel
 from .overload import OverloadGuard
@@ -131,7 +132,7 @@ class InteractionEngine(Engine):
         self.tokenizer = self.loaded.tokenizer
         # in place, once (a shared `loaded` is quantized too); the encoder too in int8-dynamic on CPU
         quantize_model(self.loaded.lm, self.loaded.encoder, options.quantize)
-        self.decoder = CachedDecoder(self.loaded.lm)
+        self.decoder = CachedDecoder(self.loaded.lm, cuda_graphs=options.cuda_graphs)
         self.prefix_ids = prefix_ids(self.tokenizer, options.system_prompt)
         # The prefix's K/V is the same for every stream: computed once, copied into each new cache.
         self.prefix_cache = self.decoder.new_cache(len(self.prefix_ids))
@@ -141,7 +142,9 @@ class InteractionEngine(Engine):
         # one combiner each, so concurrent rooms share each model call.
         if options.batch_rooms < 1:
             raise UserError(f"--batch-rooms must be at least 1, not {options.batch_rooms}")
-        encode_one = functools.partial(encode_chunks, self.loaded)
+        # On a GPU the encoder replays a CUDA graph per number of chunks, as the LM's steps do
+        self.encoder_graphs = CudaGraphs() if options.cuda_graphs and self.loaded.device.type == "cuda" else None
+        encode_one = functools.partial(encode_chunks, self.loaded, graphs=self.encoder_graphs)
         if options.batch_rooms == 1:  # no batching: each stream calls the model itself
             self.lm_step = self.decoder.forward
             self.encode = encode_one

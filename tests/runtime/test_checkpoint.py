@@ -88,6 +88,26 @@ def test_encode_chunks_matches_one_chunk_at_a_time(tiny_dirs):
         ckpt.encode_chunks(loaded, mel[:, :50])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_encode_chunks_equals_the_encoders_own_forward(tiny_dirs, dtype):
+    """Our batched forward (no host reads, one attention call per layer) against
+    `Qwen2_5OmniAudioEncoder.forward` called as upstream calls it (per-chunk feature_lens)."""
+    loaded = ckpt.load_checkpoint(str(tiny_dirs[("qkv", "safetensors")]), device="cpu", dtype=dtype)
+    encoder = loaded.encoder
+    audio = np.random.default_rng(3).normal(0, 0.1, c.CHUNK_SAMPLES * 5).astype(np.float32)
+    mel = torch.as_tensor(log_mel_offline(audio)).to(loaded.dtype)
+    n = mel.shape[1] // 40
+    feature_lens = torch.full((n,), 40, dtype=torch.long)
+    with torch.no_grad():
+        upstream = encoder(input_features=mel, feature_lens=feature_lens,
+                           aftercnn_lens=(feature_lens - 1) // 2 + 1).last_hidden_state.reshape(n, 10, -1)
+    ours = ckpt.encode_chunks(loaded, mel)
+    assert ours.shape == upstream.shape == (n, c.AUDIO_VECTORS_PER_CHUNK, 64) and ours.dtype == upstream.dtype
+    tolerance = 1e-5 if dtype == "float32" else 2e-2
+    torch.testing.assert_close(ours, upstream, rtol=tolerance, atol=tolerance)
+    assert float((ours.float() - upstream.float()).abs().max()) < tolerance * float(upstream.float().abs().max())
+
+
 def test_dtype_and_device_choices(tiny_dirs):
     folder = str(tiny_dirs[("qkv", "safetensors")])
     loaded = ckpt.load_checkpoint(folder, device="cpu", dtype="bfloat16")

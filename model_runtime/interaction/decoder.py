@@ -322,10 +322,12 @@ class CachedDecoder:
         # With graphs, the attended length is rounded up to a bucket, so that one graph serves
         # a room's steps while its context grows through the bucket (see `_PoolStep`).
         bucket = GRAPH_BUCKET_SLOTS if self.graphs is not None else None
+        # Pools in one order whatever order the rooms came in (the Combiner's batches come in arrival
+        # order): a graph's layout then does not depend on which room's thread was first.
         steps = [
             _PoolStep(caches[rs[0]].pool, [caches[r].slot for r in rs], [starts[r] for r in rs], [counts[r] for r in rs],
                       [offsets[r] for r in rs], self.group, self.device, self.by_matmul, bucket)
-            for rs in members.values()
+            for rs in sorted(members.values(), key=lambda rs: id(caches[rs[0]].pool))
         ]
         plan = _StepPlan(positions, torch.tensor(rows, device=self.device), steps)
         with contextlib.ExitStack() as held:
@@ -334,7 +336,8 @@ class CachedDecoder:
             if self.graphs is None:
                 logits = self._run(plan, x)
             else:
-                key = (tuple(step.layout() for step in steps), tuple(counts), tuple(rows))
+                # what fixes the kernels and shapes: each pool's layout, the tokens, the picked rows
+                key = (tuple(step.layout() for step in steps), total, len(rows))
                 logits = self.graphs.run(key, [x, *plan.tensors()],
                                          lambda inputs: self._run(plan.with_tensors(inputs[1:]), inputs[0]))
             for cache, start, n in zip(caches, starts, counts):

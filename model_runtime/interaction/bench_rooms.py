@@ -159,9 +159,8 @@ def bench_rooms(lm, encoder, device, room_counts: list[int], context: int, repea
 
     from .batch import encode_batch
     from .checkpoint import encode_chunks_with
-    from .decoder import CachedDecoder
-
     from .cuda_graphs import CudaGraphs
+    from .decoder import CachedDecoder
 
     decoder = CachedDecoder(lm, cuda_graphs=graphs)
     encoder_graphs = CudaGraphs() if graphs else None
@@ -247,10 +246,11 @@ def _engine_path(lm, encoder, device, rooms: int, context: int, audio, repeats: 
         wall, cpu = timed(tick, device, ticks)
         steps = ((engine.lm_batches.stats.batches if engine.lm_batches else 0) - steps_before) / (ticks + 1)
         front = (sum(stream.stats.features_seconds for stream in streams) - front_before) / (ticks + 1) / rooms
-        if engine.decoder.graphs is not None:
-            graphs = engine.decoder.graphs
-            print(f"      (engine: {len(graphs)} LM graphs, {graphs.stats.captures} captured, {graphs.stats.eager} eager "
-                  f"steps, {graphs.stats.replays} replays; GPU memory reserved {torch.cuda.memory_reserved(device) / 2**30:.2f} GiB)")
+        lm_graphs = engine.decoder.graphs
+        if lm_graphs is not None:
+            print(f"      (engine: {len(lm_graphs)} LM graphs, {lm_graphs.stats.captures} captured, {lm_graphs.stats.eager} "
+                  f"eager steps, {lm_graphs.stats.replays} replays; GPU memory reserved "
+                  f"{torch.cuda.memory_reserved(device) / 2**30:.2f} GiB)")
     for stream in streams:
         stream.close()
     del engine, streams

@@ -323,7 +323,8 @@ class CachedDecoder:
         # a room's steps while its context grows through the bucket (see `_PoolStep`).
         bucket = GRAPH_BUCKET_SLOTS if self.graphs is not None else None
         # Pools in one order whatever order the rooms came in (the Combiner's batches come in arrival
-        # order): a graph's layout then does not depend on which room's thread was first.
+        # order): a graph's layout then does not depend on which room's thread was first, and the
+        # pools' locks are always taken in that order.
         steps = [
             _PoolStep(caches[rs[0]].pool, [caches[r].slot for r in rs], [starts[r] for r in rs], [counts[r] for r in rs],
                       [offsets[r] for r in rs], self.group, self.device, self.by_matmul, bucket)
@@ -331,7 +332,7 @@ class CachedDecoder:
         ]
         plan = _StepPlan(positions, torch.tensor(rows, device=self.device), steps)
         with contextlib.ExitStack() as held:
-            for step in sorted(steps, key=lambda s: id(s.pool)):  # one order: no deadlock between pools
+            for step in steps:  # (in pool order: no deadlock between pools)
                 held.enter_context(step.pool.lock)
             if self.graphs is None:
                 logits = self._run(plan, x)

@@ -395,12 +395,13 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
     if tolerance < FREQ_TOLERANCE * pitch:  # a fixed tone holds its level through each beep
         if median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
             return False  # a struck note repeated, not a sounder
-        if pattern is T3 and abs(median([b.fade for b in group])) > ALARM_MAX_FADE_DB:
-            return False  # notes swelling or fading through each beep
-        if pattern is T3 and max(b.on - a.on for a, b in zip(group, group[1:])) > T3_FIXED_TONE_MAX_INTERVAL_S:
-            return False  # slower than any sounder keeping ISO 8201's time
-        if pattern is T3 and any(off_pitch(b.freq_on, pitch, tolerance) and off_pitch(b.freq_off, pitch, tolerance) for b in group):
-            return False  # a beep that begins and ends at another pitch is another sound's (a note over it)
+        if pattern is T3:  # (half-second beeps: enough frames to judge their trend, spacing and edges)
+            if abs(median([b.fade for b in group])) > ALARM_MAX_FADE_DB:
+                return False  # notes swelling or fading through each beep
+            if max(b.on - a.on for a, b in zip(group, group[1:])) > T3_FIXED_TONE_MAX_INTERVAL_S:
+                return False  # slower than any sounder keeping ISO 8201's time
+            if any(off_pitch(b.freq_on, pitch, tolerance) and off_pitch(b.freq_off, pitch, tolerance) for b in group):
+                return False  # a beep that begins and ends at another pitch is another sound's (a note over it)
     return True
 
 

@@ -18,12 +18,14 @@ the length rounded up to a bucket (extra slots masked, weight exactly 0).
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
 
 from model_runtime import constants as c
-from model_runtime.engine import run_stream
+from model_runtime.engine import add_engine_arguments, options_from_args, run_stream
 from model_runtime.interaction import cuda_graphs
 from model_runtime.interaction import decoder as decoder_module
 from model_runtime.interaction.checkpoint import encode_chunks, load_checkpoint
@@ -151,6 +153,15 @@ def test_encoder_replays_equal_eager(loaded):
         mel = log_mel_offline(rng.normal(0, 0.1, c.CHUNK_SAMPLES * n).astype(np.float32))
         torch.testing.assert_close(encode_chunks(loaded, mel, graphs), encode_chunks(loaded, mel), rtol=1e-5, atol=1e-5)
     assert (graphs.stats.eager, graphs.stats.captures, graphs.stats.replays) == (2, 2, 3)
+
+
+def test_cuda_graphs_option_and_cpu_decoders_without_graphs(loaded):
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    assert options_from_args(parser.parse_args([])).cuda_graphs is True
+    assert options_from_args(parser.parse_args(["--no-cuda-graphs"])).cuda_graphs is False
+    engine = make_engine(loaded, cuda_graphs=True)  # graphs are a GPU's: on a CPU every step runs as before
+    assert engine.decoder.graphs is None and engine.encoder_graphs is None
 
 
 @needs_cuda

@@ -119,6 +119,39 @@ def test_replayed_steps_equal_eager_steps(loaded, monkeypatch):
     assert stats.replays >= 13 and stats.captures >= 5 and stats.failures == 0
 
 
+def test_steps_of_any_rooms_of_a_pool_share_one_graph(loaded):
+    """Whichever of a pool's rooms come to a step (the Combiner's batches at many rooms), the absent
+    ones take part as stand-ins: one layout, replayed, and every room's logits equal an eager step's;
+    the stand-ins leave the rooms' caches as an eager step does (their K/V go past the capacity)."""
+    lm = loaded.lm
+    eager = CachedDecoder(lm, cuda_graphs=False)
+    graphed = CachedDecoder(lm, cuda_graphs=False)
+    graphed.graphs = RerunCapture()
+    width = lm.config.hidden_size
+    gen = torch.Generator().manual_seed(3)
+    pool, twin_pool = graphed.new_pool(300, rooms=0), eager.new_pool(300, rooms=0)
+    assert pool.scratch == decoder_module.GRAPH_SCRATCH_SLOTS and twin_pool.scratch == 0
+    rooms = [pool.allocate() for _ in range(4)]
+    twins = [twin_pool.allocate() for _ in range(4)]
+    for cache, twin, history in zip(rooms, twins, (7, 30, 13, 21)):
+        embeds = torch.randn(history, width, generator=gen)
+        graphed.forward(cache, embeds)
+        eager.forward(twin, embeds)
+    subsets = ([0, 1, 2, 3], [1, 3], [2], [3, 0, 1], [0, 2], [1], [2, 3, 0], [0, 1, 2, 3], [3])
+    for which in subsets:
+        embeds = [torch.randn(12, width, generator=gen) for _ in which]
+        got = graphed.forward_many([rooms[i] for i in which], embeds)
+        want = eager.forward_many([twins[i] for i in which], embeds)
+        assert got.shape == (len(which), lm.config.vocab_size)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    stats = graphed.graphs.stats
+    assert len(graphed.graphs) == 1 and stats.captures == 1 and stats.replays == len(subsets) - 2
+    for cache, twin in zip(rooms, twins):
+        assert cache.length == twin.length
+        torch.testing.assert_close(cache.keys[:, :, : cache.length], twin.keys[:, :, : twin.length], rtol=1e-4, atol=1e-4)
+        assert float(cache.keys[:, :, cache.length : pool.capacity].abs().max()) == 0.0  # nothing past a room's end
+
+
 def test_graph_bookkeeping_captures_on_the_second_sighting_and_drops_only_stale_graphs(monkeypatch):
     graphs = RerunCapture(max_graphs=2)
     calls = []

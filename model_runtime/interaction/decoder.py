@@ -320,7 +320,8 @@ class CachedDecoder:
         # Then a step's layout depends on the pools it touches, not on which of their rooms came (the
         # Combiner's batches at 16-64 rooms are whichever rooms were waiting): the same graph replays.
         # Measured on an H200, 32 rooms in 4 pools (bench rooms): without stand-ins 4 replays and 13 eager
-        # steps in 17, 205 ms per tick; with them 9 replays and 5 eager steps, 63 ms.
+        # steps in 17, 205 ms per tick; with them 9 replays and 5 eager steps, 63 ms (before the stand-ins'
+        # rows were picked as well when the rooms' are: not measured since).
         width = max(counts)
         stand_ins = self.graphs is not None and all(pool.scratch >= width for pool in pools.values())
         entries = [(id(cache.pool), cache.slot, start, n) for cache, start, n in zip(caches, starts, counts)]
@@ -339,10 +340,14 @@ class CachedDecoder:
         # one host-to-device copy, not an arange per room
         positions = torch.tensor([p for _, _, start, n in entries for p in range(start, start + n)], device=self.device).unsqueeze(0)
         if picks is None:
-            # with stand-ins, every entry's last token: the head's shape then does not depend on the rooms either
-            rows = [offset + n - 1 for offset, (*_, n) in zip(offsets, entries if stand_ins else entries[: len(caches)])]
+            rows = [offset + n - 1 for offset, n in zip(offsets, counts)]
         else:
             rows = [offset + i for offset, n, pick in zip(offsets, counts, picks) for i in (pick if pick is not None else [n - 1])]
+        real_rows = len(rows)
+        if stand_ins:
+            # and each stand-in's last token: the head's shape then does not depend on the rooms either
+            # (the engine's listening steps pass picks: without these, the rows counted the rooms that came)
+            rows += [offset + n - 1 for offset, (*_, n) in zip(offsets[len(caches) :], entries[len(caches) :])]
         # With graphs, the attended length is rounded up to a bucket, so that one graph serves
         # a room's steps while its context grows through the bucket (see `_PoolStep`).
         bucket = GRAPH_BUCKET_SLOTS if self.graphs is not None else None
@@ -370,9 +375,7 @@ class CachedDecoder:
                                          lambda inputs: self._run(plan.with_tensors(inputs[1:]), inputs[0]))
             for cache, start, n in zip(caches, starts, counts):
                 cache.length = start + n
-        if picks is None and stand_ins:
-            logits = logits[: len(caches)]  # (the real rooms' entries come first)
-        return logits
+        return logits[:real_rows] if stand_ins else logits  # (the real rooms' rows come first)
 
     def _run(self, plan: _StepPlan, x: torch.Tensor) -> torch.Tensor:
         """The step's device work, the layers over `x` (1, total, width) -> the picked rows' logits, float32.

@@ -121,7 +121,7 @@ def test_replayed_steps_equal_eager_steps(loaded, monkeypatch):
 
 def test_steps_of_any_rooms_of_a_pool_share_one_graph(loaded):
     """Whichever of a pool's rooms come to a step (the Combiner's batches at many rooms), the absent
-    ones take part as stand-ins: one layout, replayed, and every room's logits equal an eager step's;
+    ones take part as stand-ins: one layout, picks or not, replayed, and every room's logits equal an eager step's;
     the stand-ins leave the rooms' caches as an eager step does (their K/V go past the capacity)."""
     lm = loaded.lm
     eager = CachedDecoder(lm, cuda_graphs=False)
@@ -138,14 +138,16 @@ def test_steps_of_any_rooms_of_a_pool_share_one_graph(loaded):
         graphed.forward(cache, embeds)
         eager.forward(twin, embeds)
     subsets = ([0, 1, 2, 3], [1, 3], [2], [3, 0, 1], [0, 2], [1], [2, 3, 0], [0, 1, 2, 3], [3])
-    for which in subsets:
-        embeds = [torch.randn(12, width, generator=gen) for _ in which]
-        got = graphed.forward_many([rooms[i] for i in which], embeds)
-        want = eager.forward_many([twins[i] for i in which], embeds)
-        assert got.shape == (len(which), lm.config.vocab_size)
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    for picked in (False, True):  # the engine's listening steps pick each chunk's decision position
+        for which in subsets:
+            embeds = [torch.randn(12, width, generator=gen) for _ in which]
+            picks = [[11] for _ in which] if picked else None
+            got = graphed.forward_many([rooms[i] for i in which], embeds, picks)
+            want = eager.forward_many([twins[i] for i in which], embeds, picks)
+            assert got.shape == (len(which), lm.config.vocab_size)
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     stats = graphed.graphs.stats
-    assert len(graphed.graphs) == 1 and stats.captures == 1 and stats.replays == len(subsets) - 2
+    assert len(graphed.graphs) == 1 and stats.captures == 1 and stats.replays == 2 * len(subsets) - 2
     for cache, twin in zip(rooms, twins):
         assert cache.length == twin.length
         torch.testing.assert_close(cache.keys[:, :, : cache.length], twin.keys[:, :, : twin.length], rtol=1e-4, atol=1e-4)

@@ -17,7 +17,7 @@ from model_runtime.audio import load_audio
 from model_runtime.engine import EngineOptions, run_stream
 from model_runtime.lite import LiteEngine
 from model_runtime.lite import testset as ts
-from model_runtime.lite.alarms import T4, AlarmDetector, Beep, direct_parts, level_fade
+from model_runtime.lite.alarms import T3, T4, AlarmDetector, Beep, direct_parts, level_fade
 from model_runtime.lite.loudness import LoudNoiseDetector
 
 
@@ -408,9 +408,10 @@ def test_a_door_slam_is_one_loud_noise_and_beeps_are_none(negative_clips, alarm_
 # within 0.05 s (T3_FIXED_TONE_MAX_INTERVAL_S); 179 (a 1 kHz partial, one of its three "beeps" beginning
 # and ending at 1188 Hz: a note over it) until a fixed tone's beep had to begin or end at its pitch
 # (`off_pitch`); 575 (a 2344 Hz partial at T4's pace, 0.17, 0.14 and 0.19 s apart: its four onsets
-# span 0.50 s) until a T4 group had to span three of ISO 8201's periods (T4.min_span). `bench lite`
-# counts any later seed that still raises one.
-@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132, 0, 42, 111, 137, 141, 252, 599, 615, 133, 203, 685, 303, 351, 462, 329, 179, 575])
+# span 0.50 s) until a T4 group had to span three of ISO 8201's periods (T4.min_span); 877 (a
+# partial repeated at 135 BPM: three onsets 1.77 s apart) until a T3 group had to span two
+# (T3.min_span). `bench lite` counts later seeds, which still raise some.
+@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132, 0, 42, 111, 137, 141, 252, 599, 615, 133, 203, 685, 303, 351, 462, 329, 179, 575, 877])
 def test_music_alone_raises_no_alarm(seed):
     raised = [e.data["label"] for e in sound_starts(feed_detector(AlarmDetector(), ts.music_alone(seed))) if e.data["label"] in c.ALARM_LABELS]
     assert not raised
@@ -425,6 +426,18 @@ def test_tv_speech_alone_raises_no_alarm():
 
 def _t4_group(onsets: list[float], length: float = 0.1) -> list[Beep]:
     return [Beep(on, on + length, 3100.0, 20.0, -20.0, 1.0, freq_on=3100.0, freq_off=3100.0) for on in onsets]
+
+
+def _t3_group(onsets: list[float], length: float = 0.5) -> list[Beep]:
+    return [Beep(on, on + length, 3100.0, 20.0, -20.0, 1.0, freq_on=3100.0, freq_off=3100.0) for on in onsets]
+
+
+def test_t3_group_spans_two_iso_periods():
+    """A T3 group's intervals may each sit in 0.8-1.2 s, but three onsets span two periods of 1 s +- 10 %."""
+    assert T3.timing_fits(_t3_group([0.0, 0.9, 1.8], length=0.45))  # ISO 8201's fastest sounder
+    assert T3.timing_fits(_t3_group([0.0, 0.89, 1.78], length=0.45))  # and a frame off at each end
+    assert not T3.timing_fits(_t3_group([0.0, 0.88, 1.77], length=0.45))  # music seed 877's partial
+    assert not T3.timing_fits(_t3_group([0.0, 0.85, 1.70], length=0.45))  # 135-140 BPM, two beats apart
 
 
 def test_t4_group_spans_three_iso_periods():

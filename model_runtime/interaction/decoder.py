@@ -35,6 +35,7 @@ import contextlib
 import copy
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -324,30 +325,30 @@ class CachedDecoder:
         # rows were picked as well when the rooms' are: not measured since).
         width = max(counts)
         stand_ins = self.graphs is not None and all(pool.scratch >= width for pool in pools.values())
-        entries = [(id(cache.pool), cache.slot, start, n) for cache, start, n in zip(caches, starts, counts)]
+        slots = [(id(cache.pool), cache.slot, start, n) for cache, start, n in zip(caches, starts, counts)]
         if stand_ins:
             for key, rs in members.items():
                 taken = {caches[r].slot for r in rs}
                 pool = pools[key]
-                entries += [(key, slot, pool.capacity, width) for slot in range(pool.rooms) if slot not in taken]
-        offsets, total = [], 0
-        for *_, n in entries:
-            offsets.append(total)
+                slots += [(key, slot, pool.capacity, width) for slot in range(pool.rooms) if slot not in taken]
+        entries, total = [], 0  # the rooms' tokens first, in the callers' order, then the stand-ins'
+        for key, slot, start, n in slots:
+            entries.append(_Entry(key, slot, start, n, total))
             total += n
         x = torch.cat([e.to(self.dtype) for e in embeds]).unsqueeze(0)  # (1, real tokens, width)
         if total > x.shape[1]:
             x = torch.cat([x, x.new_zeros(1, total - x.shape[1], x.shape[2])], dim=1)
         # one host-to-device copy, not an arange per room
-        positions = torch.tensor([p for _, _, start, n in entries for p in range(start, start + n)], device=self.device).unsqueeze(0)
+        positions = torch.tensor([p for e in entries for p in range(e.start, e.start + e.count)], device=self.device).unsqueeze(0)
         if picks is None:
-            rows = [offset + n - 1 for offset, n in zip(offsets, counts)]
+            rows = [e.offset + e.count - 1 for e in entries[: len(caches)]]
         else:
-            rows = [offset + i for offset, n, pick in zip(offsets, counts, picks) for i in (pick if pick is not None else [n - 1])]
+            rows = [e.offset + i for e, pick in zip(entries, picks) for i in (pick if pick is not None else [e.count - 1])]
         real_rows = len(rows)
         if stand_ins:
             # and each stand-in's last token: the head's shape then does not depend on the rooms either
             # (the engine's listening steps pass picks: without these, the rows counted the rooms that came)
-            rows += [offset + n - 1 for offset, (*_, n) in zip(offsets[len(caches) :], entries[len(caches) :])]
+            rows += [e.offset + e.count - 1 for e in entries[len(caches) :]]
         # With graphs, the attended length is rounded up to a bucket, so that one graph serves
         # a room's steps while its context grows through the bucket (see `_PoolStep`).
         bucket = GRAPH_BUCKET_SLOTS if self.graphs is not None else None
@@ -356,12 +357,11 @@ class CachedDecoder:
         # pools' locks are always taken in that order.
         steps = []
         for key in sorted(members):
-            pool_entries = [(e, entry) for e, entry in enumerate(entries) if entry[0] == key]
+            mine = [e for e in entries if e.pool == key]
             length = max(starts[r] + counts[r] for r in members[key])  # (stand-ins attend no further)
             steps.append(_PoolStep(
-                pools[key], [slot for _, (_, slot, _, _) in pool_entries], [start for _, (_, _, start, _) in pool_entries],
-                [n for _, (*_, n) in pool_entries], [offsets[e] for e, _ in pool_entries], self.group, self.device,
-                self.by_matmul, bucket, length))
+                pools[key], [e.slot for e in mine], [e.start for e in mine], [e.count for e in mine],
+                [e.offset for e in mine], self.group, self.device, self.by_matmul, bucket, length))
         plan = _StepPlan(positions, torch.tensor(rows, device=self.device), steps)
         with contextlib.ExitStack() as held:
             for step in steps:  # (in pool order: no deadlock between pools)
@@ -409,6 +409,16 @@ GRAPH_BUCKET_SLOTS = 1024
 # of a step's absent rooms write their K/V (a step of 4 queued chunks is 48 tokens wide; wider steps
 # run without stand-ins).
 GRAPH_SCRATCH_SLOTS = 64
+
+
+class _Entry(NamedTuple):
+    """One room's (or stand-in's) new tokens in a step."""
+
+    pool: int  # id of its KVPool
+    slot: int
+    start: int  # position of its first new token
+    count: int
+    offset: int  # index of its first token in the step's sequence
 
 
 @dataclass

@@ -424,32 +424,32 @@ def test_tv_speech_alone_raises_no_alarm():
     assert not raised
 
 
-def _t4_group(onsets: list[float], length: float = 0.1) -> list[Beep]:
-    return [Beep(on, on + length, 3100.0, 20.0, -20.0, 1.0, freq_on=3100.0, freq_off=3100.0) for on in onsets]
+def _beep(on: float, off: float) -> Beep:
+    """A steady 3.1 kHz piezo's beep, as a channel measures it."""
+    return Beep(on, off, 3100.0, 20.0, -20.0, 1.0, freq_on=3100.0, freq_off=3100.0)
 
 
-def _t3_group(onsets: list[float], length: float = 0.5) -> list[Beep]:
-    return [Beep(on, on + length, 3100.0, 20.0, -20.0, 1.0, freq_on=3100.0, freq_off=3100.0) for on in onsets]
+def _group(onsets: list[float], length: float) -> list[Beep]:
+    return [_beep(on, on + length) for on in onsets]
 
 
 def test_t3_group_spans_two_iso_periods():
     """A T3 group's intervals may each sit in 0.8-1.2 s, but three onsets span two periods of 1 s +- 10 %."""
-    assert T3.timing_fits(_t3_group([0.0, 0.9, 1.8], length=0.45))  # ISO 8201's fastest sounder
-    assert T3.timing_fits(_t3_group([0.0, 0.89, 1.78], length=0.45))  # and a frame off at each end
-    assert not T3.timing_fits(_t3_group([0.0, 0.88, 1.77], length=0.45))  # music seed 877's partial
-    assert not T3.timing_fits(_t3_group([0.0, 0.85, 1.70], length=0.45))  # 135-140 BPM, two beats apart
+    assert T3.timing_fits(_group([0.0, 0.9, 1.8], length=0.45))  # ISO 8201's fastest sounder
+    assert T3.timing_fits(_group([0.0, 0.89, 1.78], length=0.45))  # and a frame off at each end
+    assert not T3.timing_fits(_group([0.0, 0.88, 1.77], length=0.45))  # music seed 877's partial
+    assert not T3.timing_fits(_group([0.0, 0.85, 1.70], length=0.45))  # 135-140 BPM, two beats apart
 
 
 def test_t4_group_spans_three_iso_periods():
     """Each interval may sit anywhere in T4's window, but four onsets span three periods of 0.2 s +- 10 %."""
-    assert T4.timing_fits(_t4_group([0.0, 0.18, 0.36, 0.54]))  # ISO 8201's fastest sounder
-    assert T4.timing_fits(_t4_group([0.0, 0.17, 0.35, 0.52]))  # and a frame off at each end
-    assert not T4.timing_fits(_t4_group([0.0, 0.17, 0.31, 0.50]))  # music seed 575's partial: each interval fits, not the span
-    assert not T4.timing_fits(_t4_group([0.0, 0.15, 0.29, 0.46]))  # TV speech seed 488's scraps
+    assert T4.timing_fits(_group([0.0, 0.18, 0.36, 0.54], length=0.1))  # ISO 8201's fastest sounder
+    assert T4.timing_fits(_group([0.0, 0.17, 0.35, 0.52], length=0.1))  # and a frame off at each end
+    assert not T4.timing_fits(_group([0.0, 0.17, 0.31, 0.50], length=0.1))  # music seed 575's partial: each interval fits, not the span
+    assert not T4.timing_fits(_group([0.0, 0.15, 0.29, 0.46], length=0.1))  # TV speech seed 488's scraps
     # A sounder's timeline (joined beeps) may keep time by its offsets instead, where a voice hid the
     # beeps' starts: these onsets span 0.48 s, the offsets 0.53 s.
-    masked_starts = [Beep(on, off, 3100.0, 20.0, -20.0, 1.0, freq_on=3100.0, freq_off=3100.0)
-                     for on, off in ((0.0, 0.1), (0.16, 0.27), (0.32, 0.44), (0.48, 0.63))]
+    masked_starts = [_beep(on, off) for on, off in ((0.0, 0.1), (0.16, 0.27), (0.32, 0.44), (0.48, 0.63))]
     assert not T4.timing_fits(masked_starts)
     assert T4.timing_fits(masked_starts, joined=True)
-    assert not T4.timing_fits(_t4_group([0.0, 0.16, 0.32, 0.48], length=0.1), joined=True)  # neither spans it
+    assert not T4.timing_fits(_group([0.0, 0.16, 0.32, 0.48], length=0.1), joined=True)  # neither spans it

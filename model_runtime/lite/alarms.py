@@ -694,6 +694,7 @@ class AlarmDetector:
         # group, when its pause is judged, until when, and each harmonic's pitch and level (`harmonics_heard`).
         self._harmonic_candidates: dict[tuple[int, float], tuple[list[Beep], float, float, dict[int, tuple[float, float, float]]]] = {}
         self._narrow = [c for c, ch in enumerate(self._tracker.channels) if ch.narrow]
+        self._keyed = [ch.keyed for ch in self._tracker.channels]
         self._harmonic_beeps: deque[Beep] = deque()  # the narrow channels' beeps a harmonic may have heard, the last seconds'
         self._sweep_pieces: deque[Beep] = deque()  # the narrow channels' rising pieces, the last seconds' (`sweep_chains`)
         self._sweep_candidates: dict[float, tuple[list[Beep], float, float]] = {}  # T3 groups of sweep chains, by first onset
@@ -1073,7 +1074,9 @@ class AlarmDetector:
         last = group[-1]
         pitch, tolerance = sounder_pitch(group)
         own = self._channels[channel]
-        for st in self._channels:
+        for c, st in enumerate(self._channels):
+            if st is not own and self._keyed[c]:
+                continue  # it hears a voice's harmonic at the sounder's pitch, in its pause, as loud as a beep
             if st is not own and (tolerance >= FREQ_TOLERANCE * pitch or not any(abs(b.on - last.on) <= SAME_BEEP_S and abs(b.freq - pitch) <= tolerance for b in st.beeps)):
                 continue  # a sweep's, or a channel that did not hear the group's last beep
             heard = list(st.beeps)
@@ -1175,7 +1178,10 @@ class AlarmDetector:
     def _find_candidates(self, channel: int) -> None:
         st = self._channels[channel]
         for k, pattern in enumerate(PATTERNS):
-            group = self._pattern_group(st, pattern)
+            # A keyed channel finds T3 groups only: a voice's syllables key a harmonic on and off at
+            # T4's pace, and one bin hears a harmonic's wandering pitch as one (TV speech seeds
+            # 0-999 raised 12 CO alarms in keyed channels, at 438-531 Hz; none a smoke alarm).
+            group = None if self._keyed[channel] and pattern is T4 else self._pattern_group(st, pattern)
             if group is not None and pattern is T3 and self._run_before(group, pattern, channel):
                 group = None  # (T3: a truck's reversing beeper beeps at its rate; no T4-rate run has fooled it so far)
             if group is None:

@@ -8,6 +8,14 @@ frequency channels of several widths, so a fixed tone, a tone that drifts and
 a tone that sweeps an octave each stay inside one channel; a loud tonal
 background in one channel does not hide an alarm in another.
 
+Where low-frequency units sound (their 520 Hz +-10 % and its 2nd harmonic), one-bin
+*keyed* channels hear a tone by its on/off keying alone: a chord's notes a few
+semitones either side fill the neighbours a salient bin must stand above, so under
+music a 520 Hz unit's beep is salient for a frame or two only, yet its own bin still
+rises 20-25 dB at each beep and falls back in each gap. A keyed channel's salience is
+its bin's temporal contrast wherever the bin is a spectral peak (above both adjacent
+bins), else the usual salience.
+
 `TonalTracker.process(audio)` returns, per complete frame, each channel's
 salience (dB), level (dB) and the frequency of its most salient bin.
 """
@@ -26,6 +34,7 @@ HOP = 160  # 10 ms
 FRAME_SECONDS = HOP / SAMPLE_RATE
 BIN_HZ = SAMPLE_RATE / N_FFT
 BAND_HZ = (450.0, 3700.0)
+KEYED_HZ = (450.0, 1100.0)  # one-bin keyed channels: low units' fundamentals and 2nd harmonics
 # Neighbours a peak is compared with: beyond the Hann main lobe (+-2 bins).
 NEIGHBOUR_NEAR, NEIGHBOUR_FAR = 3, 8
 FLOOR_SECONDS = 1.6  # a bin's floor = its lowest level over this long (spans any alarm gap)
@@ -37,6 +46,7 @@ class Channel:
     lo_bin: int
     hi_bin: int  # exclusive
     narrow: bool = False  # a 1/4-octave channel: it hears one harmonic of a sounder, not several
+    keyed: bool = False  # one bin, salient by its on/off keying alone (see the module's docstring)
 
 
 def _bin(hz: float) -> int:
@@ -44,7 +54,7 @@ def _bin(hz: float) -> int:
 
 
 def make_channels() -> list[Channel]:
-    """Overlapping channels: 1/4 octave (hop 1/8), 1 octave (hop 1/2), and the whole band."""
+    """Overlapping channels: 1/4 octave (hop 1/8), 1 octave (hop 1/2), keyed one-bin ones (KEYED_HZ), and the whole band."""
     lo, hi = BAND_HZ
     channels: list[Channel] = []
     for width, hop in ((0.25, 0.125), (1.0, 0.5)):
@@ -53,6 +63,7 @@ def make_channels() -> list[Channel]:
             a, b = _bin(f), min(_bin(f * 2**width) + 1, _bin(hi) + 1)
             channels.append(Channel(a, max(b, a + 2), narrow=width < 1.0))
             f *= 2**hop
+    channels += [Channel(b, b + 1, keyed=True) for b in range(_bin(KEYED_HZ[0]), _bin(KEYED_HZ[1]) + 1)]
     channels.append(Channel(_bin(lo), _bin(hi) + 1))
     return channels
 
@@ -86,6 +97,7 @@ class TonalTracker:
         self._power_tail: np.ndarray | None = None  # last frames' power, for smoothing
         self._bins_hz = np.arange(self._lo, self._hi) * SAMPLE_RATE / N_FFT
         self._channel_bins = [(ch.lo_bin - self._lo, ch.hi_bin - self._lo) for ch in self.channels]
+        self._keyed = [(c, ch.lo_bin - self._lo) for c, ch in enumerate(self.channels) if ch.keyed]
 
     def process(self, audio: np.ndarray) -> TonalFrames | None:
         buf = np.concatenate([self._pending, audio.astype(np.float32, copy=False)])
@@ -125,11 +137,15 @@ class TonalTracker:
         salience = np.minimum(spectral, temporal)
         best = self._argmax_per_channel(salience)
         rows = np.arange(n_frames)[:, None]
+        channel_salience = salience[rows, best]
+        for c, j in self._keyed:  # (its own bin is its most salient one)
+            peak = (db[:, j] >= db[:, j - 1]) & (db[:, j] >= db[:, j + 1])
+            channel_salience[:, c] = np.where(peak, temporal[:, j], salience[:, j])
         self._frames_done += n_frames
         end_samples = (self._frames_done - n_frames + np.arange(1, n_frames + 1)) * HOP + (N_FFT - HOP)
         return TonalFrames(
             times=end_samples / SAMPLE_RATE,
-            salience=salience[rows, best],
+            salience=channel_salience,
             level=db[rows, best],
             freq=self._bins_hz[best],
             band_level=10.0 * np.log10(np.sum(smooth, axis=1) + 1e-12),

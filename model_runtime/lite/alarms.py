@@ -428,11 +428,13 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
     pitch, tolerance = sounder_pitch(group)
     if any(abs(b.freq - pitch) > tolerance for b in group):
         return False  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
-    if pattern is T3 and tolerance >= FREQ_TOLERANCE * pitch and not sweeps_alike(group):
-        return False  # (T3 only: a 0.1 s beep's sweep moves its pitch a bin or three, not clearly)
-    if tolerance >= FREQ_TOLERANCE * pitch and not repeat_one_sweep(group, pitch):
-        return False  # glides through different pitches: a voice's harmonics, not one sounder's sweep
-    if tolerance < FREQ_TOLERANCE * pitch:  # a fixed tone holds its level through each beep
+    sweeping_sounder = tolerance >= FREQ_TOLERANCE * pitch
+    if sweeping_sounder:
+        if pattern is T3 and not sweeps_alike(group):
+            return False  # (T3 only: a 0.1 s beep's sweep moves its pitch a bin or three, not clearly)
+        if not repeat_one_sweep(group, pitch):
+            return False  # glides through different pitches: a voice's harmonics, not one sounder's sweep
+    else:  # a fixed tone holds its level through each beep
         if median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
             return False  # a struck note repeated, not a sounder
         if pattern is T3:  # (half-second beeps: enough frames to judge their trend, spacing and edges)

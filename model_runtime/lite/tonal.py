@@ -97,7 +97,10 @@ class TonalTracker:
         self._power_tail: np.ndarray | None = None  # last frames' power, for smoothing
         self._bins_hz = np.arange(self._lo, self._hi) * SAMPLE_RATE / N_FFT
         self._channel_bins = [(ch.lo_bin - self._lo, ch.hi_bin - self._lo) for ch in self.channels]
-        self._keyed = [(c, ch.lo_bin - self._lo) for c, ch in enumerate(self.channels) if ch.keyed]
+        # Keyed channels as index arrays (columns, and their one bin each): handled all at once
+        self._keyed_columns = np.array([c for c, ch in enumerate(self.channels) if ch.keyed], dtype=np.int64)
+        self._keyed_bins = np.array([ch.lo_bin - self._lo for ch in self.channels if ch.keyed], dtype=np.int64)
+        self._searched = [(c, a, b) for c, ((a, b), ch) in enumerate(zip(self._channel_bins, self.channels)) if not ch.keyed]
 
     def process(self, audio: np.ndarray) -> TonalFrames | None:
         buf = np.concatenate([self._pending, audio.astype(np.float32, copy=False)])
@@ -138,9 +141,9 @@ class TonalTracker:
         best = self._argmax_per_channel(salience)
         rows = np.arange(n_frames)[:, None]
         channel_salience = salience[rows, best]
-        for c, j in self._keyed:  # (its own bin is its most salient one)
-            peak = (db[:, j] >= db[:, j - 1]) & (db[:, j] >= db[:, j + 1])
-            channel_salience[:, c] = np.where(peak, temporal[:, j], salience[:, j])
+        j = self._keyed_bins
+        peak = (db[:, j] >= db[:, j - 1]) & (db[:, j] >= db[:, j + 1])
+        channel_salience[:, self._keyed_columns] = np.where(peak, temporal[:, j], salience[:, j])
         self._frames_done += n_frames
         end_samples = (self._frames_done - n_frames + np.arange(1, n_frames + 1)) * HOP + (N_FFT - HOP)
         return TonalFrames(
@@ -154,6 +157,7 @@ class TonalTracker:
     def _argmax_per_channel(self, salience: np.ndarray) -> np.ndarray:
         """Index (into analysed bins) of the most salient bin of each channel, per frame."""
         out = np.empty((salience.shape[0], len(self.channels)), dtype=np.int64)
-        for c, (a, b) in enumerate(self._channel_bins):
+        for c, a, b in self._searched:
             out[:, c] = a + salience[:, a:b].argmax(axis=1)  # (the method: np.argmax's wrapper costs as much)
+        out[:, self._keyed_columns] = self._keyed_bins  # (a keyed channel's one bin)
         return out

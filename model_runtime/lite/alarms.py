@@ -48,6 +48,7 @@ react with no model loaded.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -152,6 +153,8 @@ class Pattern:
     # at least a quarter of the period. Notes played legato at the pattern's rate leave less.
     max_duty: float = 0.75  # the group's median beep length at most this fraction of its median interval
     min_span: float = 0.0  # the group's first to last beep at least this long (s), by the times it is spaced by
+    period: tuple[float, float] = (0.0, math.inf)  # ISO 8201's onset-to-onset time within a group, +-10 % (s)
+    centre_slack: float = math.inf  # each interval between beeps' centres within the period widened by this (s)
 
     def fits_length(self, beep: "Beep") -> bool:
         """A beep of this pattern's length; or for a sweep, the part of one that music left (its other notes hide the rest)."""
@@ -176,7 +179,25 @@ class Pattern:
             return False
         if median([b.duration for b in group]) > self.max_duty * median([b.on - a.on for a, b in zip(group, group[1:])]):
             return False
+        if not self._centres_keep_time([(b.on + b.off) / 2 for b in group]):
+            return False
         return self._spaced([b.on for b in group]) or (joined and self._spaced([b.off for b in group]))
+
+    def _centres_keep_time(self, centres: list[float]) -> bool:
+        """Whether the beeps' centres keep a sounder's time: its timer keys every beep, so their centres lie a period apart.
+
+        A masked edge moves a beep's onset (what the group is spaced by) but its centre by only
+        half as much, while a voice's syllables or a tune's notes that begin on a beat are as long
+        as they happen to be: their onsets keep time and their centres need not. So the centres
+        span at most the group's periods of ISO 8201's slowest sounder, but for a frame at each
+        end (CENTRE_SPAN_SLACK_S; the fastest is `min_span`'s), and each interval between them
+        lies within the period but for what masking moves a centre (`centre_slack`).
+        """
+        # (Rounded to the microsecond: a centre halves a sum of frame times, a bound sums a few.)
+        if round(centres[-1] - centres[0], 6) > round((self.beeps - 1) * self.period[1] + CENTRE_SPAN_SLACK_S, 6):
+            return False  # slower than any sounder: a tune's beat, a voice's syllables
+        low, high = round(self.period[0] - self.centre_slack, 6), round(self.period[1] + self.centre_slack, 6)
+        return all(low <= round(b - a, 6) <= high for a, b in zip(centres, centres[1:]))
 
     def _spaced(self, times: list[float]) -> bool:
         intervals = [b - a for a, b in zip(times, times[1:])]
@@ -200,7 +221,7 @@ class Pattern:
 # of `bench lite`'s sets: a fixed tone's groups held at most 0.64 (a 520 Hz unit in a room of
 # RT60 0.5 s), a sweep's 0.56; music seeds 2309 and 2562 (partials at 1656 and ~1500 Hz held
 # 0.73 and 0.72 of their spacing) raised smoke alarms by themselves.
-T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.8, 1.2), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.08, 0.25, max_duty=0.70, min_span=1.78)
+T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.8, 1.2), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.08, 0.25, max_duty=0.70, min_span=1.78, period=(0.9, 1.1))
 # A fixed tone's onsets are placed to a frame or two (a sweep's only once it reaches a channel),
 # so its beeps follow each other within 1.1 s + 0.05 s. Measured over ~1,100 alarm clips (every
 # draw, unit and room of `bench lite` and the tests): the widest a found fixed-tone group spaced
@@ -213,7 +234,16 @@ T3_FIXED_TONE_MAX_INTERVAL_S = 1.15
 # a found CO group spans 0.56-0.69 s, and no clip is lost at 0.52; music seed 575 (a 2344 Hz
 # partial, 0.50 s) and TV speech seed 488 (a voice's scraps at 2.78 kHz, 0.46 s) raised CO alarms
 # by themselves with each interval inside the window.
-T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5, 0.06, 0.04, 0.04, min_span=0.52)
+# A sounder's beeps' centres (`Pattern._centres_keep_time`), measured over the 822 alarm clips of
+# `bench lite`'s sets (the first group found in each): a T3 group's span 1.875-2.135 s, a T4 group's
+# 0.57-0.66 s, and a T4 group's centres each 0.15-0.25 s apart (the widest: a 520 Hz unit at -5 dB whose
+# first beep's start noise hid, 0.25, 0.17 and 0.23 s). Generated TV speech (seeds 0-6,999) and music
+# (0-4,699) raised 26 CO alarms by themselves from four syllables or notes whose onsets kept T4's time:
+# most spanned 0.68-0.75 s between centres (a slower beat than any sounder's; espeak's "The train was
+# late" at 0.23 s a syllable), or alternated short and long (0.05 and 0.11 s: centres 0.19 and
+# 0.26-0.29 s apart). Checking both took them to 3, every alarm clip still found as before.
+CENTRE_SPAN_SLACK_S = 2 * FRAME_SECONDS
+T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5, 0.06, 0.04, 0.04, min_span=0.52, period=(0.18, 0.22), centre_slack=0.03)
 PATTERNS = (T3, T4)
 
 # An alarm is loud (85 dB SPL at 3 m) and clearly tonal: fainter things are artefacts.

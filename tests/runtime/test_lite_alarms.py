@@ -443,9 +443,12 @@ def test_a_door_slam_is_one_loud_noise_and_beeps_are_none(negative_clips, alarm_
 # span 0.50 s) until a T4 group had to span three of ISO 8201's periods (T4.min_span); 877 (a
 # partial repeated at 135 BPM: three onsets 1.77 s apart) until a T3 group had to span two
 # (T3.min_span); 2309 and 2562 (partials held 0.73 and 0.72 of their spacing: legato notes) until a
-# T3 group's beeps had to leave it silent for 0.3 of each period (T3.max_duty). `bench lite` counts
-# later seeds, which still raise some.
-@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132, 0, 42, 111, 137, 141, 252, 599, 615, 133, 203, 685, 303, 351, 462, 329, 179, 575, 877, 2309, 2562])
+# T3 group's beeps had to leave it silent for 0.3 of each period (T3.max_duty); 1505 (a 1480 Hz
+# partial's "beeps" 0.04-0.09 s long, their centres 0.29 s apart once) and 4351 (a 1969 Hz partial at
+# 0.24 s a note: centres spanning 0.72 s) until a T4 group's centres had to keep ISO 8201's time
+# (`Pattern._centres_keep_time`).
+# `bench lite` counts later seeds, which still raise some.
+@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132, 0, 42, 111, 137, 141, 252, 599, 615, 133, 203, 685, 303, 351, 462, 329, 179, 575, 877, 2309, 2562, 1505, 4351])
 def test_music_alone_raises_no_alarm(seed):
     raised = [e.data["label"] for e in sound_starts(feed_detector(AlarmDetector(), ts.music_alone(seed))) if e.data["label"] in c.ALARM_LABELS]
     assert not raised
@@ -457,7 +460,9 @@ def test_music_alone_raises_no_alarm(seed):
 # their median pitch but without a pitch all four shared, until a sweeping group's beeps had to share one.
 # Seeds 41 and 296: a voice's harmonic at 500 and 438 Hz, keyed by its syllables at T4's pace, in a keyed
 # channel (one bin: the harmonic's wandering pitch reads as one), were CO alarms had those channels found T4.
-@pytest.mark.parametrize("seed", [488, 1386, 1460, 1591, 3360, 41, 296])
+# Seeds 2138, 1515 and 6693: four syllables whose onsets kept T4's time, but not their centres (0.26,
+# 0.27 and 0.135 s apart once: syllables alternating short and long), until the centres had to.
+@pytest.mark.parametrize("seed", [488, 1386, 1460, 1591, 3360, 41, 296, 2138, 1515, 6693])
 def test_tv_speech_alone_raises_no_alarm(seed):
     raised = [e.data["label"] for e in sound_starts(feed_detector(AlarmDetector(), ts.tv_speech_alone(seed))) if e.data["label"] in c.ALARM_LABELS]
     assert not raised
@@ -492,6 +497,25 @@ def test_t4_group_spans_three_iso_periods():
     assert not T4.timing_fits(masked_starts)
     assert T4.timing_fits(masked_starts, joined=True)
     assert not T4.timing_fits(_group([0.0, 0.16, 0.32, 0.48], length=0.1), joined=True)  # neither spans it
+
+
+def test_beeps_centres_keep_a_sounders_time():
+    """A sounder's timer keys its beeps, so their centres lie ISO 8201's period apart, however masking moved an onset."""
+    # The slowest and fastest T4 sounders ISO 8201 allows (0.22 and 0.18 s a period), a frame off at each end.
+    assert T4.timing_fits(_group([0.0, 0.22, 0.44, 0.67], length=0.1))
+    assert T4.timing_fits(_group([0.0, 0.18, 0.36, 0.53], length=0.1))
+    # A 520 Hz unit at -5 dB whose first beep's start noise hid, as its channel measured it (found).
+    masked = [_beep(on, off) for on, off in ((1.982, 2.152), (2.262, 2.372), (2.422, 2.552), (2.662, 2.772))]
+    assert T4.timing_fits(masked, joined=True)
+    # Notes at 0.235 s a beat (music seed 1793's partial): each onset interval fits T4's window, the centres span 0.705 s.
+    assert not T4.timing_fits(_group([0.0, 0.235, 0.47, 0.705], length=0.15))
+    # Syllables alternating short and long (espeak's "The train was late", TV speech seed 4054): onsets
+    # 0.22, 0.24 and 0.22 s apart, centres 0.27, 0.19 and 0.28 s.
+    syllables = [_beep(on, on + length) for on, length in ((0.0, 0.05), (0.22, 0.11), (0.46, 0.05), (0.68, 0.11))]
+    assert not T4.timing_fits(syllables)
+    # T3: at most two periods of 1.1 s between centres, a frame off at each end.
+    assert T3.timing_fits(_group([0.0, 1.11, 2.22], length=0.45))
+    assert not T3.timing_fits([_beep(0.0, 0.45), _beep(1.1, 1.55), _beep(2.2, 2.75)])  # a last note held longer: centres 2.25 s apart
 
 
 def test_t3_beeps_leave_each_period_a_silence():

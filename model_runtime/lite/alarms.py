@@ -1315,12 +1315,8 @@ class AlarmDetector:
                 if back == 2 and out[-1].duration > MERGE_SCRAP_S:
                     break  # not a scrap in the dropout: a beep of its own
                 del out[len(out) - back :]
-                # The whole's pitch weighs each piece by its length, as one beep's frames would: a
-                # dish's clink just before a piezo's beep (0.09 s at 3250 Hz, then 0.47 s at 3094 Hz)
-                # joined into it must not move its pitch halfway to the clink's.
-                pitch = (prev.freq * prev.duration + b.freq * b.duration) / max(prev.duration + b.duration, FRAME_SECONDS)
                 out.append(Beep(
-                    prev.on, b.off, pitch, max(prev.salience, b.salience), max(prev.peak, b.peak),
+                    prev.on, b.off, (prev.freq + b.freq) / 2, max(prev.salience, b.salience), max(prev.peak, b.peak),
                     max(prev.sag, b.sag), max(prev.dominance, b.dominance), prev.freq_on, b.freq_off,
                     fade=fmean([prev.fade, b.fade]),  # (each piece's own: the dropout between is not the beep's level)
                 ))

@@ -185,23 +185,6 @@ def test_a_low_frequency_unit_under_chords_is_heard_by_its_bins_keying(testset_d
     assert draw_clip_found_in_time(testset_dir, name, ts.low_unit_draw())
 
 
-# A kitchen's clinks (0.08-0.09 s at 2.9-3.3 kHz, as loud as the alarm) land just before a 3.1 kHz
-# smoke alarm's first beep; joined into it (a dropout between), the clink moved the beep's pitch
-# halfway to its own, off the sounder's, and these first cycles were missed (reverberant kitchens,
-# seeds beyond the three `bench lite` draws).
-@pytest.mark.parametrize("name", ["smoke_alarm-3100-kitchen-rt0.5-draw5", "smoke_alarm-3100-kitchen-rt0.7-draw3"])
-def test_a_clink_joined_to_a_beep_leaves_its_pitch(testset_dir, name):
-    assert draw_clip_found_in_time(testset_dir, name, ts.reverberant_draw(seeds=6))
-
-
-def test_a_mended_beeps_pitch_weighs_its_pieces():
-    clink = Beep(-0.10, -0.01, 3250.0, 25.0, -17.3, 3.8, freq_on=3250.0, freq_off=3250.0)
-    beep = Beep(0.05, 0.52, 3094.0, 25.6, -19.9, 2.1, freq_on=3094.0, freq_off=3094.0)
-    (whole,) = AlarmDetector._mend([clink, beep], T3)
-    assert (whole.on, whole.off) == (-0.10, 0.52)
-    assert abs(whole.freq - 3094.0) < 30.0  # 3119 Hz: the beep's 0.47 s outweigh the clink's 0.09 s (an unweighted mean: 3172)
-
-
 # In a lively room a CO alarm's last beep comes back 0.12-0.13 s later as a "beep" 10-12 dB weaker
 # (its tail): these first cycles were lost while it broke the pause (PAUSE_ECHO_DB).
 @pytest.mark.parametrize("name", ["co_alarm-3100-fan-rt0.7-draw1", "co_alarm-3100-tv_speech-rt1.0-draw1"])

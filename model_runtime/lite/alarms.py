@@ -52,6 +52,7 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from itertools import islice
 from statistics import fmean, median  # (on a group's 3-8 numbers: numpy's call costs ~20x more)
 
@@ -140,6 +141,9 @@ def lengths_alike(beeps: list["Beep"], slack: float = 0.0) -> bool:
     return max(lengths) <= max(LENGTH_RATIO * min(lengths), min(lengths) + LENGTH_SLACK_S) + slack
 
 
+SPAN_SLACK_S = 2 * FRAME_SECONDS  # a group's first and last beeps are each placed to a frame
+
+
 @dataclass(frozen=True)
 class Pattern:
     label: str
@@ -158,7 +162,6 @@ class Pattern:
     # measured, a beep grows by the analysis window and a room's reverb, but its gap keeps
     # at least a quarter of the period. Notes played legato at the pattern's rate leave less.
     max_duty: float = 0.75  # the group's median beep length at most this fraction of its median interval
-    min_span: float = 0.0  # the group's first to last beep at least this long (s), by the times it is spaced by
     period: tuple[float, float] = (0.0, math.inf)  # ISO 8201's onset-to-onset time within a group, +-10 % (s)
     centre_slack: float = math.inf  # each interval between beeps' centres within the period widened by this (s)
 
@@ -195,22 +198,31 @@ class Pattern:
         A masked edge moves a beep's onset (what the group is spaced by) but its centre by only
         half as much, while a voice's syllables or a tune's notes that begin on a beat are as long
         as they happen to be: their onsets keep time and their centres need not. So the centres
-        span at most the group's periods of ISO 8201's slowest sounder, but for a frame at each
-        end (CENTRE_SPAN_SLACK_S; the fastest is `min_span`'s), and each interval between them
-        lies within the period but for what masking moves a centre (`centre_slack`).
+        span at most the group's periods of ISO 8201's slowest sounder (`span`; the fastest
+        bounds the times it is spaced by, `_spaced`), and each interval between them lies
+        within the period but for what masking moves a centre (`centre_slack`).
         """
-        # (Rounded to the microsecond: a centre halves a sum of frame times, a bound sums a few.)
-        if round(centres[-1] - centres[0], 6) > round((self.beeps - 1) * self.period[1] + CENTRE_SPAN_SLACK_S, 6):
+        if round(centres[-1] - centres[0], 6) > self.span[1]:
             return False  # slower than any sounder: a tune's beat, a voice's syllables
         low, high = round(self.period[0] - self.centre_slack, 6), round(self.period[1] + self.centre_slack, 6)
         return all(low <= round(b - a, 6) <= high for a, b in zip(centres, centres[1:]))
+
+    @cached_property
+    def span(self) -> tuple[float, float]:
+        """How long a group lasts from first to last beep (s): its periods of ISO 8201's fastest and slowest sounder, a frame off at each end (SPAN_SLACK_S).
+
+        (Rounded to the microsecond, as the times compared with it are: a centre halves a sum
+        of frame times, a bound sums a few.)
+        """
+        periods = self.beeps - 1
+        return round(periods * self.period[0] - SPAN_SLACK_S, 6), round(periods * self.period[1] + SPAN_SLACK_S, 6)
 
     def _spaced(self, times: list[float]) -> bool:
         intervals = [b - a for a, b in zip(times, times[1:])]
         return (
             all(self.interval[0] <= i <= self.interval[1] for i in intervals)
             and max(intervals) - min(intervals) <= self.interval_spread
-            and times[-1] - times[0] >= self.min_span
+            and round(times[-1] - times[0], 6) >= self.span[0]
         )
 
 
@@ -219,7 +231,7 @@ class Pattern:
 # 0.9-1.1 s; +-0.1 s more covers how a beep's onset is placed. Music at 110-130 BPM repeats
 # a note every two beats, 0.9-1.1 s apart, too; a wider window let in 85-95 BPM as well.)
 # A group's first to last onset spans two of those periods: at least 1.8 s, less a frame at each
-# end (min_span 1.78). Measured over ~1,100 alarm clips: a found smoke group spans 1.83-2.2 s,
+# end (`Pattern.span`: 1.78). Measured over ~1,100 alarm clips: a found smoke group spans 1.83-2.2 s,
 # none lost; music seeds 877, 1299, 1987 and 2595 (a partial repeated at 130-140 BPM, spans
 # 1.70-1.77 s) raised smoke alarms by themselves.
 # A T3 beep lasts at most 0.55 s of a period of at least 0.9 s (ISO 8201, +-10 %): beeps held
@@ -227,7 +239,7 @@ class Pattern:
 # of `bench lite`'s sets: a fixed tone's groups held at most 0.64 (a 520 Hz unit in a room of
 # RT60 0.5 s), a sweep's 0.56; music seeds 2309 and 2562 (partials at 1656 and ~1500 Hz held
 # 0.73 and 0.72 of their spacing) raised smoke alarms by themselves.
-T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.8, 1.2), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.08, 0.25, max_duty=0.70, min_span=1.78, period=(0.9, 1.1))
+T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.8, 1.2), 0.2, 0.2, 0.9, 0.3, 3.5, 0.38, 0.08, 0.25, max_duty=0.70, period=(0.9, 1.1))
 # A fixed tone's onsets are placed to a frame or two (a sweep's only once it reaches a channel),
 # so its beeps follow each other within 1.1 s + 0.05 s. Measured over ~1,100 alarm clips (every
 # draw, unit and room of `bench lite` and the tests): the widest a found fixed-tone group spaced
@@ -236,7 +248,7 @@ T3 = Pattern("smoke_alarm", 3, (0.38, 0.8), (0.8, 1.2), 0.2, 0.2, 0.9, 0.3, 3.5,
 T3_FIXED_TONE_MAX_INTERVAL_S = 1.15
 # Each T4 interval may be placed a frame or two off (0.14-0.26 s accepted), but a group's first to
 # last onset spans three of ISO 8201's 0.2 s +- 10 % periods: at least 0.54 s, less a frame at each
-# end (min_span 0.52). Measured over ~1,100 alarm clips (every set of `bench lite` and the tests):
+# end (`Pattern.span`: 0.52). Measured over ~1,100 alarm clips (every set of `bench lite` and the tests):
 # a found CO group spans 0.56-0.69 s, and no clip is lost at 0.52; music seed 575 (a 2344 Hz
 # partial, 0.50 s) and TV speech seed 488 (a voice's scraps at 2.78 kHz, 0.46 s) raised CO alarms
 # by themselves with each interval inside the window.
@@ -248,8 +260,7 @@ T3_FIXED_TONE_MAX_INTERVAL_S = 1.15
 # most spanned 0.68-0.75 s between centres (a slower beat than any sounder's; espeak's "The train was
 # late" at 0.23 s a syllable), or alternated short and long (0.05 and 0.11 s: centres 0.19 and
 # 0.26-0.29 s apart). Checking both took them to 3, every alarm clip still found as before.
-CENTRE_SPAN_SLACK_S = 2 * FRAME_SECONDS
-T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5, 0.06, 0.04, 0.04, min_span=0.52, period=(0.18, 0.22), centre_slack=0.03)
+T4 = Pattern("co_alarm", 4, (0.04, 0.22), (0.14, 0.26), 0.08, 0.03, 1.0, 0.8, 6.5, 0.06, 0.04, 0.04, period=(0.18, 0.22), centre_slack=0.03)
 PATTERNS = (T3, T4)
 
 # An alarm is loud (85 dB SPL at 3 m) and clearly tonal: fainter things are artefacts.

@@ -449,9 +449,9 @@ def test_a_door_slam_is_one_loud_noise_and_beeps_are_none(negative_clips, alarm_
 # within 0.05 s (T3_FIXED_TONE_MAX_INTERVAL_S); 179 (a 1 kHz partial, one of its three "beeps" beginning
 # and ending at 1188 Hz: a note over it) until a fixed tone's beep had to begin or end at its pitch
 # (`off_pitch`); 575 (a 2344 Hz partial at T4's pace, 0.17, 0.14 and 0.19 s apart: its four onsets
-# span 0.50 s) until a T4 group had to span three of ISO 8201's periods (T4.min_span); 877 (a
+# span 0.50 s) until a T4 group had to span three of ISO 8201's periods (T4.span); 877 (a
 # partial repeated at 135 BPM: three onsets 1.77 s apart) until a T3 group had to span two
-# (T3.min_span); 2309 and 2562 (partials held 0.73 and 0.72 of their spacing: legato notes) until a
+# (T3.span); 2309 and 2562 (partials held 0.73 and 0.72 of their spacing: legato notes) until a
 # T3 group's beeps had to leave it silent for 0.3 of each period (T3.max_duty); 1505 (a 1480 Hz
 # partial's "beeps" 0.04-0.09 s long, their centres 0.29 s apart once) and 4351 (a 1969 Hz partial at
 # 0.24 s a note: centres spanning 0.72 s) until a T4 group's centres had to keep ISO 8201's time

@@ -18,7 +18,7 @@ attention around the cache is ours:
   `scaled_dot_product_attention` sees (rooms, kv_heads, 8 * n, head_dim)
   queries against the (rooms, kv_heads, length, head_dim) pool: one call per
   layer for all the rooms of a batched step (`_PoolStep`).
-- on CPU in bfloat16, from 2,048 slots of context on, attention is two matmuls and
+- on CPU in bfloat16, from 768 slots of context on, attention is two matmuls and
   a softmax (`attention_by_matmul`, the arithmetic of transformers' eager attention)
   over a length rounded up to 1,024 slots, instead of `scaled_dot_product_attention`,
   whose CPU flash kernel is about 1.5x slower for these shapes (measured below);
@@ -467,7 +467,8 @@ class _PoolStep:
     width: int  # padded new tokens per room
     length: int  # slots attended (the longest room's end)
     mask: torch.Tensor | None  # (rows, 1, group * width, length) bool, True = attend
-    hidden: torch.Tensor | None  # not mask, for `attention_by_matmul` (made once per step, not per layer)
+    hidden: torch.Tensor | None  # not mask from slot `hidden_from` on, for `attention_by_matmul` (made once per step)
+    hidden_from: int  # every row attends to every slot before this one (the earliest new token of any row)
     group: int
     by_matmul: bool
 
@@ -509,7 +510,12 @@ class _PoolStep:
             mask = torch.arange(self.length, device=device) <= last_seen[:, :, None]  # (rows, width, length)
             # packed GQA rows are head-in-group major (see `attend`): repeat per head of the group
             self.mask = mask.repeat(1, group, 1).unsqueeze(1)
-        self.hidden = ~self.mask if self.by_matmul else None
+        # Only the slots from the earliest new token on can be hidden from a row: the scores before it
+        # are left alone (at 10,000 slots, masking the whole score matrix took 0.6 of 4.6 ms a layer).
+        self.hidden, self.hidden_from = None, 0
+        if self.by_matmul:  # (its length is bucketed, so it has a mask)
+            self.hidden_from = min(first)
+            self.hidden = (~self.mask[..., self.hidden_from :]).contiguous()
 
     _TENSORS = ("tokens", "slot_of_token", "position_of_token", "row_of_token", "rank_of_token", "gather", "mask", "hidden")
 
@@ -531,7 +537,7 @@ class _PoolStep:
         tokens and slots attended (a CUDA graph's key; the positions and the mask's values may vary)."""
         return (id(self.pool), self.pool.keys.data_ptr(), self.pool.values.data_ptr(), self.pool.keys.shape,
                 self.span, None if self.gather is None else int(self.gather.shape[0]), self.rows, self.width,
-                self.length, int(self.tokens.shape[0]), self.mask is None, self.by_matmul)
+                self.length, int(self.tokens.shape[0]), self.mask is None, self.by_matmul, self.hidden_from)
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
         """Store k, v (tokens, kv_heads, d) in the pool; return attention of q (tokens, heads, d) -> same shape."""
@@ -552,7 +558,7 @@ class _PoolStep:
         # so the 8 query heads sharing a K/V head are that head's rows and K/V are never expanded.
         packed = padded.view(self.rows, kv_heads, self.group * self.width, dim)
         if self.by_matmul:
-            out = attention_by_matmul(packed, keys, values, self.hidden, scale)
+            out = attention_by_matmul(packed, keys, values, self.hidden, scale, self.hidden_from)
         else:
             out = F.scaled_dot_product_attention(packed, keys, values, attn_mask=self.mask, scale=scale)
         # reshape, not view: CUDA's fused kernels may return the output in a (rows, width, heads, d)
@@ -560,7 +566,10 @@ class _PoolStep:
         return out.reshape(self.rows, heads, self.width, dim)[self.row_of_token, :, self.rank_of_token]
 
 
-MATMUL_MIN_SLOTS = 2048  # below, the flash kernel (no kernel cache to fill; the matmuls gain little there)
+# Below, the flash kernel: it attends over the exact length, the matmuls over a whole bucket. Measured
+# per layer, 2 threads, one 3B room's 12-token step: 0.44 (flash) vs 0.51 ms at 500 slots, 0.76 vs
+# 0.47 at 1,000, 1.48 vs 0.85 at 2,000 (the matmuls with the tail-only mask, `hidden_from`).
+MATMUL_MIN_SLOTS = 768
 MATMUL_BUCKET_SLOTS = 1024
 
 
@@ -569,7 +578,7 @@ def uses_matmul_attention(device: torch.device, dtype: torch.dtype) -> bool:
 
     Measured on the 2-core AVX512-BF16 CPU, one thread, one room of the 3B shape
     (2 K/V heads x 8 query heads x 12 new tokens) in a pool, per layer: 6.7 -> 4.1 ms
-    at 3,000 slots, 21.8 -> 14.9 ms at 10,000 (at 1,000: 2.2 -> 1.5 ms, but see
+    at 3,000 slots, 21.8 -> 14.9 ms at 10,000, 2.2 -> 1.5 ms at 1,000 (shorter: see
     MATMUL_MIN_SLOTS). A single room's single new token (no mask) is as fast either way
     and keeps the flash kernel. The error against float32 is the flash kernel's. In
     float32 the two are equal (the flash kernel is kept); on GPUs the fused kernels win.
@@ -577,8 +586,12 @@ def uses_matmul_attention(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cpu" and dtype == torch.bfloat16
 
 
-def attention_by_matmul(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor | None, scale: float) -> torch.Tensor:
+def attention_by_matmul(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor | None, scale: float, hidden_from: int = 0
+) -> torch.Tensor:
     """softmax(q k^T * scale, with `hidden` positions at -inf) v, for (batch, heads, rows|length, d) tensors.
+
+    `hidden` covers the slots from `hidden_from` on (every row sees the slots before).
 
     The scores are in the inputs' dtype and the softmax sums in float32 (torch's CPU
     softmax does for bfloat16), as in transformers' eager attention. The products are
@@ -593,7 +606,7 @@ def attention_by_matmul(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidde
         for h in range(heads):
             torch.matmul(q[b, h], k[b, h].T, out=scores[b, h])
     if hidden is not None:
-        scores.masked_fill_(hidden, float("-inf"))
+        scores[..., hidden_from:].masked_fill_(hidden, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     out = q.new_empty(batch, heads, n, v.shape[3])
     for b in range(batch):

@@ -100,6 +100,9 @@ def test_attention_by_matmul_equals_sdpa_under_a_ragged_mask():
     want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.25)
     got = attention_by_matmul(q, k, v, ~mask, 0.25)
     assert torch.allclose(got, want, atol=1e-6)
+    # the mask given from the first slot any row may not see: every row sees all slots before it
+    tail = attention_by_matmul(q, k, v, (~mask)[..., 30:].contiguous(), 0.25, hidden_from=30)
+    assert torch.equal(tail, got)
     # bfloat16: the same rounding error against float32 as the flash kernel's
     bf = [t.bfloat16() for t in (q, k, v)]
     err_matmul = (attention_by_matmul(*bf, ~mask, 0.25).float() - want).abs().max()

@@ -284,6 +284,14 @@ ALARM_MAX_FADE_DB = 10.0
 # room of RT60 1 s, the reverberant field building through the beep); music seeds 831, 3880 and 6526
 # (a pure 1094 Hz partial) raised smoke alarms by themselves with one "beep" swelling 20-23 dB.
 ALARM_MAX_BEEP_FADE_DB = 16.0
+# A CO alarm's beep begins and ends near its own pitch: a fixed tone's exactly, a sweeping
+# sounder's a tenth of a second into its sweep (an octave per 0.5 s covers 0.2 octave in a T4
+# beep). Over ~720 CO alarm groups (`bench lite`'s sets, nine more seeds of its reverberant draw)
+# a beep's first or last frame lay at most 0.27 octave from the beep's pitch (a 520 Hz unit under
+# TV speech, its onset masked); a voice's scrap taken for a sweeping piezo's beep (TV speech seed
+# 10776) began at 3.2 kHz and ended at 750 Hz, 2.1 octaves under its pitch. (T4 only: a T3 beep's
+# half second may sweep a whole octave.)
+T4_MAX_GLIDE_OCTAVES = 0.5
 GROUP_LEVEL_DB = 10.0  # a group's beeps within this of each other (another sound's partial moves one by <= 6 dB)
 SAME_BEEP_S = 0.05  # one beep seen by two channels starts within this of itself in both
 TRILL_RATE, TRILL_DB = 2, 6.0  # another tone within 6 dB beeping twice as often during the group: a trill
@@ -481,6 +489,8 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
     pitch, tolerance = sounder_pitch(group)
     if any(abs(b.freq - pitch) > tolerance for b in group):
         return False  # a fixed tone repeats its pitch: these are notes or harmonics of different pitches
+    if pattern is T4 and any(glide_octaves(b) > T4_MAX_GLIDE_OCTAVES for b in group):
+        return False  # a scrap gliding through a sounder's pitch, not a beep of it
     sweeping_sounder = tolerance >= FREQ_TOLERANCE * pitch
     if sweeping_sounder:
         if pattern is T3 and not sweeps_alike(group):
@@ -500,6 +510,11 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
             if any(off_pitch(b.freq_on, pitch, tolerance) and off_pitch(b.freq_off, pitch, tolerance) for b in group):
                 return False  # a beep that begins and ends at another pitch is another sound's (a note over it)
     return True
+
+
+def glide_octaves(beep: Beep) -> float:
+    """How far (octaves) the beep's first or last frame lay from its pitch, whichever is further (0: edges unknown)."""
+    return max((abs(math.log2(edge / beep.freq)) for edge in (beep.freq_on, beep.freq_off) if edge > 0), default=0.0)
 
 
 def off_pitch(freq: float, pitch: float, tolerance: float) -> bool:

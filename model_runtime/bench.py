@@ -13,6 +13,7 @@ import importlib
 BENCHMARKS: tuple[tuple[str, str, str], ...] = (
     ("model", "model_runtime.interaction.bench", "the audio-interaction loop: overhead, latency, 3B-shaped model speed"),
     ("server", "model_runtime.server_bench", "the Wyoming server: soak (frames, errors, memory) and chunk-to-event latency"),
+    ("load", "model_runtime.interaction.bench_load", "the audio-interaction engine on CPU: memory (own and mapped) and time to start and to stream"),
     ("rooms", "model_runtime.interaction.bench_rooms", "batched rooms (1/4/8/16 per tick) and int8 weights on the 3B-shaped model"),
     ("soak", "model_runtime.interaction.soak", "24 h of simulated audio through the server (tiny model): memory growth, latency drift"),
     ("lite", "model_runtime.lite.bench", "the lite engine: RTF per stream, streams two cores sustain, detection figures"),

@@ -38,6 +38,7 @@ from wyoming.event import Event, async_read_event, async_write_event
 from wyoming.wake import Detect
 
 from . import constants as c
+from .memory import process_memory_kb
 
 CHUNK_MS = 10
 RATE = 16_000
@@ -106,21 +107,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _memory_kb(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0])
-    return fields
-
-
 # --- soak --------------------------------------------------------------------
 async def _soak(port: int, pid: int, total_frames: int, clients: int, rng: random.Random) -> None:
     stats = collections.Counter()
     errors = collections.Counter()
     await _one_stream(port, stats, errors, rng, "complete")  # warm up before measuring
-    before = _memory_kb(pid)
+    before = process_memory_kb(pid)
     started = time.monotonic()
 
     async def client_loop(seed: float) -> None:
@@ -132,7 +124,7 @@ async def _soak(port: int, pid: int, total_frames: int, clients: int, rng: rando
     await asyncio.gather(*(client_loop(rng.random()) for _ in range(clients)))
     elapsed = time.monotonic() - started
     await asyncio.sleep(3.0)  # let the server close the last streams and return their memory (2 s later)
-    after = _memory_kb(pid)
+    after = process_memory_kb(pid)
     print(f"  {stats['frames']} frames sent by {clients} clients at once in {elapsed:.1f} s "
           f"({stats['frames'] / elapsed:.0f} frames/s, {stats['audio_seconds']:.0f} s of audio)")
     print(f"  {stats['connections']} connections: {stats['completed']} streams completed "

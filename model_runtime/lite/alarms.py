@@ -289,8 +289,8 @@ ALARM_MAX_BEEP_FADE_DB = 16.0
 # beep). Over ~720 CO alarm groups (`bench lite`'s sets, nine more seeds of its reverberant draw)
 # a beep's first or last frame lay at most 0.27 octave from the beep's pitch (a 520 Hz unit under
 # TV speech, its onset masked); a voice's scrap taken for a sweeping piezo's beep (TV speech seed
-# 10776) began at 3.2 kHz and ended at 750 Hz, 2.1 octaves under its pitch. (T4 only: a T3 beep's
-# half second may sweep a whole octave.)
+# 10776) began at 3.2 kHz and ended at 750 Hz, 1.9 octaves under its 2.86 kHz pitch. (T4 only: a
+# T3 beep's half second may sweep a whole octave.)
 T4_MAX_GLIDE_OCTAVES = 0.5
 GROUP_LEVEL_DB = 10.0  # a group's beeps within this of each other (another sound's partial moves one by <= 6 dB)
 SAME_BEEP_S = 0.05  # one beep seen by two channels starts within this of itself in both

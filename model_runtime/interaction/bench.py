@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import constants as c
+from ..memory import process_memory_kb
 
 # torch, transformers and the model modules are imported inside the functions: building
 # the CLI's parser imports this module, and `audio-interaction --help` must stay light.
@@ -376,10 +377,8 @@ class PeakMemory:
 
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**30
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-        return float("nan")
+        peak_kb = process_memory_kb(keys=("VmHWM",)).get("VmHWM")
+        return float("nan") if peak_kb is None else peak_kb / 2**20
 
 
 def timed(fn, device, repeats: int) -> tuple[float, float]:

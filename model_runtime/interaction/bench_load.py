@@ -44,15 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .checkpoint import MODEL_CONFIG
+
     temporary = None
     folder = args.model
     if folder is None:
         if args.folder is None:
-            temporary = folder = tempfile.mkdtemp(prefix="audio-interaction-3b-")
-            shutil.rmtree(folder)  # (written anew below: the writer wants a new or empty folder)
+            temporary = tempfile.mkdtemp(prefix="audio-interaction-3b-")
+            folder = str(Path(temporary) / "checkpoint")
         else:
             folder = args.folder
-        if not (Path(folder) / "model_config.yaml").is_file():
+        if not (Path(folder) / MODEL_CONFIG).is_file():
             started = time.perf_counter()
             write_random_checkpoint(folder, args.layers)
             size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())

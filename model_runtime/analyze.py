@@ -7,7 +7,7 @@ import json
 import sys
 
 from .audio import load_audio
-from .engine import add_engine_arguments, create_engine, options_from_args, run_stream
+from .engine import add_engine_arguments, create_engine, create_safety_net, options_from_args, run_streams
 from .events import Event
 
 
@@ -25,13 +25,17 @@ def format_text(event: Event) -> str:
 
 def main(args: argparse.Namespace) -> int:
     audio = load_audio(args.file)  # before the engine: a bad file fails fast
-    engine = create_engine(options_from_args(args))
-    stream = engine.open_stream()
+    options = options_from_args(args)
+    engine = create_engine(options)
+    engines = [engine] + [net for net in [create_safety_net(options)] if net is not None]
+    streams = [each.open_stream() for each in engines]
     try:
-        for event in run_stream(stream, audio):
+        for event in run_streams(streams, audio):
             line = json.dumps(event.to_dict()) if args.format == "jsonl" else format_text(event)
             print(line, flush=True)
     finally:
-        stream.close()
-        engine.close()
+        for stream in streams:
+            stream.close()
+        for each in engines:
+            each.close()
     return 0

@@ -44,6 +44,8 @@ class EngineOptions:
     overload_seconds: float = 4.0
     batch_rooms: int = 16  # at most this many streams share one batched model step (1 = no batching)
     cuda_graphs: bool = True  # on a GPU, model steps replay CUDA graphs (interaction/cuda_graphs.py)
+    # the lite engine's alarm and loud-noise detectors run beside the model (lite/safety_net.py)
+    safety_net: bool = True
     # lite engine
     wake_words: list[str] = field(default_factory=lambda: ["okay_nabu"])
 
@@ -94,11 +96,33 @@ def create_engine(options: EngineOptions) -> Engine:
     raise ValueError(f"unknown engine {options.engine!r}; choose one of: {', '.join(c.ENGINES)}")
 
 
+def create_safety_net(options: EngineOptions) -> Engine | None:
+    """The detectors that run beside a model engine on the same audio, or None (the lite engine
+    runs them itself; `--no-safety-net` turns them off)."""
+    if options.engine == c.ENGINE_LITE or not options.safety_net:
+        return None
+    from .lite.safety_net import SafetyNet
+
+    return SafetyNet()
+
+
 def run_stream(stream: EngineStream, audio: np.ndarray, piece_samples: int = 1_600) -> Iterable[Event]:
     """Feed a whole signal in live-sized pieces (0.1 s by default) and yield events as they come."""
+    return run_streams([stream], audio, piece_samples)
+
+
+def run_streams(streams: list[EngineStream], audio: np.ndarray, piece_samples: int = 1_600) -> Iterable[Event]:
+    """`run_stream` for streams that hear the same audio (an engine and its safety net): each
+    piece's events from all of them, in time order."""
     for start in range(0, len(audio), piece_samples):
-        yield from stream.feed(audio[start : start + piece_samples])
-    yield from stream.finish()
+        yield from _in_time_order([stream.feed(audio[start : start + piece_samples]) for stream in streams])
+    yield from _in_time_order([stream.finish() for stream in streams])
+
+
+def _in_time_order(found: list[list[Event]]) -> list[Event]:
+    if len(found) == 1:
+        return found[0]  # one stream's own order, as it gave it
+    return sorted((event for events in found for event in events), key=lambda e: e.t)
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +149,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                    help="on a GPU, launch every kernel of each model step instead of replaying CUDA graphs "
                         "(slower; for comparison or a driver that fails to capture)")
+    g.add_argument("--no-safety-net", dest="safety_net", action="store_false",
+                   help="audio-interaction engine: do not run the lite engine's alarm and loud-noise detectors beside "
+                        "the model (by default they hear the same audio in a lane of their own, so a smoke or CO "
+                        "alarm is reported even when the model stays silent, falls behind or fails)")
     g.add_argument("--wake-word", dest="wake_words", action="append", default=None,
                    help="lite engine wake word (repeatable; default okay_nabu)")
 
@@ -145,5 +173,6 @@ def options_from_args(args: argparse.Namespace) -> EngineOptions:
         overload_seconds=args.overload_seconds,
         batch_rooms=args.batch_rooms,
         cuda_graphs=args.cuda_graphs,
+        safety_net=args.safety_net,
         wake_words=args.wake_words or defaults.wake_words,
     )

@@ -2,7 +2,7 @@
 
 What carries no per-stream state is loaded once in the engine and shared (the
 speech recognizer, the music model); detectors with state (VAD, wake-word
-networks, alarm tracker, loudness floor) are per stream.
+networks, and the safety net's alarm tracker and loudness floor) are per stream.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import numpy as np
 from ..constants import ENGINE_LITE, SAMPLE_RATE
 from ..engine import Engine, EngineOptions, EngineStream
 from ..events import Event
-from .alarms import AlarmDetector
-from .loudness import LoudNoiseDetector
 from .music import MusicDetector, load_shared_model
+from .safety_net import SafetyNetStream, by_time
 from .speech import SpeechDetector
 from .transcribe import RequestCapture, SharedRecognizer
 from .wakeword import WakeWordDetector, available_wake_words, check_wake_words
@@ -22,8 +21,7 @@ from .wakeword import WakeWordDetector, available_wake_words, check_wake_words
 
 class LiteStream(EngineStream):
     def __init__(self, engine: "LiteEngine") -> None:
-        self._loudness = LoudNoiseDetector()
-        self._alarms = AlarmDetector()
+        self._net = SafetyNetStream()  # alarms, beeping, loud noises
         self._speech = SpeechDetector()
         self._wake = WakeWordDetector(engine.wake_word_names)
         self._request = RequestCapture(engine.recognizer)
@@ -35,7 +33,7 @@ class LiteStream(EngineStream):
         self._samples += len(audio)
         now = self._samples / SAMPLE_RATE
         speech = self._speech.process(audio)
-        found = self._alarms.process(audio) + self._loudness.process(audio) + self._music.process(audio, speech=self._speech.active)
+        found = self._net.feed(audio) + self._music.process(audio, speech=self._speech.active)
         wake = self._wake.process(audio)
         started = any(e.data["state"] == "start" for e in speech)
         stopped = any(e.data["state"] == "stop" for e in speech)
@@ -43,19 +41,15 @@ class LiteStream(EngineStream):
         found += self._request.process(audio, now, started, stopped)
         if wake and not self._request.listening:
             self._request.begin(wake[-1].t, self._speech.active)
-        return _by_time(found)
+        return by_time(found)
 
     def finish(self) -> list[Event]:
         now = self._samples / SAMPLE_RATE
-        found = self._alarms.finish() + self._loudness.finish() + self._music.finish() + self._speech.finish()
-        return _by_time(found + self._request.finish(now))
+        found = self._net.finish() + self._music.finish() + self._speech.finish()
+        return by_time(found + self._request.finish(now))
 
     def close(self) -> None:
         self._wake.close()
-
-
-def _by_time(found: list[Event]) -> list[Event]:
-    return sorted(found, key=lambda e: e.t)  # stable: each detector's own order is kept
 
 
 class LiteEngine(Engine):

@@ -15,7 +15,7 @@ from wyoming.server import AsyncServer, AsyncTcpServer
 
 from .. import __version__
 from .. import constants as c
-from ..engine import Engine, add_engine_arguments, create_engine, options_from_args
+from ..engine import Engine, add_engine_arguments, create_engine, create_safety_net, options_from_args
 from ..errors import UserError
 from ..memory import return_free_memory
 from .asr import Transcriber, asr_program
@@ -27,6 +27,7 @@ DEFAULT_URI = f"tcp://0.0.0.0:{c.DEFAULT_PORT}"
 DEFAULT_MAX_STREAMS = 64
 DEFAULT_MAX_BACKLOG_SECONDS = 10.0
 DEFAULT_FEED_MS = 100  # engine calls per stream: at most 10 a second however small the client's chunks
+NET_THREADS = 2
 TRIM_DELAY_S = 2.0  # after streams close, return their memory to the OS this much later
 ZEROCONF_TYPE = "_wyoming._tcp.local."
 
@@ -79,8 +80,12 @@ class WyomingServer:
         max_streams: int = DEFAULT_MAX_STREAMS,
         max_backlog_seconds: float = DEFAULT_MAX_BACKLOG_SECONDS,
         min_feed_seconds: float = DEFAULT_FEED_MS / 1000,
+        safety_net: Engine | None = None,
     ) -> None:
         self.engine = engine
+        # Detectors that hear every listening stream's audio beside the engine, in a lane of their
+        # own (handler.py): never behind the engine's backlog, and on when the engine fails.
+        self.safety_net = safety_net
         self.info = build_info(engine)
         self.wake_models = [m.name for m in self.info.wake[0].models]
         self.transcriber = Transcriber(engine)  # the asr service's recogniser
@@ -89,6 +94,8 @@ class WyomingServer:
         self.min_feed_seconds = min_feed_seconds
         # One thread per open stream at most: a slow stream holds its own thread, never another's.
         self.executor = ThreadPoolExecutor(max_workers=max_streams, thread_name_prefix="engine-stream")
+        # The net's calls are short (~1 ms per 0.1 s of audio): a few threads serve every stream.
+        self.net_executor = ThreadPoolExecutor(max_workers=NET_THREADS, thread_name_prefix="safety-net")
         self.handlers: set[ClientHandler] = set()
         self._open_streams = 0
         self._trim: asyncio.TimerHandle | None = None
@@ -126,9 +133,10 @@ class WyomingServer:
             sock = self._server._server.sockets[0]  # noqa: SLF001 - the port actually bound (port 0 = any)
             self.address = sock.getsockname()[:2]
         _LOGGER.info(
-            "serving %s (engine %s, wake models: %s)",
+            "serving %s (engine %s%s, wake models: %s)",
             f"tcp://{self.address[0]}:{self.address[1]}" if self.address else uri,
             self.engine.name,
+            "" if self.safety_net is None else f" with the {self.safety_net.name}",
             ", ".join(self.wake_models),
         )
 
@@ -143,7 +151,8 @@ class WyomingServer:
             await handler.stop()
         if handlers:
             await asyncio.wait([asyncio.ensure_future(h.finished.wait()) for h in handlers], timeout=30)
-        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)
+        for executor in (self.executor, self.net_executor):
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
 
 
 def server_for_uri(uri: str) -> AsyncServer:
@@ -217,20 +226,22 @@ def main(args: argparse.Namespace) -> int:
     if getattr(args, "debug", False):
         logging.getLogger().setLevel(logging.DEBUG)
     server_for_uri(args.uri)  # a bad --uri fails before the engine loads
-    engine = create_engine(options_from_args(args))
+    options = options_from_args(args)
+    engine = create_engine(options)
     try:
-        asyncio.run(_serve(engine, args))
+        asyncio.run(_serve(engine, create_safety_net(options), args))
     finally:
         engine.close()
     return 0
 
 
-async def _serve(engine: Engine, args: argparse.Namespace) -> None:
+async def _serve(engine: Engine, safety_net: Engine | None, args: argparse.Namespace) -> None:
     server = WyomingServer(
         engine,
         max_streams=args.max_streams,
         max_backlog_seconds=args.max_backlog_seconds,
         min_feed_seconds=args.feed_ms / 1000,
+        safety_net=safety_net,
     )
     try:
         await server.start(args.uri)

@@ -7,7 +7,10 @@ Flows (README "Wyoming protocol" has examples):
   `detection` {name, timestamp} when the engine decides to respond with a name the
   client asked for (none asked = any), `not-detected` on `audio-stop` if none came.
 - Ours: `audio-interaction-listen` {room} once; each engine event of type X then
-  arrives as `audio-interaction-X` with the event's fields. `audio-interaction-instruct`
+  arrives as `audio-interaction-X` with the event's fields. Beside a model engine the
+  server's safety net (the lite alarm and loud-noise detectors) hears the same audio in
+  a session of its own, so its events never wait behind the model's backlog and go on
+  when the model fails on the stream. `audio-interaction-instruct`
   {text} goes to the engine stream in order with the audio.
 - Speech-to-text (asr.py): `transcribe`, `audio-start`, `audio-chunk`s, `audio-stop` ->
   `transcript` {text}; that audio goes to the recogniser, not to an engine stream.
@@ -18,6 +21,7 @@ Everything a client gets wrong is answered with Wyoming's `error` {text, code}.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -71,6 +75,7 @@ class ClientHandler(AsyncEventHandler):
         self._detect_requested = False
         self._detected = False
         self._session: StreamSession | None = None
+        self._net_session: StreamSession | None = None  # the safety net's, beside the engine's
         self._transcribe: TranscribeRequest | None = None  # after `transcribe`, until its transcript
         self._audio = AudioInput()
         self._start_format: dict[str, int] = {}
@@ -187,17 +192,15 @@ class ClientHandler(AsyncEventHandler):
                 "or start the server with a larger --max-streams",
             )
         try:
-            self._session = await StreamSession.open(
-                self.server.engine,
-                self.server.executor,
-                emit=self._on_engine_event,
-                on_skip=self._on_skip,
-                on_failure=self.send_error,
-                max_backlog_seconds=self.server.max_backlog_seconds,
-                min_feed_seconds=self.server.min_feed_seconds,
-                live=self._live,
-            )
+            self._session = await self._open_session(self.server.engine, self.server.executor, "the engine")
+            if self.server.safety_net is not None and self._listening:  # (detections come from the engine alone)
+                self._net_session = await self._open_session(
+                    self.server.safety_net, self.server.net_executor, "the safety net (alarm detectors)"
+                )
         except BaseException:
+            session, self._session = self._session, None
+            if session is not None:
+                await session.close()
             self.server.release_stream()
             raise
         self._audio = AudioInput()
@@ -208,6 +211,22 @@ class ClientHandler(AsyncEventHandler):
         self._start_format = dict(zip(("rate", "width", "channels"), fmt))
         _LOGGER.debug("%s audio-start rate=%d width=%d channels=%d", self.peer, *fmt)
 
+    async def _open_session(self, engine, executor, name: str) -> StreamSession:
+        return await StreamSession.open(
+            engine,
+            executor,
+            emit=self._on_engine_event,
+            on_skip=functools.partial(self._on_skip, name),
+            on_failure=self.send_error,
+            max_backlog_seconds=self.server.max_backlog_seconds,
+            min_feed_seconds=self.server.min_feed_seconds,
+            live=self._live,
+            name=name,
+        )
+
+    def _sessions(self) -> list[StreamSession]:
+        return [session for session in (self._session, self._net_session) if session is not None]
+
     async def _on_chunk(self, data: dict[str, Any], payload: bytes) -> None:
         if self._session is None:
             raise ProtocolError(
@@ -216,18 +235,22 @@ class ClientHandler(AsyncEventHandler):
             )
         # A chunk carries its own format; one that leaves it out has audio-start's.
         rate, width, channels = audio_format({**self._start_format, **data}, "audio-chunk")
-        self._session.push_audio(self._audio.convert(rate, width, channels, payload))
+        samples = self._audio.convert(rate, width, channels, payload)
+        for session in self._sessions():
+            session.push_audio(samples)
         if not self._live:  # a recording: slow the sender down instead of skipping its audio
-            await self._session.backlog_room()
+            for session in self._sessions():
+                await session.backlog_room()
 
     async def _on_stop(self) -> None:
         if self._session is None:
             raise ProtocolError(c.WYOMING_ERROR_AUDIO_BEFORE_START, "audio-stop without audio-start")
-        session, self._session = self._session, None
+        sessions = self._sessions()
+        self._session = self._net_session = None
         try:
-            await session.finish()
+            await asyncio.gather(*(session.finish() for session in sessions))
         finally:
-            await self._close_session(session)
+            await self._close_sessions(sessions)
         if self._wants_detections() and not self._detected:
             await self.write_event(NotDetected().event())
 
@@ -259,9 +282,9 @@ class ClientHandler(AsyncEventHandler):
                 self._detected = True
                 await self.write_event(Detection(name=name, timestamp=int(round(event.t * 1000))).event())
 
-    async def _on_skip(self, seconds: float, total: float) -> None:
+    async def _on_skip(self, name: str, seconds: float, total: float) -> None:
         text = (
-            f"the engine fell behind: skipped {seconds:.2f} s of queued audio (more than "
+            f"{name} fell behind: skipped {seconds:.2f} s of queued audio (more than "
             f"{self.server.max_backlog_seconds:g} s were waiting) and jumped to live audio; "
             f"{total:.2f} s skipped on this stream so far"
         )
@@ -300,17 +323,24 @@ class ClientHandler(AsyncEventHandler):
         await self.send_error(c.WYOMING_ERROR_TOO_MANY_ERRORS, f"closing the connection after {self._errors} errors")
         return True
 
-    async def _close_session(self, session: StreamSession) -> None:
-        self._audio_seconds += session.samples_in / c.SAMPLE_RATE
+    async def _close_sessions(self, sessions: list[StreamSession]) -> None:
+        """Close one audio stream's sessions (the engine's first), then free its place."""
+        if not sessions:
+            return
+        self._audio_seconds += sessions[0].samples_in / c.SAMPLE_RATE
         try:
-            await session.close()
+            for session in sessions:
+                try:
+                    await session.close()
+                except Exception:  # noqa: BLE001 - the other session still closes, the place is still freed
+                    _LOGGER.exception("%s: closing a stream session failed", self.peer)
         finally:
             self.server.release_stream()
 
     async def disconnect(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await self._close_session(session)
+        sessions = self._sessions()
+        self._session = self._net_session = None
+        await self._close_sessions(sessions)
         _LOGGER.info(
             "%s disconnected after %.1f s (%.1f s of audio, %d errors; %d open)",
             self.peer,

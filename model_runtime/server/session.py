@@ -59,8 +59,10 @@ class StreamSession:
         max_backlog_seconds: float,
         min_feed_seconds: float = 0.0,
         live: bool = True,
+        name: str = "the engine",
     ) -> None:
         self._stream = stream
+        self.name = name  # what the failure message calls the stream's engine
         self._executor = executor
         self._emit = emit
         self._on_skip = on_skip
@@ -210,7 +212,7 @@ class StreamSession:
             self._drained.set()
             await self._on_failure(
                 c.WYOMING_ERROR_ENGINE_FAILED,
-                f"the engine failed on this stream ({type(err).__name__}: {err}); "
+                f"{self.name} failed on this stream ({type(err).__name__}: {err}); "
                 "its audio is ignored until the next audio-start",
             )
             return []

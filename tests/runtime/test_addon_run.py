@@ -40,6 +40,7 @@ PY
 }
 bashio::config() { _opt "$1"; }
 bashio::config.true() { [[ "$(_opt "$1")" == "true" ]]; }
+bashio::config.false() { [[ "$(_opt "$1")" == "false" ]]; }
 bashio::config.has_value() { local v; v="$(_opt "$1")"; [[ -n "$v" && "$v" != "null" ]]; }
 bashio::log.info() { echo "INFO: $*" >&2; }
 bashio::log.warning() { echo "WARNING: $*" >&2; }
@@ -97,6 +98,7 @@ def test_default_options_start_the_lite_server_on_the_wyoming_port(tmp_path, con
     assert (args.engine, args.model, args.device) == ("lite", "zhifeixie/AudioInteraction", "cpu")
     assert args.wake_words == ["okay_nabu"]
     assert args.threads is None and not getattr(args, "debug", False) and not args.async_encoder
+    assert args.safety_net
     assert (tmp_path / "argv.hf_home").read_text().strip() == "/data/huggingface"
 
 
@@ -107,6 +109,7 @@ def test_every_option_reaches_the_server_command_line(tmp_path, config):
         "device": "cuda",
         "dtype": "bfloat16",
         "quantize": "int8-dynamic",
+        "safety_net": False,
         "wake_words": ["hey_jarvis", "alexa"],
         "system_prompt": "Be brief; it's late. Say \"hi\" & $HOME stays literal.",
         "max_response_tokens": 64,
@@ -123,12 +126,19 @@ def test_every_option_reaches_the_server_command_line(tmp_path, config):
     args = served_args(tmp_path)
     assert (args.engine, args.model, args.device, args.dtype) == (
         "audio-interaction", "/share/audio-interaction/model", "cuda", "bfloat16")
-    assert args.quantize == "int8-dynamic"
+    assert args.quantize == "int8-dynamic" and not args.safety_net
     assert args.wake_words == ["hey_jarvis", "alexa"]
     assert args.system_prompt == options["system_prompt"]
     assert (args.max_response_tokens, args.context_seconds, args.threads) == (64, 120.0, 4)
     assert args.async_encoder and args.debug
     assert (args.max_streams, args.max_backlog_seconds) == (3, 2.5)
+
+
+def test_an_install_from_before_the_safety_net_option_keeps_the_net(tmp_path, config):
+    options = {k: v for k, v in config["options"].items() if k != "safety_net"}
+    result = run_script(tmp_path, "audio-interaction/run", {**options, "engine": "audio-interaction"})
+    assert result.returncode == 0, result.stderr
+    assert served_args(tmp_path).safety_net
 
 
 def test_a_model_folder_outside_share_is_refused_clearly(tmp_path, config):

@@ -1,0 +1,167 @@
+"""The safety net: beside the audio-interaction engine, the lite engine's alarm and loud-noise
+detectors hear the same audio, in `analyze` and in the server, where they run in a session of
+their own: an alarm is reported while the model stays silent, falls behind or fails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.wake import Detect
+
+from conftest import SAMPLES
+from model_runtime import constants as c
+from model_runtime.audio import load_audio
+from model_runtime.engine import Engine, EngineOptions, create_safety_net
+from model_runtime.lite.safety_net import SafetyNet
+from server_support import Client, custom, listen, running_server, to_pcm16
+
+ALARM_FILE = SAMPLES / "kitchen_smoke_alarm.flac"  # 14 s; a 3.1 kHz smoke alarm from 2.0 s to 12.5 s
+
+
+def alarm_pcm() -> bytes:
+    return to_pcm16(load_audio(ALARM_FILE))
+
+
+def assert_the_alarm_is_reported(events: list) -> None:
+    """One smoke_alarm start near 2.0 s, its urgent spoken response, and its end."""
+    sounds = [e.data for e in events if e.data.get("label") == "smoke_alarm"]
+    assert [s["end"] is None for s in sounds] == [True, False], sounds
+    assert abs(sounds[0]["start"] - 2.0) < 0.1
+    responses = [e.data for e in events if e.data.get("urgent")]
+    assert [r["text"] for r in responses] == ["Smoke alarm sounding"]
+
+
+class ModelEngineWith(Engine):
+    """The tiny model's engine, each stream's `feed` replaced by `change(feed)`: a model that fails
+    or is slow on this machine (the condition is made; the model, the net and the server are real)."""
+
+    def __init__(self, engine: Engine, change) -> None:
+        self.engine, self.change, self.name = engine, change, engine.name
+
+    def open_stream(self):
+        stream = self.engine.open_stream()
+        stream.feed = self.change(stream.feed)
+        return stream
+
+    def wake_words(self) -> list[str]:
+        return self.engine.wake_words()
+
+
+# --- which engines get a net ---------------------------------------------------
+def test_the_net_runs_beside_the_model_engine_only():
+    assert create_safety_net(EngineOptions()) is None  # the lite engine runs these detectors itself
+    model = EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION)
+    assert isinstance(create_safety_net(model), SafetyNet)
+    assert create_safety_net(EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, safety_net=False)) is None
+
+
+# --- analyze ---------------------------------------------------------------------
+def test_analyze_with_the_model_reports_the_alarm_beside_its_decisions(cli, tiny_checkpoint):
+    model = ("--engine", "audio-interaction", "--model", str(tiny_checkpoint), "--device", "cpu")
+    runs = {}
+    for flags in ((), ("--no-safety-net",)):
+        proc = cli("analyze", str(ALARM_FILE), "--format", "jsonl", *model, *flags)
+        assert proc.returncode == 0, proc.stderr
+        runs[flags] = [json.loads(line) for line in proc.stdout.splitlines()]
+    with_net, without = runs[()], runs[("--no-safety-net",)]
+    assert [e["t"] for e in with_net] == sorted(e["t"] for e in with_net)
+    net_events = [e for e in with_net if e["type"] == c.EVENT_SOUND or e.get("text") == "Smoke alarm sounding"]
+    assert [(e["type"], e.get("label")) for e in net_events] == [
+        ("sound", "smoke_alarm"), ("response", None), ("sound", "smoke_alarm")]
+    # The model's own events are the same with the net or without it: 35 decisions for 14 s.
+    assert [e for e in with_net if e not in net_events] == without
+    assert sum(e["type"] == c.EVENT_DECISION for e in without) == 35
+    assert abs(net_events[0]["start"] - 2.0) < 0.1 and net_events[1]["text"] == "Smoke alarm sounding"
+
+
+def test_the_lite_engine_reports_each_alarm_once(cli):
+    proc = cli("analyze", str(ALARM_FILE), "--format", "jsonl")
+    assert proc.returncode == 0, proc.stderr
+    starts = [json.loads(line) for line in proc.stdout.splitlines()]
+    starts = [e for e in starts if e.get("label") == "smoke_alarm" and e["end"] is None]
+    assert len(starts) == 1
+
+
+# --- the server -----------------------------------------------------------------
+async def test_a_listening_room_hears_the_model_and_the_net(model_engine):
+    async with running_server(model_engine, safety_net=SafetyNet()) as server:
+        room, wake_only = await Client.connect(server), await Client.connect(server)
+        await room.send(listen("kitchen"))
+        await wake_only.send(Detect().event())
+        for client in (room, wake_only):
+            await client.stream(alarm_pcm(), stop=False)
+        await _until(lambda: all(h._session is not None for h in server.handlers))  # noqa: SLF001
+        room_handler, wake_handler = sorted(server.handlers, key=lambda h: h.room is None)
+        assert room_handler._net_session is not None  # noqa: SLF001
+        assert wake_handler._net_session is None  # noqa: SLF001 - a wake-word client gets detections alone
+        for client in (room, wake_only):
+            await client.send(AudioStop().event())
+        events = await room.flushed()
+        assert len(custom(events, c.EVENT_DECISION)) == 35
+        assert_the_alarm_is_reported(custom(events, c.EVENT_SOUND) + custom(events, c.EVENT_RESPONSE))
+        assert not [e for e in events if e.type == "error"]
+        wake_events = await wake_only.flushed()
+        assert not [e for e in wake_events if e.type.startswith(c.WYOMING_EVENT_PREFIX)]
+        for client in (room, wake_only):
+            await client.close()
+        await _until(lambda: server.open_streams == 0)
+
+
+async def test_the_net_goes_on_when_the_model_fails_on_the_stream(model_engine):
+    def broken(feed):
+        def broken_feed(audio):
+            raise RuntimeError("index out of range")
+
+        return broken_feed
+
+    async with running_server(ModelEngineWith(model_engine, broken), safety_net=SafetyNet()) as server:
+        client = await Client.connect(server)
+        await client.send(listen("kitchen"))
+        await client.stream(alarm_pcm())
+        events = await client.flushed()
+        errors = [e.data for e in events if e.type == "error"]
+        assert len(errors) == 1 and errors[0]["code"] == c.WYOMING_ERROR_ENGINE_FAILED
+        assert errors[0]["text"].startswith("the engine failed on this stream (RuntimeError")
+        assert not custom(events, c.EVENT_DECISION)
+        assert_the_alarm_is_reported(custom(events, c.EVENT_SOUND) + custom(events, c.EVENT_RESPONSE))
+        await client.close()
+
+
+async def test_the_net_hears_every_second_while_the_model_skips_its_backlog(model_engine):
+    """A model slower than the audio: its backlog is skipped (said so); the net, in its own
+    session, hears the alarm at its true time, before the model has caught up."""
+
+    def slow(feed):
+        def slow_feed(audio):
+            time.sleep(0.3)
+            return feed(audio)
+
+        return slow_feed
+
+    engine = ModelEngineWith(model_engine, slow)
+    async with running_server(engine, safety_net=SafetyNet(), max_backlog_seconds=0.5) as server:
+        client = await Client.connect(server)
+        await client.send(listen("kitchen"), AudioStart(rate=16000, width=2, channels=1).event())
+        pcm, step = alarm_pcm(), 3200  # 0.1 s chunks, sent 4x faster than real time
+        for start in range(0, len(pcm), step):
+            await client.send(AudioChunk(rate=16000, width=2, channels=1, audio=pcm[start:start + step]).event())
+            await asyncio.sleep(0.025)
+        # Before the stream ends, the alarm is out (the model lane is still catching up).
+        sound, _ = await client.read_until(c.WYOMING_EVENT_PREFIX + c.EVENT_SOUND, timeout=5.0)
+        assert sound.data["label"] == "smoke_alarm" and abs(sound.data["start"] - 2.0) < 0.1
+        await client.send(AudioStop().event())
+        events = [sound] + await client.flushed()
+        skips = [e.data["text"] for e in events if e.type == "error" and e.data["code"] == c.WYOMING_ERROR_AUDIO_SKIPPED]
+        assert skips and all(text.startswith("the engine fell behind") for text in skips), skips
+        assert_the_alarm_is_reported(custom(events, c.EVENT_SOUND) + custom(events, c.EVENT_RESPONSE))
+        await client.close()
+
+
+async def _until(condition, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)

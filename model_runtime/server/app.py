@@ -7,6 +7,8 @@ import asyncio
 import logging
 import signal
 import socket
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
@@ -32,7 +34,7 @@ TRIM_DELAY_S = 2.0  # after streams close, return their memory to the OS this mu
 ZEROCONF_TYPE = "_wyoming._tcp.local."
 
 
-def build_info(engine: Engine) -> Info:
+def build_info(engine_name: str, wake_words: list[str]) -> Info:
     """`describe` -> this: one wake program whose models are the engine's wake words and the model's decision."""
     project = Attribution(name="Audio-Interaction", url=c.PROJECT_URL)
     models = [
@@ -45,7 +47,7 @@ def build_info(engine: Engine) -> Info:
             languages=["en"],
             version=__version__,
         )
-        for name in engine.wake_words()
+        for name in wake_words
         if name != c.MODEL_DECISION_NAME
     ]
     models.append(
@@ -61,13 +63,13 @@ def build_info(engine: Engine) -> Info:
     )
     program = WakeProgram(
         name="audio-interaction",
-        description=f"Audio-Interaction always-listening audio model ({engine.name} engine)",
+        description=f"Audio-Interaction always-listening audio model ({engine_name} engine)",
         attribution=project,
         installed=True,
         version=__version__,
         models=models,
     )
-    return Info(wake=[program], asr=[asr_program(engine)])  # never a satellite: HA would then load no wake platform
+    return Info(wake=[program], asr=[asr_program(engine_name)])  # never a satellite: HA would then load no wake platform
 
 
 class WyomingServer:
@@ -75,20 +77,26 @@ class WyomingServer:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | None,
         *,
+        engine_name: str | None = None,
         max_streams: int = DEFAULT_MAX_STREAMS,
         max_backlog_seconds: float = DEFAULT_MAX_BACKLOG_SECONDS,
         min_feed_seconds: float = DEFAULT_FEED_MS / 1000,
         safety_net: Engine | None = None,
     ) -> None:
+        """`engine` None: it is still loading (`engine_name` says which; `attach_engine` brings it),
+        and meanwhile the `safety_net` alone hears the rooms."""
+        if engine is None and (engine_name is None or safety_net is None):
+            raise ValueError("a server whose engine is still loading needs its engine_name and a safety_net")
         self.engine = engine
+        self.engine_name = engine.name if engine is not None else engine_name
         # Detectors that hear every listening stream's audio beside the engine, in a lane of their
         # own (handler.py): never behind the engine's backlog, and on when the engine fails.
         self.safety_net = safety_net
-        self.info = build_info(engine)
+        self.info = build_info(self.engine_name, engine.wake_words() if engine is not None else [])
         self.wake_models = [m.name for m in self.info.wake[0].models]
-        self.transcriber = Transcriber(engine)  # the asr service's recogniser
+        self.transcriber = Transcriber(self.engine_name, engine)  # the asr service's recogniser
         self.max_streams = max_streams
         self.max_backlog_seconds = max_backlog_seconds
         self.min_feed_seconds = min_feed_seconds
@@ -101,6 +109,13 @@ class WyomingServer:
         self._trim: asyncio.TimerHandle | None = None
         self._server: AsyncServer | None = None
         self.address: tuple[str, int] | None = None
+
+    def attach_engine(self, engine: Engine) -> None:
+        """The engine has loaded: each open stream joins it at its next audio chunk (handler.py)."""
+        if engine.name != self.engine_name:
+            raise ValueError(f"this server was started for the {self.engine_name} engine, not {engine.name}")
+        self.engine = engine
+        self.transcriber.attach(engine)
 
     @property
     def open_streams(self) -> int:
@@ -135,7 +150,7 @@ class WyomingServer:
         _LOGGER.info(
             "serving %s (engine %s%s, wake models: %s)",
             f"tcp://{self.address[0]}:{self.address[1]}" if self.address else uri,
-            self.engine.name,
+            self.engine_name if self.engine is not None else f"{self.engine_name}, loading",
             "" if self.safety_net is None else f" with the {self.safety_net.name}",
             ", ".join(self.wake_models),
         )
@@ -227,17 +242,25 @@ def main(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.DEBUG)
     server_for_uri(args.uri)  # a bad --uri fails before the engine loads
     options = options_from_args(args)
-    engine = create_engine(options)
+    safety_net = create_safety_net(options)
+    # With a safety net the server listens at once and the net hears the rooms while the model
+    # loads (a first start downloads gigabytes; every CPU start quantizes for half a minute).
+    # Without one there is nothing to serve before the engine: it loads first, as before.
+    engine = create_engine(options) if safety_net is None else None
     try:
-        asyncio.run(_serve(engine, create_safety_net(options), args))
+        asyncio.run(_serve(engine, options, safety_net, args))
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
     return 0
 
 
-async def _serve(engine: Engine, safety_net: Engine | None, args: argparse.Namespace) -> None:
+async def _serve(engine: Engine | None, options, safety_net: Engine | None, args: argparse.Namespace) -> None:
+    """Serve until SIGTERM/SIGINT. `engine` None: load it in the background, serving the net meanwhile;
+    a load that fails stops the server with its error (the CLI prints it)."""
     server = WyomingServer(
         engine,
+        engine_name=options.engine,
         max_streams=args.max_streams,
         max_backlog_seconds=args.max_backlog_seconds,
         min_feed_seconds=args.feed_ms / 1000,
@@ -248,24 +271,73 @@ async def _serve(engine: Engine, safety_net: Engine | None, args: argparse.Names
     except OSError as err:
         raise UserError(f"cannot listen on {args.uri}: {err.strerror or err}") from None
     advert = None
-    if args.zeroconf:
-        if server.address is None:
-            raise UserError("--zeroconf needs a tcp:// --uri")
-        bound = server.address[0]
-        host = args.zeroconf_host or (None if bound in ("0.0.0.0", "::", "") else bound)
-        advert = ZeroconfAdvert(args.zeroconf, server.address[1], host)
-        await advert.start()
+    loading: asyncio.Future | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    stopped = asyncio.ensure_future(stop.wait())
     try:
-        await stop.wait()
+        if args.zeroconf:
+            if server.address is None:
+                raise UserError("--zeroconf needs a tcp:// --uri")
+            bound = server.address[0]
+            host = args.zeroconf_host or (None if bound in ("0.0.0.0", "::", "") else bound)
+            advert = ZeroconfAdvert(args.zeroconf, server.address[1], host)
+            await advert.start()
+        if engine is None:
+            started = time.monotonic()
+            _LOGGER.info("loading the %s engine; until it is ready the %s alone hears the rooms",
+                         options.engine, server.safety_net.name)
+            loading = asyncio.ensure_future(_load_in_background(options))
+            await asyncio.wait([loading, stopped], return_when=asyncio.FIRST_COMPLETED)
+            if loading.done():
+                server.attach_engine(loading.result())  # (a failed load raises its error here)
+                _LOGGER.info("the %s engine is ready after %.0f s; open streams join it",
+                             options.engine, time.monotonic() - started)
+        await stopped
         _LOGGER.info("stopping")
     finally:
+        stopped.cancel()
         if advert is not None:
             await advert.stop()
         await server.stop()
+        if loading is not None:
+            if loading.done() and not loading.cancelled() and loading.exception() is None:
+                loading.result().close()
+            else:
+                loading.cancel()  # (the loading thread then closes what it loads)
+
+
+async def _load_in_background(options) -> Engine:
+    """`create_engine(options)` in a daemon thread: a stop during a long load (a download) does not
+    wait for it, as a thread of the loop's executor would make `asyncio.run` do."""
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future = loop.create_future()
+
+    def settle(engine: Engine | None, error: BaseException | None) -> None:
+        if result.cancelled():
+            if engine is not None:
+                engine.close()
+        elif error is not None:
+            result.set_exception(error)
+        else:
+            result.set_result(engine)
+
+    def load() -> None:
+        engine, error = None, None
+        try:
+            engine = create_engine(options)
+        except BaseException as err:  # noqa: BLE001 - handed to the loop, which raises it
+            error = err
+        try:
+            loop.call_soon_threadsafe(settle, engine, error)
+        except RuntimeError:  # the loop is gone: the server stopped meanwhile
+            if engine is not None:
+                engine.close()
+
+    threading.Thread(target=load, name="engine-load", daemon=True).start()
+    return await result
 
 
 def _positive_int(text: str) -> int:

@@ -64,8 +64,9 @@ MAX_NAME_CHARS = 100
 SILENCE_PEAK = 1e-3
 
 
-def asr_program(engine: Engine | None = None) -> AsrProgram:
-    """What `info.asr` advertises: offline US-English PocketSphinx, after the big model when it is loaded."""
+def asr_program(engine_name: str | None = None) -> AsrProgram:
+    """What `info.asr` advertises: offline US-English PocketSphinx, after the big model when the server has it
+    (also while it is still loading: what a client sees at setup must not change when it is ready)."""
     models = [
         AsrModel(
             name=ASR_MODEL_NAME,
@@ -76,7 +77,7 @@ def asr_program(engine: Engine | None = None) -> AsrProgram:
             version=None,
         )
     ]
-    if engine is not None and engine.name == c.ENGINE_AUDIO_INTERACTION:
+    if engine_name == c.ENGINE_AUDIO_INTERACTION:
         models.insert(0, AsrModel(
             name=ASR_MODEL_AUDIO_INTERACTION,
             description="Audio-Interaction model, told to transcribe",
@@ -100,23 +101,37 @@ def asr_program(engine: Engine | None = None) -> AsrProgram:
 class Transcriber:
     """The server's one recogniser, shared by every connection (it serialises them itself)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._recognizer = getattr(engine, "recognizer", None)  # the lite engine's, if it loaded one
-        self._model = engine if engine.name == c.ENGINE_AUDIO_INTERACTION else None
+    def __init__(self, engine_name: str, engine: Engine | None) -> None:
+        """`engine` None: the server's engine (`engine_name`) is still loading; `attach` brings it."""
+        self._engine_name = engine_name
+        self._recognizer = None
+        self._model: Engine | None = None
         self._lock = threading.Lock()
+        if engine is not None:
+            self.attach(engine)
+
+    def attach(self, engine: Engine) -> None:
+        if self._recognizer is None:
+            self._recognizer = getattr(engine, "recognizer", None)  # the lite engine's, if it loaded one
+        self._model = engine if engine.name == c.ENGINE_AUDIO_INTERACTION else None
 
     @property
     def models(self) -> list[str]:
-        return ([ASR_MODEL_AUDIO_INTERACTION] if self._model is not None else []) + [ASR_MODEL_NAME]
+        return ([ASR_MODEL_AUDIO_INTERACTION] if self._engine_name == c.ENGINE_AUDIO_INTERACTION else []) + [
+            ASR_MODEL_NAME
+        ]
 
     def transcribe(self, audio: np.ndarray, home: HomeVocabulary | None = None, model: str | None = None) -> str:
         """16 kHz mono float32 -> text ("" for silence), biased to `home`'s commands. Runs in a worker thread."""
         if audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
             return ""  # the decoder "hears" words in digital silence (e.g. "dog"): never ask it
-        if (model or self.models[0]) == ASR_MODEL_AUDIO_INTERACTION and self._model is not None:
-            if text := self._model_transcript(audio):
+        if (model or self.models[0]) == ASR_MODEL_AUDIO_INTERACTION:
+            if self._model is None:
+                _LOGGER.debug("the model is still loading; asking PocketSphinx")
+            elif text := self._model_transcript(audio):
                 return text
-            _LOGGER.debug("the model said nothing to transcribe; asking PocketSphinx")
+            else:
+                _LOGGER.debug("the model said nothing to transcribe; asking PocketSphinx")
         with self._lock:
             if self._recognizer is None:
                 from ..lite.transcribe import SharedRecognizer  # loaded once, on the first request

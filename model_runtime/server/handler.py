@@ -10,7 +10,10 @@ Flows (README "Wyoming protocol" has examples):
   arrives as `audio-interaction-X` with the event's fields. Beside a model engine the
   server's safety net (the lite alarm and loud-noise detectors) hears the same audio in
   a session of its own, so its events never wait behind the model's backlog and go on
-  when the model fails on the stream. `audio-interaction-instruct`
+  when the model fails on the stream. While the model still loads (`serve` listens at
+  once when it has a net) a listener is told so (`error` code `model-loading`) and the
+  net alone hears it; at its first chunk after the load the stream joins the model,
+  whose events then carry the stream's time. `audio-interaction-instruct`
   {text} goes to the engine stream in order with the audio.
 - Speech-to-text (asr.py): `transcribe`, `audio-start`, `audio-chunk`s, `audio-stop` ->
   `transcript` {text}; that audio goes to the recogniser, not to an engine stream.
@@ -21,6 +24,7 @@ Everything a client gets wrong is answered with Wyoming's `error` {text, code}.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -76,6 +80,8 @@ class ClientHandler(AsyncEventHandler):
         self._detected = False
         self._session: StreamSession | None = None
         self._net_session: StreamSession | None = None  # the safety net's, beside the engine's
+        self._streaming = False  # between audio-start and audio-stop (the engine may still be loading)
+        self._stream_samples = 0  # samples of this stream so far: the stream time of an engine joining late
         self._transcribe: TranscribeRequest | None = None  # after `transcribe`, until its transcript
         self._audio = AudioInput()
         self._start_format: dict[str, int] = {}
@@ -183,7 +189,7 @@ class ClientHandler(AsyncEventHandler):
 
     async def _on_start(self, data: dict[str, Any]) -> None:
         fmt = audio_format(data, "audio-start")  # checked before anything changes
-        if self._session is not None:  # a new stream on the same connection ends the old one
+        if self._streaming:  # a new stream on the same connection ends the old one
             await self._on_stop()
         if not self.server.reserve_stream():
             raise ProtocolError(
@@ -191,31 +197,51 @@ class ClientHandler(AsyncEventHandler):
                 f"server busy: {self.server.max_streams} streams already open; try again later "
                 "or start the server with a larger --max-streams",
             )
+        self._streaming, self._stream_samples = True, 0
         try:
-            self._session = await self._open_session(self.server.engine, self.server.executor, "the engine")
             if self.server.safety_net is not None and self._listening:  # (detections come from the engine alone)
                 self._net_session = await self._open_session(
                     self.server.safety_net, self.server.net_executor, "the safety net (alarm detectors)"
                 )
+            await self._join_engine()
         except BaseException:
-            session, self._session = self._session, None
-            if session is not None:
-                await session.close()
-            self.server.release_stream()
+            await self._end_stream()
             raise
         self._audio = AudioInput()
         self._detected = False
+        self._start_format = dict(zip(("rate", "width", "channels"), fmt))
+        _LOGGER.debug("%s audio-start rate=%d width=%d channels=%d", self.peer, *fmt)
+        if self._session is None and self._listening:  # (a notice, not the client's error: not counted)
+            text = (
+                f"the {self.server.engine_name} model is still loading; until it is ready only the safety net "
+                "(smoke and CO alarms, beeping, loud noises) hears this stream, which then joins the model"
+            )
+            _LOGGER.info("%s: %s", self.peer, text)
+            await self.write_event(Error(text=text, code=c.WYOMING_ERROR_MODEL_LOADING).event())
+
+    async def _join_engine(self) -> None:
+        """Open the engine's session for this stream once the engine is loaded (at audio-start, or at
+        the first chunk after a background load finished); its events keep the stream's time."""
+        if self._session is not None or self.server.engine is None:
+            return
+        offset = self._stream_samples / c.SAMPLE_RATE
+        self._session = await self._open_session(self.server.engine, self.server.executor, "the engine", offset)
         for text in self._pending_instructions:
             self._session.push_instruction(text)
         self._pending_instructions.clear()
-        self._start_format = dict(zip(("rate", "width", "channels"), fmt))
-        _LOGGER.debug("%s audio-start rate=%d width=%d channels=%d", self.peer, *fmt)
+        if offset:
+            _LOGGER.info("%s joined the %s engine %.1f s into its stream", self.peer, self.server.engine_name, offset)
 
-    async def _open_session(self, engine, executor, name: str) -> StreamSession:
+    async def _open_session(self, engine, executor, name: str, offset: float = 0.0) -> StreamSession:
+        emit = self._on_engine_event
+        if offset:  # a session opened mid-stream counts from its own start: back to the stream's time
+            async def emit(event: Event) -> None:
+                await self._on_engine_event(dataclasses.replace(event, t=event.t + offset))
+
         return await StreamSession.open(
             engine,
             executor,
-            emit=self._on_engine_event,
+            emit=emit,
             on_skip=functools.partial(self._on_skip, name),
             on_failure=self.send_error,
             max_backlog_seconds=self.server.max_backlog_seconds,
@@ -228,7 +254,7 @@ class ClientHandler(AsyncEventHandler):
         return [session for session in (self._session, self._net_session) if session is not None]
 
     async def _on_chunk(self, data: dict[str, Any], payload: bytes) -> None:
-        if self._session is None:
+        if not self._streaming:
             raise ProtocolError(
                 c.WYOMING_ERROR_AUDIO_BEFORE_START,
                 "audio-chunk before audio-start: send audio-start {rate, width, channels} first",
@@ -236,21 +262,21 @@ class ClientHandler(AsyncEventHandler):
         # A chunk carries its own format; one that leaves it out has audio-start's.
         rate, width, channels = audio_format({**self._start_format, **data}, "audio-chunk")
         samples = self._audio.convert(rate, width, channels, payload)
+        await self._join_engine()
         for session in self._sessions():
             session.push_audio(samples)
+        self._stream_samples += samples.size
         if not self._live:  # a recording: slow the sender down instead of skipping its audio
             for session in self._sessions():
                 await session.backlog_room()
 
     async def _on_stop(self) -> None:
-        if self._session is None:
+        if not self._streaming:
             raise ProtocolError(c.WYOMING_ERROR_AUDIO_BEFORE_START, "audio-stop without audio-start")
-        sessions = self._sessions()
-        self._session = self._net_session = None
         try:
-            await asyncio.gather(*(session.finish() for session in sessions))
+            await asyncio.gather(*(session.finish() for session in self._sessions()))
         finally:
-            await self._close_sessions(sessions)
+            await self._end_stream()
         if self._wants_detections() and not self._detected:
             await self.write_event(NotDetected().event())
 
@@ -265,7 +291,7 @@ class ClientHandler(AsyncEventHandler):
                 f"{c.WYOMING_INSTRUCT}: {waiting} instructions already wait for the engine; send fewer",
             )
         if self._session is None:
-            self._pending_instructions.append(text)  # applied when the stream starts
+            self._pending_instructions.append(text)  # applied when the stream joins the engine
         else:
             self._session.push_instruction(text)
 
@@ -323,11 +349,14 @@ class ClientHandler(AsyncEventHandler):
         await self.send_error(c.WYOMING_ERROR_TOO_MANY_ERRORS, f"closing the connection after {self._errors} errors")
         return True
 
-    async def _close_sessions(self, sessions: list[StreamSession]) -> None:
-        """Close one audio stream's sessions (the engine's first), then free its place."""
-        if not sessions:
+    async def _end_stream(self) -> None:
+        """Close the stream's sessions (the engine's first), then free its place on the server."""
+        if not self._streaming:
             return
-        self._audio_seconds += sessions[0].samples_in / c.SAMPLE_RATE
+        sessions = self._sessions()
+        self._session = self._net_session = None
+        self._streaming = False
+        self._audio_seconds += self._stream_samples / c.SAMPLE_RATE
         try:
             for session in sessions:
                 try:
@@ -338,9 +367,7 @@ class ClientHandler(AsyncEventHandler):
             self.server.release_stream()
 
     async def disconnect(self) -> None:
-        sessions = self._sessions()
-        self._session = self._net_session = None
-        await self._close_sessions(sessions)
+        await self._end_stream()
         _LOGGER.info(
             "%s disconnected after %.1f s (%.1f s of audio, %d errors; %d open)",
             self.peer,

@@ -5,17 +5,23 @@ their own: an alarm is reported while the model stays silent, falls behind or fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
+import numpy as np
+import pytest
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.ping import Ping
 from wyoming.wake import Detect
 
 from conftest import SAMPLES
 from model_runtime import constants as c
 from model_runtime.audio import load_audio
 from model_runtime.engine import Engine, EngineOptions, create_safety_net
+from model_runtime.interaction.tiny import trigger_audio
 from model_runtime.lite.safety_net import SafetyNet
+from model_runtime.server import WyomingServer
 from server_support import Client, custom, listen, running_server, to_pcm16
 
 ALARM_FILE = SAMPLES / "kitchen_smoke_alarm.flac"  # 14 s; a 3.1 kHz smoke alarm from 2.0 s to 12.5 s
@@ -165,3 +171,70 @@ async def _until(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+# --- while the model loads ----------------------------------------------------------
+@contextlib.asynccontextmanager
+async def server_loading_the_model(**kwargs):
+    """A real server whose audio-interaction engine is still loading: `attach_engine` brings it."""
+    server = WyomingServer(None, engine_name=c.ENGINE_AUDIO_INTERACTION, safety_net=SafetyNet(), **kwargs)
+    await server.start("tcp://127.0.0.1:0")
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def send_audio(client: Client, pcm: bytes) -> None:
+    for start in range(0, len(pcm), 3200):
+        await client.send(AudioChunk(rate=16000, width=2, channels=1, audio=pcm[start:start + 3200]).event())
+
+
+async def test_while_the_model_loads_the_net_hears_the_room_which_then_joins_the_model(model_engine):
+    async with server_loading_the_model() as server:
+        # What a client sees at setup is what it will get: the model's wake model and speech-to-text.
+        assert server.wake_models == [c.MODEL_DECISION_NAME]
+        assert [m.name for m in server.info.asr[0].models] == ["audio-interaction", "pocketsphinx-en-us"]
+        client = await Client.connect(server)
+        await client.send(listen("kitchen"), AudioStart(rate=16000, width=2, channels=1).event())
+        notice = await client.read()
+        assert notice.type == "error" and notice.data["code"] == c.WYOMING_ERROR_MODEL_LOADING
+        assert "still loading" in notice.data["text"] and "safety net" in notice.data["text"]
+        pcm = alarm_pcm()
+        await send_audio(client, pcm[: 6 * 32000])  # 6 s: the alarm starts at 2.0 s
+        sound, before = await client.read_until(c.WYOMING_EVENT_PREFIX + c.EVENT_SOUND, timeout=10)
+        assert sound.data["label"] == "smoke_alarm" and abs(sound.data["start"] - 2.0) < 0.1
+        assert not custom(before, c.EVENT_DECISION)
+        server.attach_engine(model_engine)
+        await send_audio(client, pcm[6 * 32000:])  # 8 s more, now heard by the model too
+        await client.send(AudioStop().event())
+        events = [sound] + before + await client.flushed()
+        times = [e.data["t"] for e in custom(events, c.EVENT_DECISION)]
+        assert times == pytest.approx([6.0 + 0.4 * k for k in range(1, 21)])  # the stream's time, from 6 s on
+        assert_the_alarm_is_reported(custom(events, c.EVENT_SOUND) + custom(events, c.EVENT_RESPONSE))
+        assert [e.data["code"] for e in events if e.type == "error"] == []
+        await client.close()
+        await _until(lambda: server.open_streams == 0)
+
+
+async def test_a_wake_word_client_during_the_load_gets_detections_at_its_streams_time(model_engine):
+    async with server_loading_the_model() as server:
+        client = await Client.connect(server)
+        await client.send(Detect(names=[c.MODEL_DECISION_NAME]).event(), AudioStart(rate=16000, width=2, channels=1).event())
+        quiet = np.random.default_rng(0).normal(0, 0.001, c.SAMPLE_RATE).astype(np.float32)
+        await send_audio(client, to_pcm16(quiet))  # 1 s before the model is there: nobody hears it
+        await client.send(Ping(text="loading").event())
+        pong, before = await client.read_until("pong")
+        assert before == []  # a wake-word client is not told about the net: it has none
+        server.attach_engine(model_engine)
+        await send_audio(client, to_pcm16(np.concatenate([quiet, trigger_audio(0.8), quiet])))
+        detection, _ = await client.read_until("detection", timeout=30)
+        assert 1000 + 1200 <= detection.data["timestamp"] <= 1000 + 2400  # ms of the stream, the load's second included
+        await client.send(AudioStop().event())
+        await client.flushed()
+        await client.close()
+
+
+def test_a_server_that_loads_its_engine_needs_a_net_and_the_engines_name():
+    with pytest.raises(ValueError, match="still loading"):
+        WyomingServer(None, engine_name=c.ENGINE_AUDIO_INTERACTION)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -42,6 +43,22 @@ def start_server(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     return proc, log
 
 
+@contextlib.contextmanager
+def serving(tmp_path: Path, *args: str):
+    """A started `serve` subprocess and its log; killed at the end if it still runs."""
+    proc, log = start_server(tmp_path, *args)
+    try:
+        yield proc, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def stop_cleanly(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+
+
 async def describe(port: int) -> Info:
     async with AsyncTcpClient("127.0.0.1", port) as client:
         await client.write_event(Describe().event())
@@ -60,17 +77,12 @@ async def zeroconf_lookup(name: str) -> AsyncServiceInfo | None:
 async def test_serve_answers_advertises_by_zeroconf_logs_and_stops_on_sigterm(tmp_path):
     port = free_port()
     name = f"ai-test-{os.getpid()}"
-    proc, log = start_server(tmp_path, "--uri", f"tcp://127.0.0.1:{port}", "--zeroconf", name, "--debug")
-    try:
+    with serving(tmp_path, "--uri", f"tcp://127.0.0.1:{port}", "--zeroconf", name, "--debug") as (proc, log):
         info = await describe(port)
         assert [m.name for m in info.wake[0].models][-1] == c.MODEL_DECISION_NAME
         advert = await zeroconf_lookup(name)
         assert advert is not None and advert.port == port and advert.parsed_addresses() == ["127.0.0.1"]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_cleanly(proc)
     text = log.read_text()
     assert "Traceback" not in text
     assert text.count(" connected (") == 1 and text.count(" disconnected after ") == 1
@@ -115,3 +127,29 @@ def test_the_cli_lets_idle_openmp_threads_sleep(monkeypatch):
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+async def test_serve_with_the_model_listens_while_it_loads_then_uses_it(tmp_path, tiny_checkpoint):
+    port = free_port()
+    model = ("--engine", "audio-interaction", "--model", str(tiny_checkpoint), "--device", "cpu")
+    with serving(tmp_path, "--uri", f"tcp://127.0.0.1:{port}", *model) as (proc, log):
+        info = await describe(port)  # answered whether or not the model is loaded yet
+        assert [m.name for m in info.wake[0].models] == [c.MODEL_DECISION_NAME]
+        deadline = time.monotonic() + 60
+        while "engine is ready after" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        stop_cleanly(proc)
+    text = log.read_text()
+    assert "loading the audio-interaction engine; until it is ready the safety-net alone hears the rooms" in text
+    assert "with the safety-net" in text and "Traceback" not in text
+
+
+def test_serve_with_a_model_that_fails_to_load_stops_with_its_error(tmp_path):
+    port = free_port()
+    model = ("--engine", "audio-interaction", "--model", str(tmp_path / "no-such-model"), "--device", "cpu")
+    with serving(tmp_path, "--uri", f"tcp://127.0.0.1:{port}", *model) as (proc, log):
+        code = proc.wait(timeout=60)
+    text = log.read_text()
+    assert code == 2, text
+    assert "checkpoint folder not found" in text and "Traceback" not in text

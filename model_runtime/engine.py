@@ -44,7 +44,7 @@ class EngineOptions:
     overload_seconds: float = 4.0
     batch_rooms: int = 16  # at most this many streams share one batched model step (1 = no batching)
     cuda_graphs: bool = True  # on a GPU, model steps replay CUDA graphs (interaction/cuda_graphs.py)
-    # the lite engine's alarm and loud-noise detectors run beside the model (lite/safety_net.py)
+    # the lite engine's alarm, loudness, speech and music detectors run beside the model (lite/safety_net.py)
     safety_net: bool = True
     # lite engine
     wake_words: list[str] = field(default_factory=lambda: ["okay_nabu"])
@@ -150,9 +150,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                    help="on a GPU, launch every kernel of each model step instead of replaying CUDA graphs "
                         "(slower; for comparison or a driver that fails to capture)")
     g.add_argument("--no-safety-net", dest="safety_net", action="store_false",
-                   help="audio-interaction engine: do not run the lite engine's alarm and loud-noise detectors beside "
-                        "the model (by default they hear the same audio in a lane of their own, so a smoke or CO "
-                        "alarm is reported even when the model stays silent, falls behind or fails)")
+                   help="audio-interaction engine: do not run the lite engine's alarm, loud-noise, speech and music "
+                        "detectors beside the model (by default they hear the same audio in a lane of their own, "
+                        "so a smoke or CO alarm is reported even when the model stays silent, falls behind or fails)")
     g.add_argument("--wake-word", dest="wake_words", action="append", default=None,
                    help="lite engine wake word (repeatable; default okay_nabu)")
 

@@ -87,3 +87,17 @@ def transcript(t: float, text: str, start: float | None = None, end: float | Non
 def error(t: float, message: str, code: str = "error") -> Event:
     """A clear message for the user; the stream goes on where it can."""
     return Event(c.EVENT_ERROR, t, {"message": message, "code": code})
+
+
+def shifted(event: Event, seconds: float) -> Event:
+    """The same event `seconds` later in the stream: `t` and the `start`/`end` of sounds and
+    transcripts (an engine stream that joined a stream late or skipped some of it counts only
+    the audio it heard; the client wants the stream's own time)."""
+    if not seconds:
+        return event
+    data = dict(event.data)
+    if event.type in (c.EVENT_SOUND, c.EVENT_TRANSCRIPT):
+        for key in ("start", "end"):
+            if isinstance(data.get(key), (int, float)):
+                data[key] = round(data[key] + seconds, 3)
+    return Event(event.type, event.t + seconds, data)

@@ -87,7 +87,9 @@ def _server(extra: str, max_streams: int):
         deadline = time.monotonic() + 300
         while True:
             log.seek(0)
-            if "serving tcp://" in log.read():
+            text = log.read()
+            # (with a safety net the server listens while its model loads: measure the loaded model)
+            if "serving tcp://" in text and ("loading the" not in text or "engine is ready after" in text):
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
@@ -218,7 +220,7 @@ async def _latency(port: int, pid: int, streams: int, seconds: float) -> None:
         return
     p50 = statistics.median(latencies)
     p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
-    print(f"latency, {streams:>2} concurrent lite streams: {len(latencies)} events, "
+    print(f"latency, {streams:>2} concurrent streams: {len(latencies)} events, "
           f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms; "
           f"server CPU {server_cores:.2f} cores ({server_cores / streams * 100:.1f} % of a core per stream)")
 

@@ -8,9 +8,9 @@ Flows (README "Wyoming protocol" has examples):
   client asked for (none asked = any), `not-detected` on `audio-stop` if none came.
 - Ours: `audio-interaction-listen` {room} once; each engine event of type X then
   arrives as `audio-interaction-X` with the event's fields. Beside a model engine the
-  server's safety net (the lite alarm and loud-noise detectors) hears the same audio in
-  a session of its own, so its events never wait behind the model's backlog and go on
-  when the model fails on the stream. While the model still loads (`serve` listens at
+  server's safety net (the lite alarm, loudness, speech and music detectors) hears the
+  same audio in a session of its own, so its events never wait behind the model's
+  backlog and go on when the model fails on the stream. While the model still loads (`serve` listens at
   once when it has a net) a listener is told so (`error` code `model-loading`) and the
   net alone hears it; at its first chunk after the load the stream joins the model,
   whose events then carry the stream's time. `audio-interaction-instruct`
@@ -24,7 +24,6 @@ Everything a client gets wrong is answered with Wyoming's `error` {text, code}.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import time
@@ -40,7 +39,7 @@ from wyoming.wake import Detect, Detection, NotDetected
 
 from .. import constants as c
 from ..errors import UserError
-from ..events import Event
+from ..events import Event, shifted
 from .asr import TranscribeRequest, is_transcribe
 from .audio_in import AudioInput, audio_format
 from .framing import FrameError, read_frame
@@ -214,7 +213,7 @@ class ClientHandler(AsyncEventHandler):
         if self._session is None and self._listening:  # (a notice, not the client's error: not counted)
             text = (
                 f"the {self.server.engine_name} model is still loading; until it is ready only the safety net "
-                "(smoke and CO alarms, beeping, loud noises) hears this stream, which then joins the model"
+                "(smoke and CO alarms, beeping, loud noises, speech, music) hears this stream, which then joins the model"
             )
             _LOGGER.info("%s: %s", self.peer, text)
             await self.write_event(Error(text=text, code=c.WYOMING_ERROR_MODEL_LOADING).event())
@@ -236,7 +235,7 @@ class ClientHandler(AsyncEventHandler):
         emit = self._on_engine_event
         if offset:  # a session opened mid-stream counts from its own start: back to the stream's time
             async def emit(event: Event) -> None:
-                await self._on_engine_event(dataclasses.replace(event, t=event.t + offset))
+                await self._on_engine_event(shifted(event, offset))
 
         return await StreamSession.open(
             engine,

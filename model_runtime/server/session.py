@@ -8,7 +8,9 @@ Backpressure rule: audio waiting for the engine is capped at
 `max_backlog_seconds`. When a new piece would push the backlog past the cap,
 the whole waiting backlog is dropped (never the instructions between it) and
 the stream jumps to live audio; `on_skip(seconds, total_seconds)` reports how
-much was lost, now and on this stream so far.
+much was lost, now and on this stream so far. Events keep the stream's time:
+the engine counts only the audio it heard, so each is moved on by the seconds
+skipped before the audio it came from.
 Memory per stream stays under the cap, and the delay of events never exceeds
 it plus one engine call. A stream opened with `live=False` (a recording sent
 faster than real time) is never skipped: instead the handler awaits
@@ -34,7 +36,7 @@ from .. import constants as c
 from ..constants import SAMPLE_RATE
 from ..engine import Engine, EngineStream
 from ..errors import UserError
-from ..events import Event
+from ..events import Event, shifted
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -170,6 +172,9 @@ class StreamSession:
                     skipped, self._pending_skip = self._pending_skip, 0
                     await self._on_skip(skipped / SAMPLE_RATE, self.samples_skipped / SAMPLE_RATE)
                 kind, value = self._items.popleft()
+                # Every skip so far dropped audio older than what is fed now: the engine's times
+                # (it counts what it heard) are that much behind the stream's.
+                behind = self.samples_skipped / SAMPLE_RATE
                 if kind == _AUDIO:
                     audio = self._take_audio(value)  # type: ignore[arg-type]
                     events = await self._engine_call(self._stream.feed, audio)
@@ -179,7 +184,7 @@ class StreamSession:
                     events = await self._engine_call(self._stream.finish)
                 for event in events:
                     self.events_out += 1
-                    await self._emit(event)
+                    await self._emit(shifted(event, behind))
                 if kind == _FINISH:
                     future: asyncio.Future = value  # type: ignore[assignment]
                     if not future.done():

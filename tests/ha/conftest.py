@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -67,30 +68,44 @@ class AudioServer:
         self.port = port
         self.engine_args = engine_args or ("--engine", "lite")
         self.process: subprocess.Popen[bytes] | None = None
+        self.log = Path(tempfile.gettempdir()) / f"audio-interaction-ha-test-{port}.log"
 
     def start(self, timeout: float = 60.0) -> None:
-        self.process = subprocess.Popen(
-            [runtime_python(), "-m", "model_runtime", "serve", "--uri", f"tcp://{self.host}:{self.port}", *self.engine_args],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        """Start it and return once it listens, and once its model is loaded: with the big model the
+        server listens at once while the model loads (only its safety net hears the rooms meanwhile)."""
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [runtime_python(), "-m", "model_runtime", "serve", "--uri", f"tcp://{self.host}:{self.port}",
+                 *self.engine_args],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                pytest.fail(f"the server exited with code {self.process.returncode} at start-up")
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                pytest.fail(f"the server exited with code {self.process.returncode} at start-up: {self.log.read_text()}")
+            if self._ready():
                 return
-            except OSError:
-                time.sleep(0.1)
-        pytest.fail(f"the server did not listen on port {self.port} within {timeout} s")
+            time.sleep(0.1)
+        pytest.fail(f"the server was not ready on port {self.port} within {timeout} s: {self.log.read_text()}")
+
+    def _ready(self) -> bool:
+        loads_model = "audio-interaction" in self.engine_args and "--no-safety-net" not in self.engine_args
+        if loads_model and "engine is ready after" not in self.log.read_text(errors="replace"):
+            return False
+        try:
+            socket.create_connection((self.host, self.port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         self.process = None
+        self.log.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

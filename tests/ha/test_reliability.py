@@ -210,3 +210,14 @@ async def test_a_fault_in_handling_an_event_does_not_end_listening(
     assert "a bug in handling an event" in caplog.text
     await wait_for(lambda: kitchen.connected)
     await wait_for(lambda: any(e.data["label"] == "smoke_alarm" for e in sounds), timeout=20)
+
+
+async def test_with_the_model_a_rooms_smoke_alarm_still_fires(hass: HomeAssistant, interaction_server, smoke_alarm_wav) -> None:
+    """The big model's engine reports no sounds itself (and the tiny one stays silent here): the
+    server's safety net beside it hears the alarm, and the room's event entity and bus event fire."""
+    hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+    sounds = async_capture_events(hass, BUS_EVENT_SOUND)
+    entry = await add_entry(hass, interaction_server, room("Kitchen", source=str(smoke_alarm_wav)))
+    await wait_for(lambda: any(e.data["label"] == "smoke_alarm" for e in sounds), timeout=30)
+    assert hass.states.get("event.kitchen_sound").attributes["event_type"] == "smoke_alarm"
+    assert not room_of(entry, "Kitchen").stats.errors  # the model was loaded: no model-loading notice

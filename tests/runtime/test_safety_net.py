@@ -1,6 +1,6 @@
-"""The safety net: beside the audio-interaction engine, the lite engine's alarm and loud-noise
-detectors hear the same audio, in `analyze` and in the server, where they run in a session of
-their own: an alarm is reported while the model stays silent, falls behind or fails."""
+"""The safety net: beside the audio-interaction engine, the lite engine's alarm, loudness, speech
+and music detectors hear the same audio, in `analyze` and in the server, where they run in a
+session of their own: an alarm is reported while the model stays silent, falls behind or fails."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from wyoming.wake import Detect
 from conftest import SAMPLES
 from model_runtime import constants as c
 from model_runtime.audio import load_audio
-from model_runtime.engine import Engine, EngineOptions, create_safety_net
+from model_runtime.engine import Engine, EngineOptions, create_safety_net, run_streams
 from model_runtime.interaction.tiny import trigger_audio
+from model_runtime.lite import testset as ts
 from model_runtime.lite.safety_net import SafetyNet
 from model_runtime.server import WyomingServer
 from server_support import Client, custom, listen, running_server, to_pcm16
@@ -91,6 +92,23 @@ def test_the_lite_engine_reports_each_alarm_once(cli):
     assert len(starts) == 1
 
 
+def test_beside_the_model_a_room_gets_speech_activity_as_the_lite_engine_does(model_engine, tmp_path):
+    """The model reports no `speech`; the net's VAD does, one start and stop per sentence."""
+    net = SafetyNet()
+    for clip in ts.build(ts.speech_specs()[:2], tmp_path):
+        streams = [model_engine.open_stream(), net.open_stream()]
+        try:
+            found = list(run_streams(streams, load_audio(clip.path)))
+        finally:
+            for stream in streams:
+                stream.close()
+        speech = [e for e in found if e.type == c.EVENT_SPEECH]
+        assert [e.data["state"] for e in speech] == ["start", "stop"] * len(clip.truth["segments"]), clip.spec.name
+        for (on, off), start, stop in zip(clip.truth["segments"], speech[::2], speech[1::2]):
+            assert abs(start.t - on) <= 0.8 and abs(stop.t - off) <= 0.8, (clip.spec.name, on, off, start.t, stop.t)
+        assert [e.type for e in found if e.type == c.EVENT_DECISION]  # the model decided beside it
+
+
 # --- the server -----------------------------------------------------------------
 async def test_a_listening_room_hears_the_model_and_the_net(model_engine):
     async with running_server(model_engine, safety_net=SafetyNet()) as server:
@@ -138,7 +156,8 @@ async def test_the_net_goes_on_when_the_model_fails_on_the_stream(model_engine):
 
 async def test_the_net_hears_every_second_while_the_model_skips_its_backlog(model_engine):
     """A model slower than the audio: its backlog is skipped (said so); the net, in its own
-    session, hears the alarm at its true time, before the model has caught up."""
+    session, hears the alarm at its true time, before the model has caught up; both lanes'
+    events carry the stream's time."""
 
     def slow(feed):
         def slow_feed(audio):
@@ -162,6 +181,11 @@ async def test_the_net_hears_every_second_while_the_model_skips_its_backlog(mode
         events = [sound] + await client.flushed()
         skips = [e.data["text"] for e in events if e.type == "error" and e.data["code"] == c.WYOMING_ERROR_AUDIO_SKIPPED]
         assert skips and all(text.startswith("the engine fell behind") for text in skips), skips
+        # The model heard less than the stream (its backlog was skipped), yet its events keep the
+        # stream's time: the last decision is at the stream's end, not seconds before it.
+        times = [e.data["t"] for e in custom(events, c.EVENT_DECISION)]
+        assert times == sorted(times) and len(times) < 35
+        assert 14.0 <= times[-1] <= 14.4
         assert_the_alarm_is_reported(custom(events, c.EVENT_SOUND) + custom(events, c.EVENT_RESPONSE))
         await client.close()
 

@@ -16,7 +16,9 @@ from wyoming.info import Describe
 from wyoming.wake import Detect
 
 from model_runtime import constants as c
+from model_runtime import events as engine_events
 from model_runtime.engine import EngineOptions
+from model_runtime.events import shifted
 from model_runtime.lite import LiteEngine, LiteStream
 from model_runtime.server.framing import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES
 from server_support import Client, burst, custom, listen, running_server, to_pcm16
@@ -288,3 +290,14 @@ async def test_a_client_that_resets_mid_stream_frees_its_stream_and_others_go_on
         events = await other.flushed()
         assert not [e for e in events if e.type == "error"]
         await other.close()
+
+
+def test_a_shifted_event_moves_its_time_and_a_sounds_span_only():
+    sound = engine_events.sound(2.5, "loud_noise", 0.9, start=2.0, end=None)
+    later = shifted(sound, 1.5)
+    assert (later.type, later.t, later.data) == (c.EVENT_SOUND, 4.0, {**sound.data, "start": 3.5, "end": None})
+    ended = shifted(engine_events.sound(3.0, "beeping", 1.0, start=1.0, end=2.75), 0.25)
+    assert (ended.t, ended.data["start"], ended.data["end"]) == (3.25, 1.25, 3.0)
+    decision = engine_events.decision(0.4, True, "okay_nabu")
+    assert shifted(decision, 2.0).data == decision.data and shifted(decision, 2.0).t == pytest.approx(2.4)
+    assert shifted(decision, 0.0) is decision

@@ -96,14 +96,15 @@ def create_engine(options: EngineOptions) -> Engine:
     raise ValueError(f"unknown engine {options.engine!r}; choose one of: {', '.join(c.ENGINES)}")
 
 
-def create_safety_net(options: EngineOptions) -> Engine | None:
+def create_safety_net(options: EngineOptions, own_process: bool = False) -> Engine | None:
     """The detectors that run beside a model engine on the same audio, or None (the lite engine
-    runs them itself; `--no-safety-net` turns them off)."""
+    runs them itself; `--no-safety-net` turns them off). `own_process`: in a child process, as
+    the server runs them (away from the model's GIL)."""
     if options.engine == c.ENGINE_LITE or not options.safety_net:
         return None
-    from .lite.safety_net import SafetyNet
+    from .lite.safety_net import SafetyNet, SafetyNetProcess
 
-    return SafetyNet()
+    return SafetyNetProcess() if own_process else SafetyNet()
 
 
 def run_stream(stream: EngineStream, audio: np.ndarray, piece_samples: int = 1_600) -> Iterable[Event]:

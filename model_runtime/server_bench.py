@@ -104,9 +104,12 @@ def _server(extra: str, max_streams: int):
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used."""
+    """User + system CPU time the process and its living children (the safety net's process) have used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    return own + sum(_cpu_seconds(child) for child in children)
 
 
 # --- soak --------------------------------------------------------------------
@@ -214,24 +217,35 @@ async def _latency(port: int, pid: int, streams: int, seconds: float) -> None:
     cpu_before, wall_before = _cpu_seconds(pid), time.monotonic()
     results = await asyncio.gather(*(_latency_stream(port, seconds, seed) for seed in range(streams)))
     server_cores = (_cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
-    latencies = sorted(ms for stream in results for ms in stream)
+    by_type: dict[str, list[float]] = collections.defaultdict(list)
+    for stream in results:
+        for event_type, ms in stream:
+            by_type[event_type].append(ms)
+    latencies = [ms for each in by_type.values() for ms in each]
     if not latencies:
         print(f"latency, {streams} streams: no events")
         return
+    print(f"latency, {streams:>2} concurrent streams: {_percentiles(latencies)}; "
+          f"server CPU {server_cores:.2f} cores ({server_cores / streams * 100:.1f} % of a core per stream)")
+    if len(by_type) > 1:  # (a model's decisions and the safety net's sounds come from different lanes)
+        for event_type, each in sorted(by_type.items()):
+            print(f"  {event_type}: {_percentiles(each)}")
+
+
+def _percentiles(latencies: list[float]) -> str:
+    latencies = sorted(latencies)
     p50 = statistics.median(latencies)
     p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
-    print(f"latency, {streams:>2} concurrent streams: {len(latencies)} events, "
-          f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms; "
-          f"server CPU {server_cores:.2f} cores ({server_cores / streams * 100:.1f} % of a core per stream)")
+    return f"{len(latencies)} events, p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms"
 
 
-async def _latency_stream(port: int, seconds: float, seed: int) -> list[float]:
+async def _latency_stream(port: int, seconds: float, seed: int) -> list[tuple[str, float]]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     rng = np.random.default_rng(seed)
     samples = RATE * CHUNK_MS // 1000
     n_chunks = int(seconds * 1000 / CHUNK_MS)
     sent_at: list[float] = []  # chunk i ends at stream time (i + 1) * 10 ms
-    latencies: list[float] = []
+    latencies: list[tuple[str, float]] = []  # (event type, ms)
 
     async def read_events() -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
@@ -242,7 +256,7 @@ async def _latency_stream(port: int, seconds: float, seed: int) -> list[float]:
                     continue
                 index = max(0, int(np.ceil(t * 1000 / CHUNK_MS - 1e-6)) - 1)
                 if index < len(sent_at):
-                    latencies.append((now - sent_at[index]) * 1000)
+                    latencies.append((event.type.removeprefix(c.WYOMING_EVENT_PREFIX), (now - sent_at[index]) * 1000))
 
     reading = asyncio.create_task(read_events())
     await _send(writer, Event(c.WYOMING_LISTEN, {"room": f"latency-{seed}"}))

@@ -29,7 +29,7 @@ DEFAULT_URI = f"tcp://0.0.0.0:{c.DEFAULT_PORT}"
 DEFAULT_MAX_STREAMS = 64
 DEFAULT_MAX_BACKLOG_SECONDS = 10.0
 DEFAULT_FEED_MS = 100  # engine calls per stream: at most 10 a second however small the client's chunks
-NET_THREADS = 2
+NET_THREADS = 1
 TRIM_DELAY_S = 2.0  # after streams close, return their memory to the OS this much later
 ZEROCONF_TYPE = "_wyoming._tcp.local."
 
@@ -102,7 +102,8 @@ class WyomingServer:
         self.min_feed_seconds = min_feed_seconds
         # One thread per open stream at most: a slow stream holds its own thread, never another's.
         self.executor = ThreadPoolExecutor(max_workers=max_streams, thread_name_prefix="engine-stream")
-        # The net's calls are short (~1 ms per 0.1 s of audio): a few threads serve every stream.
+        # The net's calls are short (~1 ms per 0.1 s of audio) and a SafetyNetProcess serves them one
+        # at a time anyway: one thread passes every stream's to it.
         self.net_executor = ThreadPoolExecutor(max_workers=NET_THREADS, thread_name_prefix="safety-net")
         self.handlers: set[ClientHandler] = set()
         self._open_streams = 0
@@ -242,7 +243,7 @@ def main(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.DEBUG)
     server_for_uri(args.uri)  # a bad --uri fails before the engine loads
     options = options_from_args(args)
-    safety_net = create_safety_net(options)
+    safety_net = create_safety_net(options, own_process=True)
     # With a safety net the server listens at once and the net hears the rooms while the model
     # loads (a first start downloads gigabytes; every CPU start quantizes for half a minute).
     # Without one there is nothing to serve before the engine: it loads first, as before.
@@ -250,8 +251,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve(engine, options, safety_net, args))
     finally:
-        if engine is not None:
-            engine.close()
+        for each in (engine, safety_net):
+            if each is not None:
+                each.close()
     return 0
 
 

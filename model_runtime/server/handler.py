@@ -199,9 +199,7 @@ class ClientHandler(AsyncEventHandler):
         self._streaming, self._stream_samples = True, 0
         try:
             if self.server.safety_net is not None and self._listening:  # (detections come from the engine alone)
-                self._net_session = await self._open_session(
-                    self.server.safety_net, self.server.net_executor, "the safety net (alarm detectors)"
-                )
+                await self._open_net_session()
             await self._join_engine()
         except BaseException:
             await self._end_stream()
@@ -217,6 +215,20 @@ class ClientHandler(AsyncEventHandler):
             )
             _LOGGER.info("%s: %s", self.peer, text)
             await self.write_event(Error(text=text, code=c.WYOMING_ERROR_MODEL_LOADING).event())
+
+    async def _open_net_session(self) -> None:
+        """The safety net's session; if the net cannot open a stream the engine still hears this one."""
+        try:
+            self._net_session = await self._open_session(
+                self.server.safety_net, self.server.net_executor, "the safety net (alarm detectors)"
+            )
+        except Exception as err:  # noqa: BLE001 - e.g. its process failed to start again
+            _LOGGER.exception("%s: the safety net could not open a stream", self.peer)
+            await self.send_error(
+                c.WYOMING_ERROR_ENGINE_FAILED,
+                f"the safety net (alarm detectors) could not open this stream ({type(err).__name__}: {err}); "
+                "the engine still hears it; the next audio-start tries again",
+            )
 
     async def _join_engine(self) -> None:
         """Open the engine's session for this stream once the engine is loaded (at audio-start, or at

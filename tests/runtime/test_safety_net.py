@@ -12,16 +12,17 @@ import time
 import numpy as np
 import pytest
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.event import Event
 from wyoming.ping import Ping
 from wyoming.wake import Detect
 
 from conftest import SAMPLES
 from model_runtime import constants as c
 from model_runtime.audio import load_audio
-from model_runtime.engine import Engine, EngineOptions, create_safety_net, run_streams
+from model_runtime.engine import Engine, EngineOptions, create_safety_net, run_stream, run_streams
 from model_runtime.interaction.tiny import trigger_audio
 from model_runtime.lite import testset as ts
-from model_runtime.lite.safety_net import SafetyNet
+from model_runtime.lite.safety_net import SafetyNet, SafetyNetProcess
 from model_runtime.server import WyomingServer
 from server_support import Client, custom, listen, running_server, to_pcm16
 
@@ -61,7 +62,7 @@ class ModelEngineWith(Engine):
 def test_the_net_runs_beside_the_model_engine_only():
     assert create_safety_net(EngineOptions()) is None  # the lite engine runs these detectors itself
     model = EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION)
-    assert isinstance(create_safety_net(model), SafetyNet)
+    assert isinstance(create_safety_net(model), SafetyNet)  # (`serve` asks for it in a process of its own)
     assert create_safety_net(EngineOptions(engine=c.ENGINE_AUDIO_INTERACTION, safety_net=False)) is None
 
 
@@ -262,3 +263,45 @@ async def test_a_wake_word_client_during_the_load_gets_detections_at_its_streams
 def test_a_server_that_loads_its_engine_needs_a_net_and_the_engines_name():
     with pytest.raises(ValueError, match="still loading"):
         WyomingServer(None, engine_name=c.ENGINE_AUDIO_INTERACTION)
+
+
+# --- the net in a process of its own (as `serve` runs it) ---------------------------
+@pytest.fixture(scope="module")
+def net_process():
+    net = SafetyNetProcess()
+    yield net
+    net.close()
+
+
+def test_the_nets_process_hears_what_the_net_hears(net_process):
+    audio = load_audio(ALARM_FILE)
+    here, there = SafetyNet().open_stream(), net_process.open_stream()
+    try:
+        assert [e.to_dict() for e in run_stream(there, audio)] == [e.to_dict() for e in run_stream(here, audio)]
+    finally:
+        there.close()
+
+
+async def test_a_room_outlives_the_nets_process_and_the_next_stream_has_a_net_again(model_engine, net_process):
+    async with running_server(model_engine, safety_net=net_process) as server:
+        client = await Client.connect(server)
+        recording = Event(c.WYOMING_LISTEN, {"room": "kitchen", "live": False})  # (paced, never skipped)
+        await client.send(recording, AudioStart(rate=16000, width=2, channels=1).event())
+        pcm = alarm_pcm()
+        await send_audio(client, pcm[: 2 * 32000])
+        await client.send(Ping(text="before").event())
+        await client.read_until("pong")
+        net_process._process.kill()  # noqa: SLF001 - the child dies (OOM killer, a native crash)
+        await send_audio(client, pcm[2 * 32000:])
+        await client.send(AudioStop().event())
+        events = await client.flushed()
+        errors = [e.data["text"] for e in events if e.type == "error"]
+        assert len(errors) == 1 and errors[0].startswith("the safety net (alarm detectors) failed on this stream")
+        assert "process ended (exit code -9)" in errors[0]
+        assert len(custom(events, c.EVENT_DECISION)) == 35  # the model heard all of it
+        # The next stream starts the net's process again and hears the alarm.
+        await client.stream(pcm)
+        events = await client.flushed()
+        assert_the_alarm_is_reported(custom(events, c.EVENT_SOUND) + custom(events, c.EVENT_RESPONSE))
+        assert len(custom(events, c.EVENT_DECISION)) == 35
+        await client.close()

@@ -26,8 +26,10 @@ import threading
 
 import numpy as np
 
+from .. import events
+from ..constants import SAMPLE_RATE
 from ..engine import Engine, EngineStream
-from ..events import Event
+from ..events import Event, shifted
 from .alarms import AlarmDetector
 from .loudness import LoudNoiseDetector
 from .music import MusicDetector, load_shared_model
@@ -75,23 +77,62 @@ class SafetyNet(Engine):
         return SafetyNetStream(self.music_model)
 
 
+class NetProcessEnded(RuntimeError):
+    """The child process is gone (killed, crashed)."""
+
+
 class SafetyNetProcess(Engine):
     """`SafetyNet` in a child process; its streams are proxies that call it over a pipe.
 
-    Calls are served one at a time (a lock around each request and its answer);
-    the caller's thread waits in the pipe with the GIL released. A child that
-    died is started again at the next `open_stream` (its streams' state is lost;
-    their calls fail, which the server reports per stream).
+    Requests are served one at a time (a lock around each request and its
+    answer); the caller's thread waits in the pipe with the GIL released. A
+    child that died is started again at the next request, and each stream is
+    opened anew in it at its own next request, which then carries a
+    `safety_net_restarted` error event: the room keeps its net, and is told that
+    an alarm pattern under way starts over.
     """
 
     name = SAFETY_NET_NAME
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one request and its answer at a time; also guards a restart
         self._ids = itertools.count()
+        self.generation = 0  # children started so far: a stream opened in an older one must open again
         self._process = None
         self._conn = None
-        self._start()
+        with self._lock:
+            self._start()
+
+    def open_stream(self) -> "SafetyNetProxy":
+        stream = SafetyNetProxy(self, next(self._ids))
+        self.request(stream, "ready")  # opens it in the child now: a failure shows at audio-start
+        return stream
+
+    def request(self, stream: "SafetyNetProxy", op: str, audio: np.ndarray | None = None) -> tuple[object, str | None]:
+        """`op` for `stream` in the child: (its answer, why the child was started again or None)."""
+        with self._lock:
+            if self._process is None:
+                raise RuntimeError("the safety net was closed")
+            ended = None
+            if not self._process.is_alive():
+                self._process.join(timeout=1)
+                ended = f"the safety net's process had ended (exit code {self._process.exitcode})"
+                self._restart(ended)
+            try:
+                return self._stream_request(stream, op, audio), ended
+            except NetProcessEnded as err:  # it died on this request: once more, in a new child
+                self._restart(str(err))
+                return self._stream_request(stream, op, audio), str(err)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _stream_request(self, stream: "SafetyNetProxy", op: str, audio: np.ndarray | None):
+        if stream.generation != self.generation:
+            self._request("open", stream.stream_id)
+            stream.generation = self.generation
+        return self._request(op, stream.stream_id, audio)
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # (fork would copy a loaded model's threads' locks)
@@ -99,37 +140,32 @@ class SafetyNetProcess(Engine):
         self._process = context.Process(target=_serve_net, args=(child_end,), name=SAFETY_NET_NAME, daemon=True)
         self._process.start()
         child_end.close()
-        self.call("ready")  # waits until the child has loaded its models: a failure shows now
+        self.generation += 1
+        self._request("ready")  # waits until the child has loaded its models: a failure shows now
 
-    def open_stream(self) -> "SafetyNetProxy":
-        if not self._process.is_alive():
-            log.warning("the safety net's process had ended (exit code %s): starting it again", self._process.exitcode)
-            self.close()
-            self._start()
-        stream_id = next(self._ids)
-        self.call("open", stream_id)
-        return SafetyNetProxy(self, stream_id)
+    def _restart(self, why: str) -> None:
+        log.warning("%s: starting it again", why)
+        self._stop()
+        self._start()
 
-    def call(self, op: str, stream_id: int | None = None, audio: np.ndarray | None = None):
-        with self._lock:
-            try:
-                self._conn.send((op, stream_id, audio))
-                ok, result = self._conn.recv()
-            except (EOFError, OSError) as err:
-                self._process.join(timeout=1)  # (reaped: its exit code tells how it ended)
-                raise RuntimeError(
-                    f"the safety net's process ended (exit code {self._process.exitcode}): {type(err).__name__}"
-                ) from None
+    def _request(self, op: str, stream_id: int | None = None, audio: np.ndarray | None = None):
+        try:
+            self._conn.send((op, stream_id, audio))
+            ok, result = self._conn.recv()
+        except (EOFError, OSError) as err:
+            self._process.join(timeout=1)  # (reaped: its exit code tells how it ended)
+            raise NetProcessEnded(
+                f"the safety net's process ended (exit code {self._process.exitcode}): {type(err).__name__}"
+            ) from None
         if not ok:
             raise RuntimeError(result)
         return result
 
-    def close(self) -> None:
+    def _stop(self) -> None:
         if self._process is None:
             return
         try:
-            with self._lock:
-                self._conn.send(("exit", None, None))
+            self._conn.send(("exit", None, None))
         except (OSError, ValueError):
             pass
         self._process.join(timeout=5)
@@ -144,22 +180,40 @@ class SafetyNetProxy(EngineStream):
     """One stream of the net in its process."""
 
     def __init__(self, net: SafetyNetProcess, stream_id: int) -> None:
-        self._net, self._id = net, stream_id
+        self._net, self.stream_id = net, stream_id
+        self.generation = 0  # the child it was opened in (0: none yet)
+        self._samples = 0  # fed so far
+        self._opened_at = 0.0  # stream time at which it was opened in the current child (its time 0)
         self._closed = False
 
     def feed(self, audio: np.ndarray) -> list[Event]:
-        return [Event.from_dict(d) for d in self._net.call("feed", self._id, np.asarray(audio, dtype=np.float32))]
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        found = self._request("feed", audio)
+        self._samples += audio.size
+        return found
 
     def finish(self) -> list[Event]:
-        return [Event.from_dict(d) for d in self._net.call("finish", self._id)]
+        return self._request("finish")
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             try:
-                self._net.call("close", self._id)
-            except RuntimeError:  # the process is gone, and the stream with it
+                self._net.request(self, "close")
+            except RuntimeError:  # closed with the net, or the child failing again: nothing to free
                 pass
+
+    def _request(self, op: str, audio: np.ndarray | None = None) -> list[Event]:
+        answer, restarted = self._net.request(self, op, audio)
+        if restarted:
+            self._opened_at = self._samples / SAMPLE_RATE
+        found = [shifted(Event.from_dict(d), self._opened_at) for d in answer or []]
+        if restarted and self._samples:  # (a stream that had heard nothing lost nothing)
+            t = self._opened_at
+            found.insert(0, events.error(
+                t, f"{restarted}; it was started again and hears this stream from {t:.1f} s on "
+                "(an alarm pattern under way starts over)", "safety_net_restarted"))
+        return found
 
 
 def _serve_net(conn) -> None:

@@ -86,13 +86,18 @@ class SafetyNetProcess(Engine):
 
     Requests are served one at a time (a lock around each request and its
     answer); the caller's thread waits in the pipe with the GIL released. A
-    child that died is started again at the next request, and each stream is
+    child that died, or hung (no answer in `request_timeout_s`), is started
+    again at the next request, and each stream is
     opened anew in it at its own next request, which then carries a
     `safety_net_restarted` error event: the room keeps its net, and is told that
     an alarm pattern under way starts over.
     """
 
     name = SAFETY_NET_NAME
+    # A child that does not answer a request this long is taken for hung (a native deadlock, a
+    # stopped process) and replaced. Its slowest request, loading its models at the start, takes
+    # ~2 s here; a feed of a whole 10 s backlog ~0.1 s.
+    request_timeout_s = 30.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # one request and its answer at a time; also guards a restart
@@ -151,6 +156,11 @@ class SafetyNetProcess(Engine):
     def _request(self, op: str, stream_id: int | None = None, audio: np.ndarray | None = None):
         try:
             self._conn.send((op, stream_id, audio))
+            if not self._conn.poll(self.request_timeout_s):
+                self._process.kill()
+                self._process.join()
+                raise NetProcessEnded(f"the safety net's process did not answer in {self.request_timeout_s:g} s "
+                                      "and was stopped")
             ok, result = self._conn.recv()
         except (EOFError, OSError) as err:
             self._process.join(timeout=1)  # (reaped: its exit code tells how it ended)

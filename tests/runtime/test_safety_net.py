@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import time
 
 import numpy as np
@@ -310,3 +312,21 @@ async def test_a_room_keeps_its_net_when_the_nets_process_dies(model_engine, net
         assert len(custom(events, c.EVENT_DECISION)) == 35  # the model heard all of it
         assert not [e for e in events if e.type == "error"]  # no stream failed
         await client.close()
+
+
+def test_a_hung_net_process_is_replaced_and_its_stream_goes_on():
+    net = SafetyNetProcess()
+    net.request_timeout_s = 1.0
+    try:
+        stream = net.open_stream()
+        assert stream.feed(np.zeros(c.SAMPLE_RATE, dtype=np.float32)) == []
+        os.kill(net._process.pid, signal.SIGSTOP)  # noqa: SLF001 - stopped: alive, never answering
+        started = time.monotonic()
+        found = stream.feed(np.zeros(c.SAMPLE_RATE, dtype=np.float32))
+        assert time.monotonic() - started < 1.0 + 10  # the timeout, then a new child's start
+        assert [(e.type, e.t, e.data["code"]) for e in found] == [(c.EVENT_ERROR, 1.0, "safety_net_restarted")]
+        assert "did not answer in 1 s" in found[0].data["message"]
+        assert stream.feed(np.zeros(c.SAMPLE_RATE, dtype=np.float32)) == []  # and it goes on, quietly
+        assert net.generation == 2
+    finally:
+        net.close()

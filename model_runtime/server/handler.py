@@ -10,10 +10,10 @@ Flows (README "Wyoming protocol" has examples):
   arrives as `audio-interaction-X` with the event's fields. Beside a model engine the
   server's safety net (the lite alarm, loudness, speech and music detectors) hears the
   same audio in a session of its own, so its events never wait behind the model's
-  backlog and go on when the model fails on the stream. While the model still loads (`serve` listens at
-  once when it has a net) a listener is told so (`error` code `model-loading`) and the
-  net alone hears it; at its first chunk after the load the stream joins the model,
-  whose events then carry the stream's time. `audio-interaction-instruct`
+  backlog and go on when the model fails on the stream. While the model still loads
+  (`serve` listens at once when it has a net) a listener is told so (`error` code
+  `model-loading`) and the net alone hears it; at its first chunk after the load the
+  stream joins the model, whose events then carry the stream's time. `audio-interaction-instruct`
   {text} goes to the engine stream in order with the audio.
 - Speech-to-text (asr.py): `transcribe`, `audio-start`, `audio-chunk`s, `audio-stop` ->
   `transcript` {text}; that audio goes to the recogniser, not to an engine stream.
@@ -52,6 +52,8 @@ _LOGGER = logging.getLogger("model_runtime.server")
 
 # A client that keeps sending bad frames is cut off after this many errors.
 MAX_ERRORS_PER_CONNECTION = 100
+# What errors call the safety net's session (its detectors are the lite engine's).
+NET_SESSION_NAME = "the safety net (the lite engine's detectors)"
 # Instructions queue in order with the audio; a client may not pile up more than this.
 MAX_WAITING_INSTRUCTIONS = 16
 
@@ -211,7 +213,8 @@ class ClientHandler(AsyncEventHandler):
         if self._session is None and self._listening:  # (a notice, not the client's error: not counted)
             text = (
                 f"the {self.server.engine_name} model is still loading; until it is ready only the safety net "
-                "(smoke and CO alarms, beeping, loud noises, speech, music) hears this stream, which then joins the model"
+                "(smoke and CO alarms, beeping, loud noises, speech, music) hears this stream, which then "
+                "joins the model"
             )
             _LOGGER.info("%s: %s", self.peer, text)
             await self.write_event(Error(text=text, code=c.WYOMING_ERROR_MODEL_LOADING).event())
@@ -220,13 +223,13 @@ class ClientHandler(AsyncEventHandler):
         """The safety net's session; if the net cannot open a stream the engine still hears this one."""
         try:
             self._net_session = await self._open_session(
-                self.server.safety_net, self.server.net_executor, "the safety net (alarm detectors)"
+                self.server.safety_net, self.server.net_executor, NET_SESSION_NAME
             )
         except Exception as err:  # noqa: BLE001 - e.g. its process failed to start again
             _LOGGER.exception("%s: the safety net could not open a stream", self.peer)
             await self.send_error(
                 c.WYOMING_ERROR_ENGINE_FAILED,
-                f"the safety net (alarm detectors) could not open this stream ({type(err).__name__}: {err}); "
+                f"{NET_SESSION_NAME} could not open this stream ({type(err).__name__}: {err}); "
                 "the engine still hears it; the next audio-start tries again",
             )
 

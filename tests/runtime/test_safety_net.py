@@ -182,7 +182,8 @@ async def test_the_net_hears_every_second_while_the_model_skips_its_backlog(mode
         assert sound.data["label"] == "smoke_alarm" and abs(sound.data["start"] - 2.0) < 0.1
         await client.send(AudioStop().event())
         events = [sound] + await client.flushed()
-        skips = [e.data["text"] for e in events if e.type == "error" and e.data["code"] == c.WYOMING_ERROR_AUDIO_SKIPPED]
+        skips = [e.data["text"] for e in events
+                 if e.type == "error" and e.data["code"] == c.WYOMING_ERROR_AUDIO_SKIPPED]
         assert skips and all(text.startswith("the engine fell behind") for text in skips), skips
         # The model heard less than the stream (its backlog was skipped), yet its events keep the
         # stream's time: the last decision is at the stream's end, not seconds before it.
@@ -247,7 +248,8 @@ async def test_while_the_model_loads_the_net_hears_the_room_which_then_joins_the
 async def test_a_wake_word_client_during_the_load_gets_detections_at_its_streams_time(model_engine):
     async with server_loading_the_model() as server:
         client = await Client.connect(server)
-        await client.send(Detect(names=[c.MODEL_DECISION_NAME]).event(), AudioStart(rate=16000, width=2, channels=1).event())
+        await client.send(Detect(names=[c.MODEL_DECISION_NAME]).event(),
+                          AudioStart(rate=16000, width=2, channels=1).event())
         quiet = np.random.default_rng(0).normal(0, 0.001, c.SAMPLE_RATE).astype(np.float32)
         await send_audio(client, to_pcm16(quiet))  # 1 s before the model is there: nobody hears it
         await client.send(Ping(text="loading").event())

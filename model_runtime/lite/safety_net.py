@@ -95,9 +95,10 @@ class SafetyNetProcess(Engine):
 
     name = SAFETY_NET_NAME
     # A child that does not answer a request this long is taken for hung (a native deadlock, a
-    # stopped process) and replaced. Its slowest request, loading its models at the start, takes
-    # ~2 s here; a feed of a whole 10 s backlog ~0.1 s.
+    # stopped process) and replaced: a feed of a whole 10 s backlog takes ~0.1 s here. Starting,
+    # it loads its models (~2 s here, more on a slow board or a busy machine) and gets longer.
     request_timeout_s = 30.0
+    start_timeout_s = 120.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # one request and its answer at a time; also guards a restart
@@ -146,21 +147,22 @@ class SafetyNetProcess(Engine):
         self._process.start()
         child_end.close()
         self.generation += 1
-        self._request("ready")  # waits until the child has loaded its models: a failure shows now
+        self._request("ready", timeout=self.start_timeout_s)  # the child has loaded its models: a failure shows now
 
     def _restart(self, why: str) -> None:
         log.warning("%s: starting it again", why)
         self._stop()
         self._start()
 
-    def _request(self, op: str, stream_id: int | None = None, audio: np.ndarray | None = None):
+    def _request(self, op: str, stream_id: int | None = None, audio: np.ndarray | None = None,
+                 timeout: float | None = None):
+        timeout = self.request_timeout_s if timeout is None else timeout
         try:
             self._conn.send((op, stream_id, audio))
-            if not self._conn.poll(self.request_timeout_s):
+            if not self._conn.poll(timeout):
                 self._process.kill()
                 self._process.join()
-                raise NetProcessEnded(f"the safety net's process did not answer in {self.request_timeout_s:g} s "
-                                      "and was stopped")
+                raise NetProcessEnded(f"the safety net's process did not answer in {timeout:g} s and was stopped")
             ok, result = self._conn.recv()
         except (EOFError, OSError) as err:
             self._process.join(timeout=1)  # (reaped: its exit code tells how it ended)

@@ -298,9 +298,8 @@ async def test_a_room_keeps_its_net_when_the_nets_process_dies(model_engine, net
         await client.send(Ping(text="before").event())
         await client.read_until("pong")
         (handler,) = server.handlers
-        net_session = handler._net_session  # noqa: SLF001
-        await _until(lambda: net_session._backlog == 0)  # noqa: SLF001 - the net took that second...
-        await asyncio.sleep(0.3)  # ...and heard it
+        heard = handler._net_session._stream  # noqa: SLF001 - the stream's proxy in the net's process
+        await _until(lambda: heard._samples == c.SAMPLE_RATE)  # noqa: SLF001 - the net heard that second
         generation = net_process.generation
         net_process._process.kill()  # noqa: SLF001
         await send_audio(client, pcm[32000:])

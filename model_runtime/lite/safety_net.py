@@ -119,6 +119,8 @@ class SafetyNetProcess(Engine):
         with self._lock:
             if self._process is None:
                 raise RuntimeError("the safety net was closed")
+            if op == "close" and (stream.generation != self.generation or not self._process.is_alive()):
+                return None, None  # its child is gone and its state with it: nothing to free, nothing to restart
             ended = None
             if not self._process.is_alive():
                 self._process.join(timeout=1)

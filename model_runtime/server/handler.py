@@ -276,7 +276,8 @@ class ClientHandler(AsyncEventHandler):
         # A chunk carries its own format; one that leaves it out has audio-start's.
         rate, width, channels = audio_format({**self._start_format, **data}, "audio-chunk")
         samples = self._audio.convert(rate, width, channels, payload)
-        await self._join_engine()
+        if self._session is None and self.server.engine is not None:  # (per chunk: the check stays inline)
+            await self._join_engine()
         for session in self._sessions():
             session.push_audio(samples)
         self._stream_samples += samples.size

@@ -329,5 +329,10 @@ def test_a_hung_net_process_is_replaced_and_its_stream_goes_on():
         assert "did not answer in 1 s" in found[0].data["message"]
         assert stream.feed(np.zeros(c.SAMPLE_RATE, dtype=np.float32)) == []  # and it goes on, quietly
         assert net.generation == 2
+        # A stream closed after its child died frees nothing there and starts no new child.
+        net._process.kill()  # noqa: SLF001
+        net._process.join()  # noqa: SLF001
+        stream.close()
+        assert net.generation == 2 and not net._process.is_alive()  # noqa: SLF001
     finally:
         net.close()

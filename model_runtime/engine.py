@@ -71,6 +71,9 @@ class EngineStream(abc.ABC):
 
 class Engine(abc.ABC):
     name: str
+    # How many threads the server lets call its streams at once; None: one per open stream (the
+    # model engine gathers the rooms whose threads wait together into one batched step).
+    feed_threads: int | None = None
 
     @abc.abstractmethod
     def open_stream(self) -> EngineStream: ...

@@ -174,7 +174,6 @@ async def _one_stream(port: int, stats, errors, rng: random.Random, kind: str) -
         samples = rate * CHUNK_MS // 1000
         for i in range(chunks):
             if reading.done():  # refused or cut off: this stream is over
-                stats["refused"] += 1
                 return
             audio = (rng.random() * 0.01 if i % 100 else 0.5) * np.random.default_rng(i).standard_normal(samples * channels)
             pcm = (np.clip(audio, -1, 1) * (2 ** (8 * width - 1) - 1)).astype(f"<i{width}").tobytes()
@@ -201,6 +200,8 @@ async def _one_stream(port: int, stats, errors, rng: random.Random, kind: str) -
         reading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reading
+        # (a refusal may arrive after the whole stream was sent: counted from the replies)
+        stats["refused"] += any(e.data.get("code") == c.WYOMING_ERROR_TOO_MANY_STREAMS for e in replies)
 
 
 async def _send(writer: asyncio.StreamWriter, event: Event) -> None:

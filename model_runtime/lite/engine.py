@@ -48,6 +48,10 @@ class LiteStream(EngineStream):
 
 class LiteEngine(Engine):
     name = ENGINE_LITE
+    # Its feeds are short Python and numpy calls that hold the GIL: threads only contend for it.
+    # Measured on 2 cores, 48 streams fed 0.1 s pieces: one thread 1.9 % of a core per stream and
+    # 0.91 s per second of audio; two threads 2.8 % and 1.12 s (falling behind); one per stream 4.5 %.
+    feed_threads = 1
 
     def __init__(self, options: EngineOptions) -> None:
         self.options = options

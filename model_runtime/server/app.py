@@ -100,8 +100,11 @@ class WyomingServer:
         self.max_streams = max_streams
         self.max_backlog_seconds = max_backlog_seconds
         self.min_feed_seconds = min_feed_seconds
-        # One thread per open stream at most: a slow stream holds its own thread, never another's.
-        self.executor = ThreadPoolExecutor(max_workers=max_streams, thread_name_prefix="engine-stream")
+        # The engine's streams' calls: one thread per open stream (a slow stream holds its own thread,
+        # never another's), or fewer where the engine says more would only contend (`Engine.feed_threads`).
+        self.executor = None if engine is None else self._feed_executor(engine)
+        # Transcriptions (`transcribe`, a whole utterance at once) never wait behind the streams' feeds.
+        self.asr_executor = ThreadPoolExecutor(max_workers=max_streams, thread_name_prefix="transcribe")
         # The net's calls are short (~1 ms per 0.1 s of audio) and a SafetyNetProcess serves them one
         # at a time anyway: one thread passes every stream's to it.
         self.net_executor = ThreadPoolExecutor(max_workers=NET_THREADS, thread_name_prefix="safety-net")
@@ -115,8 +118,13 @@ class WyomingServer:
         """The engine has loaded: each open stream joins it at its next audio chunk (handler.py)."""
         if engine.name != self.engine_name:
             raise ValueError(f"this server was started for the {self.engine_name} engine, not {engine.name}")
-        self.engine = engine
+        self.executor = self._feed_executor(engine)
+        self.engine = engine  # (last: a stream joins the engine once this is set)
         self.transcriber.attach(engine)
+
+    def _feed_executor(self, engine: Engine) -> ThreadPoolExecutor:
+        threads = min(self.max_streams, engine.feed_threads or self.max_streams)
+        return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine-stream")
 
     @property
     def open_streams(self) -> int:
@@ -167,7 +175,9 @@ class WyomingServer:
             await handler.stop()
         if handlers:
             await asyncio.wait([asyncio.ensure_future(h.finished.wait()) for h in handlers], timeout=30)
-        for executor in (self.executor, self.net_executor):
+        for executor in (self.executor, self.asr_executor, self.net_executor):
+            if executor is None:  # (the engine was still loading)
+                continue
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
 
 

@@ -140,7 +140,7 @@ class ClientHandler(AsyncEventHandler):
                 await self.write_event(transcript)
             return
         if is_transcribe(etype):
-            self._transcribe = TranscribeRequest(self.server.transcriber, self.server.executor, data)
+            self._transcribe = TranscribeRequest(self.server.transcriber, self.server.asr_executor, data)
         elif AudioChunk.is_type(etype):
             await self._on_chunk(data, event.payload or b"")
         elif Describe.is_type(etype):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -80,7 +81,8 @@ async def test_client_closing_mid_stream_frees_its_stream():
 
 
 async def test_concurrent_clients_each_get_only_their_own_events():
-    async with running_server() as server:
+    engine = RecordingEngine(EngineOptions())
+    async with running_server(engine) as server:
         clients = [await Client.connect(server) for _ in range(8)]
         for i, client in enumerate(clients):
             await client.send(listen(f"room{i}"))
@@ -97,6 +99,8 @@ async def test_concurrent_clients_each_get_only_their_own_events():
                 assert abs(sounds[0].data["start"] - 1.0) < 0.05
             else:
                 assert sounds == []
+        # The lite engine's calls hold the GIL: its streams share one thread rather than contend.
+        assert len(engine.fed) >= 8 and len(set(engine.feed_threads_seen)) == 1, len(set(engine.feed_threads_seen))
         for client in clients:
             await client.close()
 
@@ -133,11 +137,12 @@ async def test_instruct_reaches_the_stream_and_bad_instructions_are_refused():
 
 
 class RecordingEngine(LiteEngine):
-    """The lite engine, noting the size of every piece of audio its streams are fed."""
+    """The lite engine, noting the size of every piece of audio its streams are fed, and the thread."""
 
     def __init__(self, options: EngineOptions) -> None:
         super().__init__(options)
         self.fed: list[int] = []
+        self.feed_threads_seen: list[int] = []
 
     def open_stream(self) -> LiteStream:
         stream = super().open_stream()
@@ -145,6 +150,7 @@ class RecordingEngine(LiteEngine):
 
         def recording_feed(audio):
             self.fed.append(len(audio))
+            self.feed_threads_seen.append(threading.get_ident())
             return feed(audio)
 
         stream.feed = recording_feed

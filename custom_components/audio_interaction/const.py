@@ -23,6 +23,7 @@ EVENT_SOUND: Final = "sound"
 EVENT_SPEECH: Final = "speech"
 EVENT_TRANSCRIPT: Final = "transcript"
 EVENT_ERROR: Final = "error"
+WYOMING_ERROR_MODEL_LOADING: Final = "model-loading"  # a notice: the safety net alone hears the room meanwhile
 SOUND_LABELS: Final = (
     "smoke_alarm",
     "co_alarm",

@@ -24,6 +24,7 @@ async def async_get_config_entry_diagnostics(
     for subentry_id, room in data.rooms.items():
         stats = asdict(room.stats)
         stats["errors"] = list(room.stats.errors)
+        stats["notices"] = list(room.stats.notices)
         rooms.append(
             {
                 "subentry_id": subentry_id,

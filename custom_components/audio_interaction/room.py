@@ -81,6 +81,7 @@ class RoomStats:
     sounds: int = 0
     responses: int = 0
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
+    notices: deque[str] = field(default_factory=lambda: deque(maxlen=5))  # told by the server, nothing wrong
 
 
 class Room:
@@ -331,6 +332,10 @@ class Room:
             self.set_transcript(data)
         elif kind == EVENT_ERROR:
             message = str(data.get("message"))
+            if data.get("code") == const.WYOMING_ERROR_MODEL_LOADING:  # every start of a model server: expected
+                self.stats.notices.append(message)
+                _LOGGER.info("Room %s: %s", self.name, message)
+                return
             self.stats.errors.append(message)
             _LOGGER.warning("Room %s: the server reports: %s", self.name, message)
 

@@ -13,13 +13,14 @@ import time
 import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events, mock_restore_cache
 from wyoming.audio import AudioChunk
+from wyoming.error import Error
 
 from homeassistant.const import EVENT_STATE_CHANGED, STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import issue_registry as ir
 
 from custom_components.audio_interaction import const
-from custom_components.audio_interaction.api import StreamClient, async_close
+from custom_components.audio_interaction.api import StreamClient, async_close, engine_event
 from custom_components.audio_interaction.const import BUS_EVENT_SOUND, DOMAIN
 from ha_helpers import add_entry, ffmpeg_children, room, room_of, wait_for
 
@@ -221,3 +222,18 @@ async def test_with_the_model_a_rooms_smoke_alarm_still_fires(hass: HomeAssistan
     await wait_for(lambda: any(e.data["label"] == "smoke_alarm" for e in sounds), timeout=30)
     assert hass.states.get("event.kitchen_sound").attributes["event_type"] == "smoke_alarm"
     assert not room_of(entry, "Kitchen").stats.errors  # the model was loaded: no model-loading notice
+
+
+async def test_the_model_loading_notice_is_no_error(hass: HomeAssistant, audio_server, silence_wav, caplog) -> None:
+    """A model server tells each room once, at every start, that its model is still loading: the room
+    logs it at info and keeps it among its notices; a real error still warns and counts."""
+    hass.config.allowlist_external_dirs = {str(silence_wav.parent)}
+    entry = await add_entry(hass, audio_server, room("Kitchen", source=str(silence_wav)))
+    kitchen = room_of(entry, "Kitchen")
+    loading = "the audio-interaction model is still loading; until it is ready only the safety net hears this stream"
+    for wyoming_error in (Error(text=loading, code=const.WYOMING_ERROR_MODEL_LOADING), Error(text="bad", code="bad-event")):
+        kitchen._handle(*engine_event(wyoming_error.event()))
+    assert list(kitchen.stats.notices) == [loading] and list(kitchen.stats.errors) == ["bad"]
+    reported = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "server reports" in r.getMessage()]
+    assert reported == ["Room Kitchen: the server reports: bad"]
+    assert f"Room Kitchen: {loading}" in caplog.text

@@ -193,6 +193,29 @@ def test_a_beeps_echo_does_not_break_the_pause(testset_dir, name):
     assert draw_clip_found_in_time(testset_dir, name, ts.reverberant_draw())
 
 
+# A tiled kitchen: a glass's clink (0.09 s at 3,250 Hz, as loud as the alarm) 0.06 s before a
+# 3.1 kHz unit's first beep was joined to it as one beep at their mean pitch, 3,172 Hz, off the
+# unit's: the first cycle was lost (`_two_held_pitches`). From the reverberant draw's seed 5.
+def test_a_clink_before_a_beep_is_not_joined_to_it(testset_dir):
+    assert draw_clip_found_in_time(testset_dir, "smoke_alarm-3100-kitchen-rt0.5-draw5", ts.reverberant_draw(seeds=6))
+
+
+def test_only_pieces_at_one_pitch_or_along_a_sweep_are_mended():
+    """A dropout splits one fixed tone at its pitch, or a sweep along its way; two held pitches are two sounds."""
+    def piece(on, off, freq_on, freq_off, peak=-20.0):
+        return Beep(on, off, (freq_on + freq_off) / 2, 10.0, peak, 1.0, freq_on=freq_on, freq_off=freq_off)
+
+    beep = piece(3.20, 3.67, 3094, 3094)
+    # a 3.1 kHz unit's beep split by a dropout, its pieces a bin apart: one beep
+    (mended,) = AlarmDetector._mend([piece(3.20, 3.40, 3094, 3094), piece(3.45, 3.67, 3125, 3125)], T3)
+    assert (mended.on, mended.off) == (3.20, 3.67)
+    # the clink before it, 156 Hz above (more than twice a fixed tone's 62 Hz): kept apart
+    assert len(AlarmDetector._mend([piece(3.05, 3.14, 3250, 3250, -17.3), beep], T3)) == 2
+    # a sweep split by a dropout: its later piece goes on where the first was heading
+    (swept,) = AlarmDetector._mend([piece(0.0, 0.2, 2000, 2600), piece(0.25, 0.5, 2700, 3000)], T3)
+    assert (swept.freq_on, swept.freq_off) == (2000, 3000)
+
+
 # A keyed channel judges no other channel's pause: it hears a voice's harmonic at a 520 Hz unit's
 # pitch in the pause as loud as a beep, and these first cycles were lost to it (a CO alarm under TV
 # speech; a combination alarm speaking "Fire!" in its pauses).

@@ -96,9 +96,6 @@ ECHO_DB, ECHO_S = 12.0, 1.0
 PAUSE_ECHO_DB = 9.0
 LENGTH_RATIO = 1.4  # the longest beep of a group at most this many times the shortest
 SWEEP_RATIO = 1.2  # a beep whose pitch moved this much is a sweep's
-# A piezo sweeping 2.9 -> 3.4 kHz per beep (1.17x) measures 1.13-1.15x in most groups, first
-# and last frames masked by a room; a decaying note's loudest bin drifts ~6 % (`breaks_pause`).
-SLOW_SWEEP_RATIO = 1.1
 LENGTH_SLACK_S = 0.06  # (or this much longer: a T4 beep half masked measures 0.05 s, a whole one 0.1 s)
 # A beep breaks a pattern's pause only if it is at least this fraction of the pattern's
 # shortest beep: a 0.1 s scrap of a voice's harmonic near the alarm's tone is not the
@@ -117,16 +114,10 @@ BATCH_SAMPLES = 1_600  # decisions every 0.1 s of stream time
 RESPONSE_TEXT = {"smoke_alarm": "Smoke alarm sounding", "co_alarm": "Carbon monoxide alarm sounding"}
 
 
-def sweeps(beep: "Beep", ratio: float = SWEEP_RATIO) -> bool:
-    """Whether the beep's pitch moved one way by `ratio` or more (a notes' pitch holds)."""
+def sweeps(beep: "Beep") -> bool:
+    """Whether the beep's pitch moved one way by SWEEP_RATIO or more (a notes' pitch holds)."""
     low, high = sorted((beep.freq_on, beep.freq_off))
-    return high >= ratio * low
-
-
-def moved(beep: "Beep") -> float:
-    """Hz the beep's pitch moved from its first frame to its last, if further than a fixed tone's edges move it; else 0."""
-    move = beep.freq_off - beep.freq_on
-    return move if abs(move) > fixed_tone_tolerance(beep.freq) else 0.0
+    return high >= SWEEP_RATIO * low
 
 
 def fixed_tone_tolerance(pitch: float) -> float:
@@ -430,20 +421,10 @@ def breaks_pause(beep: Beep, last: Beep, pattern: Pattern, pitch: float, toleran
     """
     if beep.peak < last.peak - PAUSE_ECHO_DB:
         return False  # the room's echo of the last beep, or another sound
-    slow_sweep = pattern is T3 and not sweeps(last) and sweeps(last, SLOW_SWEEP_RATIO)
-    if tolerance >= FREQ_TOLERANCE * pitch and (sweeps(last) or slow_sweep):
+    if tolerance >= FREQ_TOLERANCE * pitch and sweeps(last):
         # A sweeping sounder's next beep sweeps too (a held note is another sound), from where
-        # its beeps began: one still sounding has not reached their middle pitch yet. A piezo
-        # sweeping 2.9 -> 3.4 kHz per half-second beep moves less than SWEEP_RATIO, but each of
-        # its beeps moves one way further than a fixed tone's edges do: so must the next. In a
-        # tiled kitchen a glass's clink (0.08-0.09 s at 2.9-3.4 kHz, 1-3 dB louder than the beeps)
-        # broke such an alarm's first pause in 4 clips of the reverberant draw's seeds 3-11.
-        # (T3 only: under TV speech, scraps of 0.1 s that moved a little then made CO alarms.
-        # And only from SLOW_SWEEP_RATIO: a decaying piano note's loudest bin drifted 6 %, and
-        # three of them at T3's pace, their pause no longer broken, made 2 smoke alarms in
-        # music seeds 8,700-14,699.)
-        next_sweeps = moved(beep) * moved(last) > 0 if slow_sweep else sweeps(beep)
-        if not (next_sweeps and (same_sounder(beep.freq, pitch) or same_sounder(beep.freq_on, last.freq_on))):
+        # its beeps began: one still sounding has not reached their middle pitch yet.
+        if not (sweeps(beep) and (same_sounder(beep.freq, pitch) or same_sounder(beep.freq_on, last.freq_on))):
             return False
     elif not same_sounder(beep.freq, pitch):
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import subprocess
+import threading
 import wave
 
 import numpy as np
@@ -17,10 +18,12 @@ from wyoming.wake import Detect
 from wyoming.event import Event as WyomingEvent
 
 from model_runtime import constants as c
+from model_runtime.engine import EngineOptions
 from model_runtime.interaction.tiny import RIGGED_TEXT, trigger_audio
+from model_runtime.lite import LiteEngine, LiteStream
 from model_runtime.lite.home_phrases import HomeVocabulary, build_grammar, compound_pronunciation
 from model_runtime.piper_voice import piper_pcm
-from server_support import Client, running_server, to_pcm16
+from server_support import Client, listen, running_server, to_pcm16
 
 # PocketSphinx gets this espeak-ng voice and phrase word for word (README: accuracy on generated speech).
 COMMAND = "turn on the living room light"
@@ -114,6 +117,47 @@ async def test_a_client_that_leaves_mid_request_is_cleaned_up():
         transcript, _ = await other.read_until("transcript", timeout=20)
         assert transcript.data["text"] == COMMAND
         await other.close()
+
+
+class HeldEngine(LiteEngine):
+    """The lite engine whose streams' feeds wait until released: its one feed thread is held."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        super().__init__(options)
+        self.release, self.holding = threading.Event(), threading.Event()
+
+    def open_stream(self) -> LiteStream:
+        stream = super().open_stream()
+        feed = stream.feed
+
+        def held_feed(audio):
+            self.holding.set()
+            self.release.wait(timeout=60)
+            return feed(audio)
+
+        stream.feed = held_feed
+        return stream
+
+
+async def test_a_transcription_does_not_wait_behind_the_rooms_feeds():
+    """The lite engine's rooms share one feed thread; speech-to-text has threads of its own."""
+    pcm, rate = espeak(COMMAND)
+    engine = HeldEngine(EngineOptions())
+    async with running_server(engine) as server:
+        room = await Client.connect(server)
+        await room.send(listen("kitchen"))
+        await room.stream(bytes(2 * c.SAMPLE_RATE), stop=False)
+        await asyncio.get_running_loop().run_in_executor(None, engine.holding.wait, 10)
+        client = await Client.connect(server)
+        try:
+            await client.send(Transcribe(language="en").event())
+            await client.stream(pcm, rate=rate)
+            transcript, _ = await client.read_until("transcript", timeout=20)
+            assert transcript.data["text"] == COMMAND and not engine.release.is_set()
+        finally:
+            engine.release.set()
+        for each in (room, client):
+            await each.close()
 
 
 # --- Biasing to the home's commands (lite/home_phrases.py) -------------------------------------

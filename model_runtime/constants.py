@@ -131,5 +131,6 @@ WYOMING_ERROR_TOO_MANY_STREAMS = "too-many-streams"  # server at --max-streams
 WYOMING_ERROR_TOO_MANY_ERRORS = "too-many-errors"  # connection closed after repeated errors
 WYOMING_ERROR_ENGINE_FAILED = "engine-failed"  # the engine raised; that stream stops
 WYOMING_ERROR_MODEL_LOADING = "model-loading"  # the model is still loading: the safety net alone hears the stream
+WYOMING_ERROR_TRANSCRIBE_FAILED = "transcribe-failed"  # the speech recognizer failed on a request; send it again
 WYOMING_ERROR_INTERNAL = "internal-error"  # a server bug; that connection is closed
 PROJECT_URL = "https://github.com/audio-interaction/home-assistant"

@@ -1,8 +1,9 @@
 """The lite engine: one shared `LiteEngine`, one `LiteStream` per audio stream.
 
-What carries no per-stream state is loaded once in the engine and shared (the
-speech recognizer, the music model); detectors with state (wake-word networks,
-and the safety net's VAD, alarm tracker and loudness floor) are per stream.
+What carries no per-stream state is loaded once and shared (the speech
+recognizer, in a process of its own for the whole server; the music model);
+detectors with state (wake-word networks, and the safety net's VAD, alarm
+tracker and loudness floor) are per stream.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ..engine import Engine, EngineOptions, EngineStream
 from ..events import Event
 from .music import load_shared_model
 from .safety_net import SafetyNetStream, by_time
-from .transcribe import RequestCapture, SharedRecognizer
+from .transcribe import RequestCapture, shared_recognizer
 from .wakeword import WakeWordDetector, available_wake_words, check_wake_words
 
 
@@ -44,6 +45,7 @@ class LiteStream(EngineStream):
 
     def close(self) -> None:
         self._wake.close()
+        self._request.close()
 
 
 class LiteEngine(Engine):
@@ -56,7 +58,7 @@ class LiteEngine(Engine):
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
         self.wake_word_names = check_wake_words(list(options.wake_words))
-        self.recognizer = SharedRecognizer() if self.wake_word_names else None
+        self.recognizer = shared_recognizer() if self.wake_word_names else None
         self.music_model = load_shared_model()
 
     def open_stream(self) -> LiteStream:

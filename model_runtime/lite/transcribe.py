@@ -1,23 +1,33 @@
-"""After a wake word: the spoken request as a `transcript`, from PocketSphinx.
-
-PocketSphinx ships its US-English acoustic model, dictionary and language
-model inside its wheel. One decoder is loaded per engine and shared by all
-streams (a lock serialises them): a request is short and rare, so it is
-decoded whole once it ends, rather than keeping a decoder per room.
+"""After a wake word: the spoken request as a `transcript`, from PocketSphinx (recognizer.py).
 
 The request is the audio from the wake word until speech stops (Silero VAD),
-or MAX_REQUEST_S; if nobody speaks within NO_SPEECH_S there is no request.
+or MAX_REQUEST_S; if nobody speaks within NO_SPEECH_S there is no request. A
+request is short and rare, so it is decoded whole once it ends, rather than
+keeping a decoder per room.
 
-Given a home's vocabulary (device and area names), a request is also decoded
-with that home's command grammar (home_phrases.py), and the grammar's
-sentence is taken when it fits the audio (else the general model's words).
+The decoder runs in a child process of its own (`RecognizerProcess`), one per
+server process, shared by every engine and stream and by the server's
+speech-to-text service. PocketSphinx holds the GIL while it decodes: in the
+server's process every room (and the event loop) stopped for the length of
+each decode, 0.26-0.71 s per spoken command here. A room's request is handed
+over when it ends and its `transcript` comes with a later piece of audio (its
+`t` is still the request's end); the stream's audio never waits for it. The
+child costs ~115 MiB, most of it the decoder's models that the server's
+process no longer holds.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
 import threading
-from collections import OrderedDict
+import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,103 +36,173 @@ from .. import events
 from ..audio import float_to_pcm16
 from ..constants import SAMPLE_RATE
 from ..events import Event
-from .home_phrases import GrammarFit, HomeGrammar, HomeVocabulary, build_grammar, compound_pronunciation
+from .home_phrases import HomeVocabulary
+from .recognizer import Recognition, load_in_child, ready_in_child, transcribe_in_child
 
 MAX_REQUEST_S = 8.0
 NO_SPEECH_S = 3.0
 RUN_ON_S = 1.0  # speech going on this long after the wake word is the request
 
 
-# Grammars kept compiled in the decoder (one per distinct home vocabulary seen recently).
-MAX_GRAMMARS = 4
-_FREE_SEARCH = "_default"  # pocketsphinx's name for the search of its general language model
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Recognition:
-    text: str
-    biased: bool = False  # the home grammar's sentence was taken
-    grammar_text: str = ""  # the home grammar's best sentence (when a grammar was tried)
-    complete: bool = False  # ... and whether it is a whole sentence of the grammar
-    fit: GrammarFit | None = None
+class RecognitionFailed(RuntimeError):
+    """The recognizer's process failed or did not answer; the request got no transcript."""
 
 
-class SharedRecognizer:
+class RecognizerProcess:
+    """A `Recognizer` in a child process; requests are decoded there one at a time, in order.
+
+    `submit` hands a request over and returns at once; `transcribe` waits for
+    its answer (with the GIL released). A child that died (killed, crashed) is
+    replaced, and a request it took with it is decoded once more in the new one.
+    """
+
+    # An 8 s request with a home grammar decodes in ~1.5 s here; a child that takes this long is
+    # taken for hung and replaced. (Starting, it loads the decoder first: ~1 s here.)
+    request_timeout_s = 60.0
+
     def __init__(self) -> None:
-        from pocketsphinx import Decoder  # imported here: loading it costs ~0.4 s
+        self._lock = threading.Lock()  # guards replacing the child
+        self._child = _Child()
 
-        self._decoder = Decoder(loglevel="FATAL")
-        self._lock = threading.Lock()
-        self._grammars: OrderedDict[str, tuple[str, HomeGrammar] | None] = OrderedDict()
-
-    def recognize(self, audio: np.ndarray) -> str:
-        return self.transcribe(audio).text
+    def submit(self, audio: np.ndarray, home: HomeVocabulary | None = None) -> "PendingRecognition":
+        return PendingRecognition(self, float_to_pcm16(np.asarray(audio, dtype=np.float32).reshape(-1)), home)
 
     def transcribe(self, audio: np.ndarray, home: HomeVocabulary | None = None) -> Recognition:
-        """The words in `audio`; with a home vocabulary, its command sentence when one fits the audio."""
-        pcm = float_to_pcm16(audio)
+        return self.submit(audio, home).result()
+
+    def child_pid(self, timeout: float = 120.0) -> int:
+        """The process id of the child decoding now (once it has loaded its decoder)."""
         with self._lock:
-            free_text, free_score, frames = self._decode(_FREE_SEARCH, pcm)
-            grammar = self._grammar(home) if home else None
-            if grammar is None:
-                return Recognition(free_text)
-            search, compiled = grammar
-            text, score, _ = self._decode(search, pcm)
-            fit, complete = GrammarFit.of(score, free_score, frames), compiled.complete(text)
-            biased = complete and fit.accepted
-            return Recognition(text if biased else free_text, biased, text, complete, fit)
+            child = self._child
+        return child.ready.result(timeout)
 
-    def _decode(self, search: str, pcm: bytes) -> tuple[str, float, int]:
-        """(text, summed log acoustic score of its words, frames) under one search."""
-        decoder = self._decoder
-        decoder.activate_search(search)
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        if hyp is None:
-            return "", -math.inf, decoder.n_frames()
-        # Segment scores come back as probabilities; a word that underflowed scored as badly as a word can.
-        score = sum(math.log(max(seg.ascore, 1e-300)) for seg in decoder.seg() or [])
-        return hyp.hypstr.strip(), score, decoder.n_frames()
+    def hand_over(self, pcm: bytes, home: HomeVocabulary | None) -> tuple["Future[Recognition]", "_Child"]:
+        """The request queued in the current child (a new one if it had died): its future and that child."""
+        with self._lock:
+            try:
+                return self._child.pool.submit(transcribe_in_child, pcm, home), self._child
+            except BrokenProcessPool:  # the child died (on an earlier request): start another
+                log.warning("the speech recognizer's process had ended; starting it again")
+                self._child = _Child()
+                return self._child.pool.submit(transcribe_in_child, pcm, home), self._child
 
-    def _grammar(self, home: HomeVocabulary) -> tuple[str, HomeGrammar] | None:
-        key = home.key
-        if key in self._grammars:
-            self._grammars.move_to_end(key)
-            return self._grammars[key]
-        grammar = build_grammar(home, self._pronounce)
-        entry = None
-        if grammar is not None:
-            search = f"home_{key}"
-            self._decoder.add_jsgf_string(search, grammar.jsgf)
-            entry = (search, grammar)
-        self._grammars[key] = entry
-        while len(self._grammars) > MAX_GRAMMARS:
-            _, old = self._grammars.popitem(last=False)
-            if old is not None:
-                self._decoder.remove_search(old[0])
-        return entry
+    def replace_hung(self, child: "_Child") -> None:
+        with self._lock:
+            if self._child is child:
+                log.warning("the speech recognizer's process did not answer in time; starting another")
+                child.kill()
+                self._child = _Child()
 
-    def _pronounce(self, word: str) -> bool:
-        if self._decoder.lookup_word(word):
-            return True
-        phones = compound_pronunciation(word, self._decoder.lookup_word)
-        if phones is None:
+
+class _Child:
+    """One child process (a pool of one worker) and the future of its start."""
+
+    def __init__(self) -> None:
+        # spawn: fork would copy the server's threads' locks (a loaded model's, the event loop's).
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=load_in_child)
+        # It starts and loads its decoder now, not at the first request; a failure to load is
+        # logged now and said again to each request (as a RecognitionFailed).
+        self.ready: Future[int] = self.pool.submit(ready_in_child)
+        self.ready.add_done_callback(_log_load_failure)
+
+    def kill(self) -> None:
+        """Stop a hung child (its pool then fails whatever it still held)."""
+        if self.ready.done() and self.ready.exception() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.ready.result(), signal.SIGKILL)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class PendingRecognition:
+    """One request handed to a `RecognizerProcess`: poll `ready()`, then take `result()`."""
+
+    def __init__(self, recognizer: RecognizerProcess, pcm: bytes, home: HomeVocabulary | None) -> None:
+        self._recognizer, self._pcm, self._home = recognizer, pcm, home
+        self._future, self._child = recognizer.hand_over(pcm, home)
+        self._handed_at = time.monotonic()
+        self._retried = False
+
+    def ready(self) -> bool:
+        """Whether `result()` returns now: the child answered, or failed, or is overdue."""
+        self._retry_if_the_child_died()
+        return self._future.done() or self._seconds_left() == 0.0
+
+    def result(self) -> Recognition:
+        """The recognition, waited for up to the recognizer's `request_timeout_s` from the hand-over;
+        RecognitionFailed if the child died twice on it, raised, or did not answer in time (it is
+        then taken for hung and replaced)."""
+        while True:
+            try:
+                return self._future.result(self._seconds_left())
+            except BrokenProcessPool:
+                if not self._retry_if_the_child_died():
+                    raise RecognitionFailed("the speech recognizer's process ended twice on this request") from None
+            except TimeoutError:
+                self._recognizer.replace_hung(self._child)
+                raise RecognitionFailed(
+                    f"the speech recognizer did not answer in {self._recognizer.request_timeout_s:g} s") from None
+            except Exception as err:  # noqa: BLE001 - the decoder's own error, said to the caller
+                raise RecognitionFailed(f"the speech recognizer failed: {type(err).__name__}: {err}") from None
+
+    def cancel(self) -> None:
+        self._future.cancel()
+
+    def _seconds_left(self) -> float:
+        return max(0.0, self._handed_at + self._recognizer.request_timeout_s - time.monotonic())
+
+    def _retry_if_the_child_died(self) -> bool:
+        """Hand the request to a new child once, if its child died with it; whether it did."""
+        if self._retried or not self._future.done() or not isinstance(self._future.exception(), BrokenProcessPool):
             return False
-        self._decoder.add_word(word, phones, True)
+        self._retried = True
+        self._future, self._child = self._recognizer.hand_over(self._pcm, self._home)
+        self._handed_at = time.monotonic()
         return True
 
 
-class RequestCapture:
-    """Per stream: collects the request after a wake word and hands it to the shared recognizer."""
+_shared: RecognizerProcess | None = None
+_shared_lock = threading.Lock()
 
-    def __init__(self, recognizer: "SharedRecognizer | None") -> None:
+
+def shared_recognizer() -> RecognizerProcess:
+    """This process's one recognizer (started on the first call): every engine, stream and the
+    server's speech-to-text service use it. Its child exits with this process."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = RecognizerProcess()
+        return _shared
+
+
+def _log_load_failure(ready: "Future[int]") -> None:
+    if not ready.cancelled() and (err := ready.exception()) is not None:
+        log.error("the speech recognizer could not start: %s: %s", type(err).__name__, err)
+
+
+@dataclass
+class _HandedOver:
+    """A request with the recognizer: its recognition to come, and where it lies in the stream."""
+
+    recognition: PendingRecognition
+    start: float
+    end: float
+
+
+class RequestCapture:
+    """Per stream: collects the request after a wake word and hands it to the shared recognizer;
+    its transcript comes with a later piece (or at the stream's finish)."""
+
+    def __init__(self, recognizer: RecognizerProcess | None) -> None:
         self._recognizer = recognizer
         self._chunks: list[np.ndarray] | None = None
         self._start = 0.0
         self._heard_speech = False
         self._run_on = False
+        self._handed_over: deque[_HandedOver] = deque()
 
     @property
     def listening(self) -> bool:
@@ -134,23 +214,50 @@ class RequestCapture:
             self._chunks, self._start, self._heard_speech, self._run_on = [], t, False, speaking
 
     def process(self, audio: np.ndarray, now: float, speech_started: bool, speech_stopped: bool) -> list[Event]:
+        found = self._answers()
         if self._chunks is None:
-            return []
+            return found
         self._chunks.append(audio)
         elapsed = now - self._start
         self._heard_speech = self._heard_speech or speech_started or (self._run_on and speech_stopped and elapsed > RUN_ON_S)
         if (self._heard_speech and speech_stopped) or elapsed >= MAX_REQUEST_S:
-            return self._end(now)
-        if not self._heard_speech and elapsed >= NO_SPEECH_S:
+            self._end(now)
+        elif not self._heard_speech and elapsed >= NO_SPEECH_S:
             self._chunks = None  # nobody spoke after the wake word
-        return []
+        return found
 
     def finish(self, now: float) -> list[Event]:
-        return self._end(now) if self._chunks is not None and self._heard_speech else []
+        """The request under way ends here; every transcript still to come (waited for)."""
+        if self._chunks is not None and self._heard_speech:
+            self._end(now)
+        self._chunks = None
+        return self._answers(wait=True)
 
-    def _end(self, now: float) -> list[Event]:
+    def close(self) -> None:
+        for request in self._handed_over:
+            request.recognition.cancel()
+        self._handed_over.clear()
+
+    def _end(self, now: float) -> None:
         assert self._chunks is not None and self._recognizer is not None
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
         self._chunks = None
-        text = self._recognizer.recognize(audio) if len(audio) > SAMPLE_RATE // 10 else ""
-        return [events.transcript(now, text, self._start, now)] if text else []
+        if len(audio) > SAMPLE_RATE // 10:
+            self._handed_over.append(_HandedOver(self._recognizer.submit(audio), self._start, now))
+
+    def _answers(self, wait: bool = False) -> list[Event]:
+        """Transcripts (at their request's end) of the requests answered by now, in order; all if `wait`.
+        A request the recognizer failed, or did not answer in time, is an `error` event instead."""
+        found = []
+        while self._handed_over and (wait or self._handed_over[0].recognition.ready()):
+            request = self._handed_over.popleft()
+            try:
+                text = request.recognition.result().text
+            except RecognitionFailed as err:
+                found.append(events.error(
+                    request.end, f"the request after the wake word ({request.start:.1f}-{request.end:.1f} s) got no "
+                    f"transcript: {err}", "recognizer_failed"))
+                continue
+            if text:
+                found.append(events.transcript(request.end, text, request.start, request.end))
+        return found

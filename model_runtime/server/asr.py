@@ -18,8 +18,9 @@ Two recognisers:
   never touched) told "transcribe" in-stream, fed the utterance and then up
   to MODEL_TRAILING_SECONDS of silence so it can finish answering; its final
   response text is the transcript. If it says nothing, PocketSphinx is asked.
-- PocketSphinx (US English, inside its wheel): the lite engine's own shared
-  decoder when it has one, else one loaded on the first request.
+- PocketSphinx (US English, inside its wheel): the process's one recognizer
+  (lite/transcribe.py), which the lite engine's streams share; it decodes in
+  a child process, so a request never stops the rooms' streams.
 A client picks one by the model name in `transcribe` (`name`); without one,
 the big model when loaded, else PocketSphinx.
 """
@@ -28,13 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
 from wyoming.event import Event as WyomingEvent
 from wyoming.info import AsrModel, AsrProgram, Attribution
 
@@ -43,6 +44,7 @@ from .. import constants as c
 from ..engine import Engine
 from ..errors import UserError
 from ..lite.home_phrases import HomeVocabulary
+from ..lite.transcribe import RecognitionFailed, shared_recognizer
 from .audio_in import AudioInput, audio_format
 
 _LOGGER = logging.getLogger("model_runtime.server")
@@ -104,15 +106,11 @@ class Transcriber:
     def __init__(self, engine_name: str, engine: Engine | None) -> None:
         """`engine` None: the server's engine (`engine_name`) is still loading; `attach` brings it."""
         self._engine_name = engine_name
-        self._recognizer = None
         self._model: Engine | None = None
-        self._lock = threading.Lock()
         if engine is not None:
             self.attach(engine)
 
     def attach(self, engine: Engine) -> None:
-        if self._recognizer is None:
-            self._recognizer = getattr(engine, "recognizer", None)  # the lite engine's, if it loaded one
         self._model = engine if engine.name == c.ENGINE_AUDIO_INTERACTION else None
 
     @property
@@ -132,12 +130,7 @@ class Transcriber:
                 return text
             else:
                 _LOGGER.debug("the model said nothing to transcribe; asking PocketSphinx")
-        with self._lock:
-            if self._recognizer is None:
-                from ..lite.transcribe import SharedRecognizer  # loaded once, on the first request
-
-                self._recognizer = SharedRecognizer()
-        recognition = self._recognizer.transcribe(audio, home)
+        recognition = shared_recognizer().transcribe(audio, home)  # (started by now if a lite engine has wake words)
         _LOGGER.debug("transcript %r (%s)", recognition.text, "home grammar" if recognition.biased else "general model")
         return recognition.text
 
@@ -194,7 +187,7 @@ class TranscribeRequest:
         return AudioStart.is_type(event_type) or AudioChunk.is_type(event_type) or AudioStop.is_type(event_type)
 
     async def handle(self, event: WyomingEvent) -> WyomingEvent | None:
-        """Take one audio event; at audio-stop return the `transcript` to send (the request is then done)."""
+        """Take one audio event; at audio-stop return the `transcript` (or `error`) to send: the request is then done."""
         data = event.data or {}
         if AudioStart.is_type(event.type):
             self._format = dict(zip(("rate", "width", "channels"), audio_format(data, "audio-start")))
@@ -209,9 +202,14 @@ class TranscribeRequest:
         audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, dtype=np.float32)
         self._pieces = []
         loop = asyncio.get_running_loop()
-        text = await loop.run_in_executor(
-            self._executor, self._transcriber.transcribe, audio, self._home, self._model
-        )
+        try:
+            text = await loop.run_in_executor(
+                self._executor, self._transcriber.transcribe, audio, self._home, self._model
+            )
+        except RecognitionFailed as err:  # the request is over; the connection goes on
+            _LOGGER.warning("transcribe: %s", err)
+            message = f"transcribe: {err}; send the request again"
+            return Error(text=message, code=c.WYOMING_ERROR_TRANSCRIBE_FAILED).event()
         _LOGGER.debug("transcribed %.1f s of audio: %r", audio.size / c.SAMPLE_RATE, text)
         return Transcript(text=text, language=ASR_LANGUAGES[0]).event()
 

@@ -16,7 +16,10 @@ comparison.
   names in the request (the grammar bias of lite/home_phrases.py): exact
   transcripts and word error rate per speaker; for other speech, how often
   the bias changed what the general model heard (it should not); seconds per
-  request (audio-stop -> transcript).
+  request (audio-stop -> transcript), and the server process's longest pause
+  meanwhile, as a thread ticking every millisecond sees it (the rooms' streams
+  and the event loop stop that long: PocketSphinx holds the GIL while it
+  decodes, so it decodes in a process of its own).
 - The score that decides between the grammar and the general model
   (home_phrases.GrammarFit): its range on commands whose grammar sentence
   was right and on other speech forced into a whole grammar sentence, per
@@ -29,6 +32,7 @@ import argparse
 import asyncio
 import logging
 import statistics
+import threading
 import time
 from collections.abc import Callable
 import functools
@@ -46,7 +50,7 @@ from ..engine import EngineOptions, create_engine
 from ..lite import testset as ts
 from ..lite.bench import word_error_rate
 from ..lite.home_phrases import MAX_LOSS_TO_FREE_SPEECH, MIN_FRAME_SCORE
-from ..lite.transcribe import Recognition
+from ..lite.recognizer import Recognition
 from ..lite.wakeword import WakeWordDetector, available_wake_words
 from ..piper_voice import piper_speech
 from .app import WyomingServer
@@ -162,7 +166,33 @@ def wake_word_figures(piper: list[Speaker], espeak_voices: tuple[str, ...]) -> N
           + ", ".join(f"{name} {count}" for name, count in false.items()))
 
 
-async def _transcribe(port: int, audio: np.ndarray, home: bool) -> tuple[str, float]:
+class PauseWatch:
+    """A thread that ticks every millisecond: the longest gap between its ticks since `reset`."""
+
+    def __init__(self) -> None:
+        self._longest, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="pause-watch", daemon=True)
+        self._thread.start()
+
+    def reset(self) -> None:
+        self._longest = 0.0
+
+    def longest(self) -> float:
+        return self._longest
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _tick(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.wait(0.001):
+            now = time.perf_counter()
+            self._longest, last = max(self._longest, now - last), now
+
+
+async def _transcribe(port: int, audio: np.ndarray, home: bool, pauses: PauseWatch) -> tuple[str, float, float]:
+    """(transcript, seconds from audio-stop to it, the server process's longest pause meanwhile)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     pcm = float_to_pcm16(audio)
     names = {"transcript_names": list(HOME_NAMES), "transcript_terms": list(HOME_AREAS)} if home else {}
@@ -171,12 +201,13 @@ async def _transcribe(port: int, audio: np.ndarray, home: bool) -> tuple[str, fl
     for start in range(0, len(pcm), 3200):
         await async_write_event(AudioChunk(rate=c.SAMPLE_RATE, width=2, channels=1, audio=pcm[start:start + 3200]).event(), writer)
     started = time.perf_counter()
+    pauses.reset()
     await async_write_event(AudioStop().event(), writer)
     while (event := await async_read_event(reader)) is not None and event.type != "transcript":
         pass
     took = time.perf_counter() - started
     writer.close()
-    return (event.data["text"] if event else ""), took
+    return (event.data["text"] if event else ""), took, pauses.longest()
 
 
 @dataclass
@@ -231,17 +262,18 @@ async def stt_figures(all_speakers: list[Speaker], show_misses: bool = False) ->
     server = WyomingServer(engine)
     await server.start("tcp://127.0.0.1:0")
     port = server.address[1]
+    pauses = PauseWatch()
     try:
         totals = {False: Tally(), True: Tally()}
         other_totals = {False: Tally(), True: Tally()}
-        changed_total, times, lengths = 0, {False: [], True: []}, []
+        changed_total, times, paused, lengths = 0, {False: [], True: []}, {False: [], True: []}, []
         for speaker in all_speakers:
             tallies = {False: Tally(), True: Tally()}
             for text in HOME_COMMANDS:
                 audio = _pad(speaker.say(text), 0.3, 0.5)
                 lengths.append(len(audio) / c.SAMPLE_RATE)
                 for home in (False, True):
-                    heard, took = await _transcribe(port, audio, home)
+                    heard, took, pause = await _transcribe(port, audio, home, pauses)
                     if home:
                         fits.setdefault(speaker.kind, []).append((True, text, seen[-1]))
                     tallies[home].add(text, heard)
@@ -249,11 +281,12 @@ async def stt_figures(all_speakers: list[Speaker], show_misses: bool = False) ->
                         print(f"  miss ({speaker.name}): {text!r} -> {heard!r}")
                     totals[home].add(text, heard)
                     times[home].append(took)
+                    paused[home].append(pause)
             changed = 0
             for text in OTHER_SPEECH:
                 audio = _pad(speaker.say(text), 0.3, 0.5)
-                free, _ = await _transcribe(port, audio, False)
-                biased, _ = await _transcribe(port, audio, True)
+                free, _, _ = await _transcribe(port, audio, False, pauses)
+                biased, _, _ = await _transcribe(port, audio, True, pauses)
                 fits.setdefault(speaker.kind, []).append((False, text, seen[-1]))
                 changed += biased != free
                 other_totals[False].add(text, free)
@@ -267,9 +300,12 @@ async def stt_figures(all_speakers: list[Speaker], show_misses: bool = False) ->
         for home in (False, True):
             print(f"seconds per request after audio-stop ({'home names' if home else 'general'}): "
                   f"median {statistics.median(times[home]):.2f}, max {max(times[home]):.2f} "
-                  f"(audio {statistics.mean(lengths):.1f} s on average)")
+                  f"(audio {statistics.mean(lengths):.1f} s on average); the server process's longest pause "
+                  f"meanwhile: median {1000 * statistics.median(paused[home]):.0f} ms, "
+                  f"max {1000 * max(paused[home]):.0f} ms")
         score_figures(fits)
     finally:
+        pauses.close()
         await server.stop()
         engine.close()
 

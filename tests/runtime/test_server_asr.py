@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import subprocess
 import threading
-import wave
 
 import numpy as np
 
@@ -23,20 +20,7 @@ from model_runtime.interaction.tiny import RIGGED_TEXT, trigger_audio
 from model_runtime.lite import LiteEngine, LiteStream
 from model_runtime.lite.home_phrases import HomeVocabulary, build_grammar, compound_pronunciation
 from model_runtime.piper_voice import piper_pcm
-from server_support import Client, listen, running_server, to_pcm16
-
-# PocketSphinx gets this espeak-ng voice and phrase word for word (README: accuracy on generated speech).
-COMMAND = "turn on the living room light"
-
-
-def espeak(text: str, voice: str = "en-us+m3", speed: int = 160) -> tuple[bytes, int]:
-    """espeak-ng's speech as 16 kHz 16-bit mono PCM (sox resamples it, as a satellite's mic would deliver)."""
-    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text], check=True,
-                         capture_output=True).stdout
-    wav = subprocess.run(["sox", "-t", "wav", "-", "-r", "16000", "-t", "wav", "-"], input=wav, check=True,
-                         capture_output=True).stdout
-    with wave.open(io.BytesIO(wav)) as reader:
-        return reader.readframes(reader.getnframes()), reader.getframerate()
+from server_support import COMMAND, Client, espeak, listen, running_server, to_pcm16
 
 
 async def test_describe_advertises_the_asr_service():

@@ -1,0 +1,118 @@
+"""PocketSphinx's decoder: a request's words, biased to a home's command grammar when one fits.
+
+PocketSphinx ships its US-English acoustic model, dictionary and language
+model inside its wheel. This module is what the recognizer's child process
+(transcribe.py) imports: the decoder and little else (no numpy, no detectors).
+
+Given a home's vocabulary (device and area names), a request is also decoded
+with that home's command grammar (home_phrases.py), and the grammar's
+sentence is taken when it fits the audio (else the general model's words).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .home_phrases import GrammarFit, HomeGrammar, HomeVocabulary, build_grammar, compound_pronunciation
+
+# Grammars kept compiled in the decoder (one per distinct home vocabulary seen recently).
+MAX_GRAMMARS = 4
+_FREE_SEARCH = "_default"  # pocketsphinx's name for the search of its general language model
+
+
+@dataclass(frozen=True)
+class Recognition:
+    text: str
+    biased: bool = False  # the home grammar's sentence was taken
+    grammar_text: str = ""  # the home grammar's best sentence (when a grammar was tried)
+    complete: bool = False  # ... and whether it is a whole sentence of the grammar
+    fit: GrammarFit | None = None
+
+
+class Recognizer:
+    """The decoder itself, in the calling process (a server runs it in a child: transcribe.py)."""
+
+    def __init__(self) -> None:
+        from pocketsphinx import Decoder  # imported here: loading it costs ~0.4 s
+
+        self._decoder = Decoder(loglevel="FATAL")
+        self._lock = threading.Lock()
+        self._grammars: OrderedDict[str, tuple[str, HomeGrammar] | None] = OrderedDict()
+
+    def transcribe(self, pcm: bytes, home: HomeVocabulary | None = None) -> Recognition:
+        """The words in `pcm` (16 kHz 16-bit mono); with a home vocabulary, its command sentence when one fits."""
+        with self._lock:
+            free_text, free_score, frames = self._decode(_FREE_SEARCH, pcm)
+            grammar = self._grammar(home) if home else None
+            if grammar is None:
+                return Recognition(free_text)
+            search, compiled = grammar
+            text, score, _ = self._decode(search, pcm)
+            fit, complete = GrammarFit.of(score, free_score, frames), compiled.complete(text)
+            biased = complete and fit.accepted
+            return Recognition(text if biased else free_text, biased, text, complete, fit)
+
+    def _decode(self, search: str, pcm: bytes) -> tuple[str, float, int]:
+        """(text, summed log acoustic score of its words, frames) under one search."""
+        decoder = self._decoder
+        decoder.activate_search(search)
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        if hyp is None:
+            return "", -math.inf, decoder.n_frames()
+        # Segment scores come back as probabilities; a word that underflowed scored as badly as a word can.
+        score = sum(math.log(max(seg.ascore, 1e-300)) for seg in decoder.seg() or [])
+        return hyp.hypstr.strip(), score, decoder.n_frames()
+
+    def _grammar(self, home: HomeVocabulary) -> tuple[str, HomeGrammar] | None:
+        key = home.key
+        if key in self._grammars:
+            self._grammars.move_to_end(key)
+            return self._grammars[key]
+        grammar = build_grammar(home, self._pronounce)
+        entry = None
+        if grammar is not None:
+            search = f"home_{key}"
+            self._decoder.add_jsgf_string(search, grammar.jsgf)
+            entry = (search, grammar)
+        self._grammars[key] = entry
+        while len(self._grammars) > MAX_GRAMMARS:
+            _, old = self._grammars.popitem(last=False)
+            if old is not None:
+                self._decoder.remove_search(old[0])
+        return entry
+
+    def _pronounce(self, word: str) -> bool:
+        if self._decoder.lookup_word(word):
+            return True
+        phones = compound_pronunciation(word, self._decoder.lookup_word)
+        if phones is None:
+            return False
+        self._decoder.add_word(word, phones, True)
+        return True
+
+
+
+# The child process of a `RecognizerProcess` (transcribe.py): its one decoder.
+_child_recognizer: Recognizer | None = None
+
+
+def load_in_child() -> None:
+    global _child_recognizer
+    _child_recognizer = Recognizer()
+
+
+def ready_in_child() -> int:
+    assert _child_recognizer is not None
+    return os.getpid()
+
+
+def transcribe_in_child(pcm: bytes, home: HomeVocabulary | None) -> Recognition:
+    assert _child_recognizer is not None
+    return _child_recognizer.transcribe(pcm, home)

@@ -1,0 +1,126 @@
+"""The speech recognizer in a process of its own (lite/transcribe.py): a request decodes there, beside
+the streams, and a child that dies or hangs is replaced without losing the streams or the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from wyoming.asr import Transcribe
+
+from model_runtime import constants as c
+from model_runtime.audio import load_audio, pcm16_to_float
+from model_runtime.engine import EngineOptions
+from model_runtime.lite import LiteEngine
+from model_runtime.lite import testset as ts
+from model_runtime.lite.transcribe import RecognizerProcess, shared_recognizer
+from server_support import COMMAND, Client, espeak, running_server
+
+
+@pytest.fixture(scope="module")
+def command():
+    pcm, _ = espeak(COMMAND)
+    return pcm
+
+
+def test_requests_decode_in_a_child_that_is_replaced_when_it_dies(command):
+    recognizer = shared_recognizer()
+    audio = pcm16_to_float(command)
+    first = recognizer.child_pid()
+    assert first != os.getpid()
+    assert recognizer.transcribe(audio).text == COMMAND
+    os.kill(first, signal.SIGKILL)  # between requests (the OOM killer, say)
+    assert recognizer.transcribe(audio).text == COMMAND
+    second = recognizer.child_pid()
+    assert second not in (first, os.getpid())
+    pending = recognizer.submit(audio)
+    os.kill(second, signal.SIGKILL)  # with a request handed over: it is decoded again in a new child
+    assert pending.result().text == COMMAND
+    assert recognizer.child_pid() not in (first, second)
+
+
+def _feed_in_pieces(stream, audio) -> list[tuple[int, list]]:
+    """(index of the 0.1 s piece, its events) for every piece, then (len, the finish's events)."""
+    pieces = range(0, len(audio), c.SAMPLE_RATE // 10)
+    fed = [(i, stream.feed(audio[start:start + c.SAMPLE_RATE // 10])) for i, start in enumerate(pieces)]
+    return fed + [(len(fed), stream.finish())]
+
+
+@pytest.fixture(scope="module")
+def wake_clip(tmp_path_factory):
+    (clip,) = ts.build(ts.wake_specs()[:1], tmp_path_factory.mktemp("recognizer"))
+    return clip
+
+
+def test_a_streams_transcript_comes_with_a_later_piece_at_its_requests_end(wake_clip):
+    engine = LiteEngine(EngineOptions())
+    stream = engine.open_stream()
+    try:
+        fed = _feed_in_pieces(stream, load_audio(wake_clip.path))
+    finally:
+        stream.close()
+        engine.close()
+    ((piece, transcript),) = [(i, e) for i, found in fed for e in found if e.type == c.EVENT_TRANSCRIPT]
+    request_end = transcript.data["end"]
+    # Handed over at the piece that ended the request, it comes back with a later one: the stream's
+    # audio never waited for the decoder. Its time is still the request's end.
+    assert piece > round(request_end * 10) - 1
+    assert transcript.t == request_end and transcript.data["start"] < request_end
+    assert transcript.data["text"]
+
+
+def test_a_hung_recognizer_costs_one_request_an_error_and_the_stream_goes_on(wake_clip, monkeypatch):
+    engine = LiteEngine(EngineOptions())
+    audio = load_audio(wake_clip.path)
+    stream = engine.open_stream()
+    try:
+        hung = shared_recognizer().child_pid()
+        # A decoder that does not answer in time is taken for hung: nothing answers in 1 ms.
+        monkeypatch.setattr(RecognizerProcess, "request_timeout_s", 0.001)
+        fed = _feed_in_pieces(stream, audio)
+        found = [e for _, events in fed for e in events]
+        ((piece, error),) = [(i, e) for i, events in fed for e in events if e.type == c.EVENT_ERROR]
+        assert piece < len(fed) - 1  # said with a piece of the live stream, not only when it finishes
+        assert error.data["code"] == "recognizer_failed"
+        assert "got no transcript" in error.data["message"] and "did not answer" in error.data["message"]
+        assert not [e for e in found if e.type == c.EVENT_TRANSCRIPT]
+        monkeypatch.undo()
+        # The hung child was stopped and another started; the same stream's next request is heard.
+        found = [e for _, events in _feed_in_pieces(stream, audio) for e in events]
+        assert [e.type for e in found if e.type in (c.EVENT_TRANSCRIPT, c.EVENT_ERROR)] == [c.EVENT_TRANSCRIPT]
+        assert shared_recognizer().child_pid() != hung
+        assert _ends_within(hung, 10.0)
+    finally:
+        stream.close()
+        engine.close()
+
+
+def _ends_within(pid: int, seconds: float) -> bool:
+    """Whether process `pid` is gone (killed and reaped) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def test_a_failed_transcription_is_an_error_and_the_connection_goes_on(command, monkeypatch):
+    async with running_server() as server:
+        client = await Client.connect(server)
+        monkeypatch.setattr(RecognizerProcess, "request_timeout_s", 0.001)
+        await client.send(Transcribe(language="en").event())
+        await client.stream(command)
+        error, _ = await client.read_until("error", timeout=20)
+        assert error.data["code"] == c.WYOMING_ERROR_TRANSCRIBE_FAILED
+        assert "did not answer" in error.data["text"] and "send the request again" in error.data["text"]
+        monkeypatch.undo()
+        await client.send(Transcribe(language="en").event())
+        await client.stream(command)
+        transcript, before = await client.read_until("transcript", timeout=30)
+        assert transcript.data["text"] == COMMAND and before == []
+        await client.close()

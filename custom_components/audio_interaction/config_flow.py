@@ -83,6 +83,7 @@ class AudioInteractionConfigFlow(ConfigFlow, domain=DOMAIN):
             host, port = user_input[CONF_HOST].strip(), user_input[CONF_PORT]
             await self.async_set_unique_id(_unique_id(host, port))
             self._abort_if_unique_id_configured()
+            self._async_abort_entries_match({CONF_HOST: host, CONF_PORT: port})  # (a discovered one)
             server, error = await _async_check_server(host, port)
             if server is not None:
                 return self.async_create_entry(title=server.title, data={CONF_HOST: host, CONF_PORT: port})
@@ -98,23 +99,39 @@ class AudioInteractionConfigFlow(ConfigFlow, domain=DOMAIN):
         uri = urlsplit(discovery_info.config.get("uri", ""))
         if uri.hostname is None or uri.port is None:
             return self.async_abort(reason="invalid_discovery")
-        return await self._async_discovered(uri.hostname, uri.port, discovery_info.name)
+        return await self._async_discovered(uri.hostname, uri.port, discovery_info.uuid, discovery_info.name)
 
     async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:
         """A `_wyoming._tcp` service: ours only if its info says so (HA's wyoming gets a flow too)."""
         if discovery_info.port is None:
             return self.async_abort(reason="invalid_discovery")
-        return await self._async_discovered(discovery_info.host, discovery_info.port, None)
+        return await self._async_discovered(discovery_info.host, discovery_info.port, discovery_info.name, None)
 
-    async def _async_discovered(self, host: str, port: int, name: str | None) -> ConfigFlowResult:
-        await self.async_set_unique_id(_unique_id(host, port))
-        self._abort_if_unique_id_configured()
+    async def _async_discovered(self, host: str, port: int, server_id: str, name: str | None) -> ConfigFlowResult:
+        """`server_id` names the server wherever it is (the add-on's uuid, the zeroconf service name):
+        a configured server that turns up at another address (a new DHCP lease, another host) has
+        its entry moved there and reloaded, with its rooms."""
         server, error = await _async_check_server(host, port)
         if server is None:
             return self.async_abort(reason=error or "cannot_connect")
+        self._async_adopt_server_id(host, port, server_id)
+        await self.async_set_unique_id(server_id)
+        self._abort_if_unique_id_configured(updates={CONF_HOST: host, CONF_PORT: port})
         self._host, self._port, self._title = host, port, name or server.title
         self.context["title_placeholders"] = {"name": self._title}
         return await self.async_step_discovery_confirm()
+
+    @callback
+    def _async_adopt_server_id(self, host: str, port: int, server_id: str) -> None:
+        """An entry at this address made before the server's id was known (by hand, or keyed by
+        its address by an older version) is this server: it takes the id, so a move finds it."""
+        entries = self._async_current_entries(include_ignore=False)
+        if any(entry.unique_id == server_id for entry in entries):
+            return  # (known already: `updates` moves it)
+        for entry in entries:
+            if (entry.data.get(CONF_HOST), entry.data.get(CONF_PORT)) == (host, port):
+                self.hass.config_entries.async_update_entry(entry, unique_id=server_id)
+                return
 
     async def async_step_discovery_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         if user_input is None:
@@ -130,10 +147,15 @@ class AudioInteractionConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             host, port = user_input[CONF_HOST].strip(), user_input[CONF_PORT]
-            unique_id = _unique_id(host, port)
-            if unique_id != entry.unique_id:
-                await self.async_set_unique_id(unique_id)
-                self._abort_if_unique_id_configured()
+            # An entry keyed by its address is keyed by the new one; a discovered server keeps its id.
+            unique_id = entry.unique_id
+            if unique_id == _unique_id(entry.data[CONF_HOST], entry.data[CONF_PORT]):
+                unique_id = _unique_id(host, port)
+            if (host, port) != (entry.data[CONF_HOST], entry.data[CONF_PORT]):
+                if unique_id != entry.unique_id:
+                    await self.async_set_unique_id(unique_id)
+                    self._abort_if_unique_id_configured()
+                self._async_abort_entries_match({CONF_HOST: host, CONF_PORT: port})  # another entry's server
             server, error = await _async_check_server(host, port)
             if server is not None:
                 return self.async_update_reload_and_abort(

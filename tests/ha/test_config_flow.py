@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
-from homeassistant.config_entries import SOURCE_HASSIO, SOURCE_RECONFIGURE, SOURCE_USER, SOURCE_ZEROCONF
+from homeassistant.config_entries import SOURCE_HASSIO, ConfigEntryState, SOURCE_RECONFIGURE, SOURCE_USER, SOURCE_ZEROCONF
 from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -80,6 +80,18 @@ async def test_hassio_discovery(hass: HomeAssistant, audio_server, other_wyoming
     # Announced again (every add-on start): nothing new.
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_HASSIO}, data=hassio_info(uri))
     assert result["reason"] == "already_configured"
+    (entry,) = hass.config_entries.async_entries(DOMAIN)
+    assert entry.unique_id == "1234"  # the add-on's uuid: it names the server wherever it is
+
+    # Announced at another address (the add-on moved): the entry follows it and is reloaded.
+    loaded = entry.runtime_data
+    moved = f"tcp://localhost:{audio_server.port}"
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_HASSIO}, data=hassio_info(moved))
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "already_configured"
+    await hass.async_block_till_done()
+    assert entry.data == {CONF_HOST: "localhost", CONF_PORT: audio_server.port}
+    assert entry.state is ConfigEntryState.LOADED and entry.runtime_data is not loaded
+    assert len(hass.config_entries.async_entries(DOMAIN)) == 1
 
     host, port = other_wyoming_server
     for uri, reason in (
@@ -93,7 +105,7 @@ async def test_hassio_discovery(hass: HomeAssistant, audio_server, other_wyoming
         assert result["type"] is FlowResultType.ABORT and result["reason"] == reason
 
 
-async def test_zeroconf_discovery(hass: HomeAssistant, audio_server, other_wyoming_server) -> None:
+async def test_zeroconf_discovery(hass: HomeAssistant, audio_server, own_audio_server, other_wyoming_server) -> None:
     # HA's own wyoming integration claims the same service type: Piper is not for us.
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_ZEROCONF}, data=zeroconf_info(*other_wyoming_server)
@@ -111,6 +123,55 @@ async def test_zeroconf_discovery(hass: HomeAssistant, audio_server, other_wyomi
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY and result["title"] == "Audio-Interaction"
     await hass.async_block_till_done()
+    entry = result["result"]
+    assert entry.unique_id == "audio-interaction._wyoming._tcp.local."
+
+    # The same service at another address (a new DHCP lease, another port): the entry follows it.
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=zeroconf_info(own_audio_server.host, own_audio_server.port)
+    )
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "already_configured"
+    await hass.async_block_till_done()
+    assert entry.data == {CONF_HOST: own_audio_server.host, CONF_PORT: own_audio_server.port}
+    assert entry.state is ConfigEntryState.LOADED
+
+
+async def test_a_server_added_by_hand_is_followed_once_discovered(
+    hass: HomeAssistant, audio_server, own_audio_server
+) -> None:
+    entry = await add_entry(hass, audio_server, room("Hall", source="rtsp://127.0.0.1:1/none"))
+    # Discovered where it was added: the entry takes the service's name as its id, nothing else changes.
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=zeroconf_info(audio_server.host, audio_server.port)
+    )
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "already_configured"
+    assert entry.unique_id == "audio-interaction._wyoming._tcp.local."
+    assert entry.data == {CONF_HOST: audio_server.host, CONF_PORT: audio_server.port}
+    # Then it moves: the entry follows, with its rooms.
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=zeroconf_info(own_audio_server.host, own_audio_server.port)
+    )
+    assert result["reason"] == "already_configured"
+    await hass.async_block_till_done()
+    assert entry.data == {CONF_HOST: own_audio_server.host, CONF_PORT: own_audio_server.port}
+    assert entry.state is ConfigEntryState.LOADED and [s.title for s in entry.subentries.values()] == ["Hall"]
+    # Added by hand at its new address: that server is configured already.
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER},
+        data={CONF_HOST: own_audio_server.host, CONF_PORT: own_audio_server.port},
+    )
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "already_configured"
+    # Reconfigured by hand to another address, it keeps the service's name as its id.
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_HOST: audio_server.host, CONF_PORT: audio_server.port}
+    )
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.unique_id == "audio-interaction._wyoming._tcp.local."
+    assert entry.data == {CONF_HOST: audio_server.host, CONF_PORT: audio_server.port}
 
 
 async def test_reconfigure(hass: HomeAssistant, audio_server, own_audio_server, other_wyoming_server) -> None:

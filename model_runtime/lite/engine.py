@@ -19,6 +19,13 @@ from .transcribe import RequestCapture, shared_recognizer
 from .wakeword import WakeWordDetector, available_wake_words, check_wake_words
 
 
+# A stream acts on its audio 0.1 s at a time, however it is handed over: the request capture
+# starts after the piece that held the wake word, so in one larger piece (a server's backlog
+# fed at once, a file) a wake word and the request spoken after it went by together, and the
+# request was lost.
+PIECE_SAMPLES = SAMPLE_RATE // 10
+
+
 class LiteStream(EngineStream):
     def __init__(self, engine: "LiteEngine") -> None:
         self._net = SafetyNetStream(engine.music_model)  # alarms, beeping, loud noises, speech, music
@@ -28,6 +35,12 @@ class LiteStream(EngineStream):
 
     def feed(self, audio: np.ndarray) -> list[Event]:
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        found: list[Event] = []
+        for start in range(0, len(audio), PIECE_SAMPLES):
+            found += self._feed_piece(audio[start : start + PIECE_SAMPLES])
+        return by_time(found)
+
+    def _feed_piece(self, audio: np.ndarray) -> list[Event]:
         self._samples += len(audio)
         now = self._samples / SAMPLE_RATE
         found = self._net.feed(audio)
@@ -37,7 +50,7 @@ class LiteStream(EngineStream):
         found += self._request.process(audio, now, "start" in speech, "stop" in speech)
         if wake and not self._request.listening:
             self._request.begin(wake[-1].t, self._net.speaking)
-        return by_time(found)
+        return found
 
     def finish(self) -> list[Event]:
         now = self._samples / SAMPLE_RATE

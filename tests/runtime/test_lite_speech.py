@@ -61,6 +61,20 @@ def test_wake_word_then_the_request_as_transcript(engine, clips_dir):
     assert sum(errors) / len(errors) <= 0.25, errors
 
 
+def test_a_wake_word_and_its_request_handed_over_in_one_piece_keep_the_request(engine, clips_dir):
+    """A server feeds a backlog (a recording, a busy moment) in one piece: the request is still heard."""
+    (clip,) = ts.build(ts.wake_specs()[:1], clips_dir)
+    audio = load_audio(clip.path)
+    stream = engine.open_stream()
+    try:
+        whole = stream.feed(audio) + stream.finish()
+    finally:
+        stream.close()
+    in_pieces = analyze(engine, clip.path)
+    assert [e.to_dict() for e in whole] == [e.to_dict() for e in in_pieces]
+    assert [e.type for e in whole].count(c.EVENT_TRANSCRIPT) == 1
+
+
 def test_no_wake_word_no_decision(engine, clips_dir):
     clip = ts.build(ts.speech_specs()[:1], clips_dir)[0]
     found = analyze(engine, clip.path)

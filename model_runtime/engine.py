@@ -14,12 +14,15 @@ from __future__ import annotations
 import abc
 import argparse
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from . import constants as c
 from .events import Event
+
+if TYPE_CHECKING:
+    from .lite.home_phrases import HomeVocabulary
 
 
 @dataclass
@@ -60,6 +63,10 @@ class EngineStream(abc.ABC):
     def instruct(self, text: str) -> list[Event]:
         """An in-stream instruction ("translate into English", "transcribe")."""
         return []
+
+    def use_home_vocabulary(self, home: "HomeVocabulary | None") -> None:
+        """The home's device and area names, which a stream that transcribes spoken requests (the
+        lite engine's, after a wake word) biases its recogniser to; others have no use for them."""
 
     @abc.abstractmethod
     def finish(self) -> list[Event]:

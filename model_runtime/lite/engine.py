@@ -13,6 +13,7 @@ import numpy as np
 from ..constants import ENGINE_LITE, EVENT_SPEECH, SAMPLE_RATE
 from ..engine import Engine, EngineOptions, EngineStream
 from ..events import Event
+from .home_phrases import HomeVocabulary
 from .music import load_shared_model
 from .safety_net import SafetyNetStream, by_time
 from .transcribe import RequestCapture, shared_recognizer
@@ -51,6 +52,9 @@ class LiteStream(EngineStream):
         if wake and not self._request.listening:
             self._request.begin(wake[-1].t, self._net.speaking)
         return found
+
+    def use_home_vocabulary(self, home: HomeVocabulary | None) -> None:
+        self._request.home = home
 
     def finish(self) -> list[Event]:
         now = self._samples / SAMPLE_RATE

@@ -203,6 +203,7 @@ class RequestCapture:
         self._heard_speech = False
         self._run_on = False
         self._handed_over: deque[_HandedOver] = deque()
+        self.home: HomeVocabulary | None = None  # the home's names, to bias the recogniser to its commands
 
     @property
     def listening(self) -> bool:
@@ -243,7 +244,7 @@ class RequestCapture:
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
         self._chunks = None
         if len(audio) > SAMPLE_RATE // 10:
-            self._handed_over.append(_HandedOver(self._recognizer.submit(audio), self._start, now))
+            self._handed_over.append(_HandedOver(self._recognizer.submit(audio, self.home), self._start, now))
 
     def _answers(self, wait: bool = False) -> list[Event]:
         """Transcripts (at their request's end) of the requests answered by now, in order; all if `wait`.

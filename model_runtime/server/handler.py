@@ -6,7 +6,9 @@ Flows (README "Wyoming protocol" has examples):
   `audio-chunk`s, then `audio-stop` or just closing the socket. The server sends
   `detection` {name, timestamp} when the engine decides to respond with a name the
   client asked for (none asked = any), `not-detected` on `audio-stop` if none came.
-- Ours: `audio-interaction-listen` {room} once; each engine event of type X then
+- Ours: `audio-interaction-listen` {room, live, transcript_names, transcript_terms} once
+  (the names: the home's devices and areas, as in `transcribe`, for the requests the
+  lite engine transcribes after a wake word); each engine event of type X then
   arrives as `audio-interaction-X` with the event's fields. Beside a model engine the
   server's safety net (the lite alarm, loudness, speech and music detectors) hears the
   same audio in a session of its own, so its events never wait behind the model's
@@ -40,7 +42,8 @@ from wyoming.wake import Detect, Detection, NotDetected
 from .. import constants as c
 from ..errors import UserError
 from ..events import Event, shifted
-from .asr import TranscribeRequest, is_transcribe
+from ..lite.home_phrases import HomeVocabulary
+from .asr import TranscribeRequest, home_vocabulary, is_transcribe
 from .audio_in import AudioInput, audio_format
 from .framing import FrameError, read_frame
 from .session import StreamSession
@@ -73,6 +76,7 @@ class ClientHandler(AsyncEventHandler):
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "client")
         self.room: str | None = None
+        self._home: HomeVocabulary | None = None  # the listener's device and area names, for its requests
         self.finished = asyncio.Event()  # set when the connection is fully cleaned up
         self._listening = False  # sent audio-interaction-listen: wants our events
         self._live = True  # live audio is skipped when the engine falls behind; a recording is slowed down
@@ -154,7 +158,8 @@ class ClientHandler(AsyncEventHandler):
             live = data.get("live", True)
             if not isinstance(live, bool):
                 raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"{etype}: 'live' must be true or false, got {live!r}")
-            self._listening, self.room, self._live = True, room, live
+            home = home_vocabulary(data)  # (checked before anything changes)
+            self._listening, self.room, self._live, self._home = True, room, live, home
             if room:
                 self.peer = f"{self.peer} ({room})"  # every later log line names the room
             _LOGGER.debug("%s listens for our events", self.peer)
@@ -255,6 +260,7 @@ class ClientHandler(AsyncEventHandler):
         return await StreamSession.open(
             engine,
             executor,
+            home=self._home,
             emit=emit,
             on_skip=functools.partial(self._on_skip, name),
             on_failure=self.send_error,

@@ -37,6 +37,7 @@ from ..constants import SAMPLE_RATE
 from ..engine import Engine, EngineStream
 from ..errors import UserError
 from ..events import Event, shifted
+from ..lite.home_phrases import HomeVocabulary
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,9 +88,16 @@ class StreamSession:
         self._worker = asyncio.create_task(self._work(), name="audio-interaction stream")
 
     @classmethod
-    async def open(cls, engine: Engine, executor: Executor, **kwargs) -> "StreamSession":
-        loop = asyncio.get_running_loop()
-        stream = await loop.run_in_executor(executor, engine.open_stream)
+    async def open(cls, engine: Engine, executor: Executor, home: HomeVocabulary | None = None,
+                   **kwargs) -> "StreamSession":
+        """`home`: the listener's home vocabulary (its device and area names), given to the stream."""
+
+        def open_stream() -> EngineStream:
+            stream = engine.open_stream()
+            stream.use_home_vocabulary(home)
+            return stream
+
+        stream = await asyncio.get_running_loop().run_in_executor(executor, open_stream)
         return cls(stream, executor, **kwargs)
 
     def push_audio(self, samples: np.ndarray) -> None:

@@ -231,3 +231,33 @@ async def test_the_big_model_transcribes_in_a_stream_of_its_own(model_engine):
         error, _ = await client.read_until("error", timeout=10)
         assert "unknown model 'whisper-large'" in error.data["text"] and "pocketsphinx-en-us" in error.data["text"]
         await client.close()
+
+
+async def test_a_listening_rooms_request_is_biased_to_the_names_its_listen_gave():
+    """A room (our HA integration) names the home's devices and areas in `audio-interaction-listen`:
+    the lite engine's request after the wake word is then decoded with the home's command grammar."""
+    pause = bytes(2 * c.SAMPLE_RATE // 2)  # 0.5 s
+    pcm = pause + piper_pcm("okay nabu") + pause + piper_pcm("turn on the kitchen light") + pause * 4
+
+    async def heard(**names) -> str:
+        async with running_server() as server:
+            room = await Client.connect(server)
+            await room.send(WyomingEvent(c.WYOMING_LISTEN, {"room": "kitchen", **names}))
+            await room.stream(pcm)
+            transcript, before = await room.read_until(c.WYOMING_EVENT_PREFIX + "transcript", timeout=30)
+            assert [e for e in before if e.type == c.WYOMING_EVENT_PREFIX + "decision"]  # the wake word
+            await room.close()
+            return transcript.data["text"]
+
+    assert await heard() != "turn on the kitchen light"
+    assert await heard(transcript_names=HOME_NAMES, transcript_terms=HOME_AREAS) == "turn on the kitchen light"
+
+
+async def test_bad_names_in_listen_get_a_clear_error():
+    async with running_server() as server:
+        client = await Client.connect(server)
+        await client.send(WyomingEvent(c.WYOMING_LISTEN, {"room": "kitchen", "transcript_terms": [1, 2]}))
+        error, _ = await client.read_until("error")
+        assert error.data["code"] == c.WYOMING_ERROR_BAD_EVENT
+        assert "'transcript_terms' must be a list of strings" in error.data["text"]
+        await client.close()

@@ -115,16 +115,23 @@ class StreamClient(AsyncTcpClient):
                 writer.transport.abort()
 
 
-async def async_open_stream(host: str, port: int, room: str | None, *, live: bool = True) -> StreamClient:
+async def async_open_stream(
+    host: str, port: int, room: str | None, *, live: bool = True, names: tuple[list[str], list[str]] | None = None
+) -> StreamClient:
     """Connect and start a stream: `audio-interaction-listen` once, then `audio-start`.
 
     `live=False` (a recording): the server never skips its audio when the
     engine falls behind; it stops reading instead, which paces our writes.
+    `names`: the home's (entity names, area names) that the server's recogniser
+    biases a request after a wake word to (vocabulary.py).
     """
     client = StreamClient(host, port)
     await client.connect()
+    listen: dict[str, Any] = {"room": room, "live": live}
+    if names is not None:
+        listen["transcript_names"], listen["transcript_terms"] = names
     try:
-        await client.write_event(Event(type=WYOMING_LISTEN, data={"room": room, "live": live}))
+        await client.write_event(Event(type=WYOMING_LISTEN, data=listen))
         await client.write_event(
             AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event()
         )

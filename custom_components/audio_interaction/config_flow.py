@@ -24,6 +24,7 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from .api import CannotConnect, NotOurServer, ServerInfo, async_get_server_info
 from .const import (
     CONF_CAMERA,
+    CONF_COMMANDS,
     CONF_MEDIA_PLAYER,
     CONF_NOTIFY,
     CONF_SATELLITE,
@@ -186,6 +187,7 @@ def _room_schema() -> vol.Schema:
             vol.Optional(CONF_TTS): selector.EntitySelector(selector.EntitySelectorConfig(domain="tts")),
             vol.Optional(CONF_NOTIFY): selector.TextSelector(),
             vol.Optional(CONF_SILENT, default=False): selector.BooleanSelector(),
+            vol.Optional(CONF_COMMANDS, default=False): selector.BooleanSelector(),
         }
     )
 

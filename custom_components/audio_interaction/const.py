@@ -59,6 +59,7 @@ CONF_MEDIA_PLAYER: Final = "media_player"
 CONF_TTS: Final = "tts"
 CONF_NOTIFY: Final = "notify"
 CONF_SILENT: Final = "silent"
+CONF_COMMANDS: Final = "commands"  # carry out spoken requests through Assist
 # A room whose audio comes from an Assist satellite's pipeline (its wake-word stage); replies are announced there.
 CONF_SATELLITE: Final = "assist_satellite"
 

@@ -33,6 +33,7 @@ from .const import (
     CHANNELS,
     CHUNK_BYTES,
     CONF_CAMERA,
+    CONF_COMMANDS,
     CONF_MEDIA_PLAYER,
     CONF_NOTIFY,
     CONF_SATELLITE,
@@ -50,9 +51,11 @@ from .const import (
     SIGNAL_ROOM_UPDATED,
     WYOMING_INSTRUCT,
 )
+from .commands import async_carry_out
 from .replies import async_announce, async_notify_urgent, async_speak
 from .satellite import WakeStage
 from .source import AudioSource
+from .vocabulary import exposed_names
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class RoomStats:
     chunks_dropped: int = 0
     sounds: int = 0
     responses: int = 0
+    commands: int = 0  # spoken requests handed to Assist (option "Carry out spoken commands")
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     notices: deque[str] = field(default_factory=lambda: deque(maxlen=5))  # told by the server, nothing wrong
 
@@ -205,7 +209,8 @@ class Room:
         delay = const.BACKOFF_MIN
         while True:
             try:
-                client = await async_open_stream(host, port, self.name)
+                # The home's names (as they are now) bias the server's transcripts of requests.
+                client = await async_open_stream(host, port, self.name, names=exposed_names(self.hass))
             except OSError as err:
                 if self._was_connected:
                     _LOGGER.warning("Room %s cannot reach the server at %s:%s: %s", self.name, host, port, err)
@@ -330,6 +335,8 @@ class Room:
             self._update()
         elif kind == EVENT_TRANSCRIPT:
             self.set_transcript(data)
+            if self.config.get(CONF_COMMANDS) and not self.satellite and (text := str(data.get("text") or "")):
+                self.entry.async_create_task(self.hass, self._async_command(text))
         elif kind == EVENT_ERROR:
             message = str(data.get("message"))
             if data.get("code") == const.WYOMING_ERROR_MODEL_LOADING:  # every start of a model server: expected
@@ -374,6 +381,15 @@ class Room:
             )
         if urgent and (target := self.config.get(CONF_NOTIFY)):
             self.entry.async_create_task(self.hass, async_notify_urgent(self.hass, self.name, target, text))
+
+    async def _async_command(self, text: str) -> None:
+        """A request after the wake word: Assist carries it out; its answer is spoken in the room."""
+        self.stats.commands += 1
+        answer = await async_carry_out(self.hass, self.name, text, self.device_id)
+        if self.last_transcript is not None and self.last_transcript.get("text") == text:
+            self.set_transcript({**self.last_transcript, "answer": answer})
+        if answer and (player := self.config.get(CONF_MEDIA_PLAYER)) and not self.config.get(CONF_SILENT):
+            await async_speak(self.hass, self.name, self.config.get(CONF_TTS), player, answer)
 
     def _bus_data(self, **data: Any) -> dict[str, Any]:
         return {"device_id": self.device_id, "room": self.name, **data}

@@ -1,4 +1,6 @@
-"""What a spoken command can name in this home, sent with each speech-to-text request.
+"""What a spoken command can name in this home, sent with each speech-to-text request
+and with each room's `audio-interaction-listen` (for the requests the lite engine
+transcribes after a wake word; the names as they are when the room connects).
 
 The server biases its recogniser to the home's commands over these names (as
 Speech-to-Phrase does): the names of the entities exposed to Assist and their
@@ -24,6 +26,8 @@ ASSISTANT = "conversation"  # the assistant whose exposed entities HA's default 
 @callback
 def exposed_names(hass: HomeAssistant) -> tuple[list[str], list[str]]:
     """(entity names and aliases exposed to Assist, area names and aliases), each sorted, without repeats."""
+    if "homeassistant" not in hass.config.components:
+        return [], []  # (HA's core integration keeps what is exposed: without it, nothing is)
     entities = er.async_get(hass)
     names: set[str] = set()
     for state in hass.states.async_all():

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 import subprocess
+import wave
 
 import pytest
 from pytest_homeassistant_custom_component.common import (
@@ -248,6 +249,43 @@ async def test_spoken_command_turns_on_the_light(hass: HomeAssistant, home, audi
     assert (transcript.state, transcript.attributes["source"]) == (COMMAND, "speech_to_text")
 
 
+async def test_a_room_without_a_satellite_carries_out_a_spoken_command(
+    hass: HomeAssistant, home, audio_server, spoken_command, tmp_path
+) -> None:
+    """A camera-like source (a file, looped) hears "okay nabu, turn on the kitchen light": with the
+    room option on, HA's conversation agent turns the light on and its answer is spoken on the
+    room's speaker (`tts.speak` captured). The request is transcribed with the home's names the
+    room's stream carries; a room with the option off only records it."""
+    recording = tmp_path / "command.wav"
+    with wave.open(str(recording), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000)
+        out.writeframes(spoken_command + silence(1.0))
+    hass.config.allowlist_external_dirs = {str(tmp_path)}
+    spoken = async_mock_service(hass, "tts", "speak")
+    entry = await add_entry(
+        hass,
+        audio_server,
+        room("Kitchen", source=str(recording), media_player="media_player.kitchen", tts="tts.home", commands=True),
+        room("Hall", source=str(recording)),
+    )
+    kitchen, hall = room_of(entry, "Kitchen"), room_of(entry, "Hall")
+    assert hass.states.get("light.kitchen_light").state == STATE_OFF
+    await wait_for(lambda: hass.states.get("light.kitchen_light").state == STATE_ON, timeout=60, what="the light")
+    # Word for word (the home's names biased the recogniser), with HA's own answer, e.g. "Turned on the light".
+    transcript = await wait_for(
+        lambda: (state := hass.states.get("sensor.kitchen_last_transcript")).state == COMMAND
+        and state.attributes.get("answer") and state, timeout=30, what="the transcript and its answer",
+    )
+    answer = transcript.attributes["answer"]
+    await wait_for(lambda: any(call.data["message"] == answer for call in spoken), what="the answer spoken")
+    assert {"entity_id": "tts.home", "media_player_entity_id": "media_player.kitchen", "message": answer} in [
+        call.data for call in spoken
+    ]
+    await wait_for(lambda: hass.states.get("sensor.hall_last_transcript").state == COMMAND, what="the hall's transcript")
+    assert kitchen.stats.commands >= 1 and hall.stats.commands == 0
+    assert all(call.data["media_player_entity_id"] == "media_player.kitchen" for call in spoken)
+
+
 async def test_two_satellites_smoke_alarm_in_one_room_command_in_the_other(
     hass: HomeAssistant, home, audio_server, spoken_command, smoke_alarm_pcm
 ) -> None:
@@ -325,7 +363,7 @@ async def test_a_room_whose_source_is_an_assist_satellite(hass: HomeAssistant, a
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     (den,) = entry.subentries.values()
-    assert dict(den.data) == {"assist_satellite": "assist_satellite.den", "silent": False}
+    assert dict(den.data) == {"assist_satellite": "assist_satellite.den", "silent": False, "commands": False}
     wake = er.async_get(hass).async_get("wake_word.den_wake_word")
     assert wake is not None and wake.config_subentry_id == den.subentry_id
     await wait_for(lambda: hass.states.get("wake_word.den_wake_word").state == "unknown")  # connected, never detected
@@ -435,3 +473,11 @@ async def test_each_stt_request_names_what_assist_exposes(hass: HomeAssistant, h
     event = transcribe_event(hass, "en")
     assert event.type == "transcribe"
     assert event.data == {"language": "en", "transcript_names": names, "transcript_terms": areas}
+
+
+async def test_a_command_with_assists_conversation_not_loaded_says_how_to_load_it(hass: HomeAssistant, caplog) -> None:
+    from custom_components.audio_interaction.commands import async_carry_out
+
+    assert "conversation" not in hass.config.components
+    assert await async_carry_out(hass, "Kitchen", COMMAND, None) is None
+    assert "conversation integration is not loaded" in caplog.text and "default_config:" in caplog.text

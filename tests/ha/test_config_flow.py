@@ -14,6 +14,7 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
 from custom_components.audio_interaction.const import (
     CONF_CAMERA,
+    CONF_COMMANDS,
     CONF_MEDIA_PLAYER,
     CONF_SILENT,
     CONF_SOURCE,
@@ -226,13 +227,16 @@ async def test_rooms_are_subentries(hass: HomeAssistant, audio_server) -> None:
         assert result["errors"] == errors, user_input
     result = await flows.async_configure(
         result["flow_id"],
-        {CONF_NAME: " Kitchen ", CONF_SOURCE: "alsa:hw:1,0", CONF_MEDIA_PLAYER: "media_player.kitchen", CONF_SILENT: False},
+        {CONF_NAME: " Kitchen ", CONF_SOURCE: "alsa:hw:1,0", CONF_MEDIA_PLAYER: "media_player.kitchen", CONF_SILENT: False,
+         CONF_COMMANDS: True},
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     (kitchen,) = entry.subentries.values()
     assert kitchen.title == "Kitchen"
-    assert dict(kitchen.data) == {CONF_SOURCE: "alsa:hw:1,0", CONF_MEDIA_PLAYER: "media_player.kitchen", CONF_SILENT: False}
+    assert dict(kitchen.data) == {
+        CONF_SOURCE: "alsa:hw:1,0", CONF_MEDIA_PLAYER: "media_player.kitchen", CONF_SILENT: False, CONF_COMMANDS: True,
+    }
     # The entry reloaded with the new room: a device with its entities.
     device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, kitchen.subentry_id)})
     assert device is not None and device.suggested_area == "Kitchen"
@@ -257,7 +261,9 @@ async def test_rooms_are_subentries(hass: HomeAssistant, audio_server) -> None:
     )
     assert result["type"] is FlowResultType.ABORT and result["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
-    assert dict(entry.subentries[kitchen.subentry_id].data) == {CONF_SOURCE: "pulse:default", CONF_SILENT: True}
+    assert dict(entry.subentries[kitchen.subentry_id].data) == {
+        CONF_SOURCE: "pulse:default", CONF_SILENT: True, CONF_COMMANDS: False,
+    }
 
     # Removing a room removes its device.
     assert hass.config_entries.async_remove_subentry(entry, kitchen.subentry_id)

@@ -119,6 +119,10 @@ WYOMING_LISTEN = WYOMING_EVENT_PREFIX + "listen"  # data: {"room": str | None}
 WYOMING_INSTRUCT = WYOMING_EVENT_PREFIX + "instruct"  # data: {"text": str}
 DEFAULT_PORT = 10500
 # Codes of the standard Wyoming `error` event (data: text, code) the server sends.
+# A home's names (`transcript_names` / `transcript_terms` of transcribe and listen) beyond these
+# are refused: the command grammar and its compile time stay small. (HA's integration keeps within.)
+MAX_TRANSCRIPT_NAMES = 2000
+MAX_TRANSCRIPT_NAME_CHARS = 100
 WYOMING_ERROR_MALFORMED_FRAME = "malformed-frame"  # not a Wyoming frame
 WYOMING_ERROR_FRAME_TOO_LARGE = "frame-too-large"  # header/data/payload over the limits
 WYOMING_ERROR_UNKNOWN_EVENT = "unknown-event"  # an event type this server does not handle

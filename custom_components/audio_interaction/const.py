@@ -23,6 +23,9 @@ EVENT_SOUND: Final = "sound"
 EVENT_SPEECH: Final = "speech"
 EVENT_TRANSCRIPT: Final = "transcript"
 EVENT_ERROR: Final = "error"
+# The server refuses more of a home's names than these (model_runtime/constants.py): we send no more.
+MAX_TRANSCRIPT_NAMES: Final = 2000
+MAX_TRANSCRIPT_NAME_CHARS: Final = 100
 WYOMING_ERROR_MODEL_LOADING: Final = "model-loading"  # a notice: the safety net alone hears the room meanwhile
 SOUND_LABELS: Final = (
     "smoke_alarm",

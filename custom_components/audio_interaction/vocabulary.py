@@ -20,6 +20,8 @@ from homeassistant.components.homeassistant.exposed_entities import async_should
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import area_registry as ar, entity_registry as er
 
+from .const import MAX_TRANSCRIPT_NAME_CHARS, MAX_TRANSCRIPT_NAMES
+
 ASSISTANT = "conversation"  # the assistant whose exposed entities HA's default agent uses
 
 
@@ -40,7 +42,14 @@ def exposed_names(hass: HomeAssistant) -> tuple[list[str], list[str]]:
     for area in ar.async_get(hass).async_list_areas():
         areas.add(area.name)
         areas.update(area.aliases)
-    return sorted(n.strip() for n in names if n and n.strip()), sorted(a.strip() for a in areas if a and a.strip())
+    return _within_limits(names), _within_limits(areas)
+
+
+def _within_limits(values: set[str]) -> list[str]:
+    """Sorted, stripped, without blanks and within what the server takes (a longer name is left
+    out; beyond the count the rest: their commands are heard by the general model alone)."""
+    kept = sorted({v.strip() for v in values if v and v.strip() and len(v.strip()) <= MAX_TRANSCRIPT_NAME_CHARS})
+    return kept[:MAX_TRANSCRIPT_NAMES]
 
 
 @callback

@@ -59,9 +59,6 @@ MODEL_TRAILING_SECONDS = 2.0
 ASR_LANGUAGES = ["en"]
 # One request is one spoken command; more than this is cut (memory stays bounded).
 MAX_TRANSCRIBE_SECONDS = 30.0
-# A home's names beyond these bounds are refused (the grammar and its compile time stay small).
-MAX_HOME_NAMES = 2000
-MAX_NAME_CHARS = 100
 # Audio whose loudest sample stays under this (-60 dBFS) is silence, e.g. a muted microphone.
 SILENCE_PEAK = 1e-3
 
@@ -224,17 +221,18 @@ class TranscribeRequest:
             self._samples += samples.size
 
 
-def home_vocabulary(data: dict[str, Any]) -> HomeVocabulary | None:
-    """The home's device names (`transcript_names`) and area names (`transcript_terms`) of a transcribe event."""
+def home_vocabulary(data: dict[str, Any], event: str = "transcribe") -> HomeVocabulary | None:
+    """The home's device names (`transcript_names`) and area names (`transcript_terms`) of a
+    transcribe (or listen) event."""
     lists = []
     for key in ("transcript_names", "transcript_terms"):
         values = data.get(key) or []
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise UserError(f"transcribe: '{key}' must be a list of strings, got {values!r:.80}")
-        if len(values) > MAX_HOME_NAMES or any(len(v) > MAX_NAME_CHARS for v in values):
+            raise UserError(f"{event}: '{key}' must be a list of strings, got {values!r:.80}")
+        if len(values) > c.MAX_TRANSCRIPT_NAMES or any(len(v) > c.MAX_TRANSCRIPT_NAME_CHARS for v in values):
             raise UserError(
-                f"transcribe: '{key}' holds {len(values)} names; at most {MAX_HOME_NAMES} of at most "
-                f"{MAX_NAME_CHARS} characters are taken (expose fewer entities to Assist)"
+                f"{event}: '{key}' holds {len(values)} names; at most {c.MAX_TRANSCRIPT_NAMES} of at most "
+                f"{c.MAX_TRANSCRIPT_NAME_CHARS} characters are taken (expose fewer entities to Assist)"
             )
         lists.append(values)
     home = HomeVocabulary.of(*lists)

@@ -158,11 +158,15 @@ class ClientHandler(AsyncEventHandler):
             live = data.get("live", True)
             if not isinstance(live, bool):
                 raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"{etype}: 'live' must be true or false, got {live!r}")
-            home = home_vocabulary(data)  # (checked before anything changes)
-            self._listening, self.room, self._live, self._home = True, room, live, home
+            self._listening, self.room, self._live = True, room, live
             if room:
                 self.peer = f"{self.peer} ({room})"  # every later log line names the room
             _LOGGER.debug("%s listens for our events", self.peer)
+            try:
+                self._home = home_vocabulary(data, etype)
+            except UserError as err:  # the names only bias transcripts: the room listens without them
+                self._home = None
+                raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"{err}; listening without the home's names") from None
         elif AudioStart.is_type(etype):
             await self._on_start(data)
         elif AudioStop.is_type(etype):

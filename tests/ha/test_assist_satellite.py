@@ -48,7 +48,13 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.setup import async_setup_component
 
-from custom_components.audio_interaction.const import BUS_EVENT_SOUND, MODEL_DECISION_NAME, SUBENTRY_ROOM
+from custom_components.audio_interaction.const import (
+    BUS_EVENT_SOUND,
+    MAX_TRANSCRIPT_NAME_CHARS,
+    MAX_TRANSCRIPT_NAMES,
+    MODEL_DECISION_NAME,
+    SUBENTRY_ROOM,
+)
 from custom_components.audio_interaction.satellite import KEEP_SECONDS
 from custom_components.audio_interaction.vocabulary import exposed_names, transcribe_event
 from conftest import REPO, runtime_python
@@ -473,6 +479,14 @@ async def test_each_stt_request_names_what_assist_exposes(hass: HomeAssistant, h
     event = transcribe_event(hass, "en")
     assert event.type == "transcribe"
     assert event.data == {"language": "en", "transcript_names": names, "transcript_terms": areas}
+
+    # A home with more than the server takes: a name too long is left out, then the count is cut.
+    hass.states.async_set("light.long_name", "off", {"friendly_name": "L" * (MAX_TRANSCRIPT_NAME_CHARS + 1)})
+    for i in range(MAX_TRANSCRIPT_NAMES):
+        hass.states.async_set(f"light.lamp_{i}", "off", {"friendly_name": f"Lamp {i}"})
+    names, _ = exposed_names(hass)
+    assert len(names) == MAX_TRANSCRIPT_NAMES and "Kitchen Light" in names and names == sorted(names)
+    assert all(len(name) <= MAX_TRANSCRIPT_NAME_CHARS for name in names)
 
 
 async def test_a_command_with_assists_conversation_not_loaded_says_how_to_load_it(hass: HomeAssistant, caplog) -> None:

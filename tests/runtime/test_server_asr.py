@@ -20,7 +20,7 @@ from model_runtime.interaction.tiny import RIGGED_TEXT, trigger_audio
 from model_runtime.lite import LiteEngine, LiteStream
 from model_runtime.lite.home_phrases import HomeVocabulary, build_grammar, compound_pronunciation
 from model_runtime.piper_voice import piper_pcm
-from server_support import COMMAND, Client, espeak, listen, running_server, to_pcm16
+from server_support import COMMAND, Client, burst, espeak, listen, running_server, to_pcm16
 
 
 async def test_describe_advertises_the_asr_service():
@@ -253,11 +253,17 @@ async def test_a_listening_rooms_request_is_biased_to_the_names_its_listen_gave(
     assert await heard(transcript_names=HOME_NAMES, transcript_terms=HOME_AREAS) == "turn on the kitchen light"
 
 
-async def test_bad_names_in_listen_get_a_clear_error():
+async def test_bad_names_in_listen_get_a_clear_error_and_the_room_still_listens():
+    too_many = [f"lamp {i}" for i in range(c.MAX_TRANSCRIPT_NAMES + 1)]
     async with running_server() as server:
-        client = await Client.connect(server)
-        await client.send(WyomingEvent(c.WYOMING_LISTEN, {"room": "kitchen", "transcript_terms": [1, 2]}))
-        error, _ = await client.read_until("error")
-        assert error.data["code"] == c.WYOMING_ERROR_BAD_EVENT
-        assert "'transcript_terms' must be a list of strings" in error.data["text"]
-        await client.close()
+        for names in ({"transcript_terms": [1, 2]}, {"transcript_names": too_many}):
+            client = await Client.connect(server)
+            await client.send(WyomingEvent(c.WYOMING_LISTEN, {"room": "kitchen", **names}))
+            error, _ = await client.read_until("error")
+            assert error.data["code"] == c.WYOMING_ERROR_BAD_EVENT
+            assert "audio-interaction-listen: 'transcript_" in error.data["text"]
+            assert "listening without the home's names" in error.data["text"]
+            await client.stream(to_pcm16(burst(3.0, loud_at=1.0)))  # a door slam: the room hears it
+            sound, _ = await client.read_until(c.WYOMING_EVENT_PREFIX + "sound", timeout=20)
+            assert sound.data["label"] == "loud_noise"
+            await client.close()

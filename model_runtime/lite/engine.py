@@ -48,7 +48,8 @@ class LiteStream(EngineStream):
         pieces = max(1, math.ceil(len(audio) / PIECE_SAMPLES))
 
         def piece_of(event: Event) -> int:
-            return min(pieces - 1, max(0, math.ceil((event.t * SAMPLE_RATE - start) / PIECE_SAMPLES) - 1))
+            sample = round(event.t * SAMPLE_RATE) - start  # (rounded: a time at a piece's end stays in it)
+            return min(pieces - 1, max(0, math.ceil(sample / PIECE_SAMPLES) - 1))
 
         for index in range(pieces):
             piece = audio[index * PIECE_SAMPLES : (index + 1) * PIECE_SAMPLES]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -34,27 +33,27 @@ class Recognition:
 
 
 class Recognizer:
-    """The decoder itself, in the calling process (a server runs it in a child: transcribe.py)."""
+    """The decoder itself, in the calling process (a server runs it in a child: transcribe.py), one
+    request at a time."""
 
     def __init__(self) -> None:
         from pocketsphinx import Decoder  # imported here: loading it costs ~0.4 s
 
         self._decoder = Decoder(loglevel="FATAL")
-        self._lock = threading.Lock()
         self._grammars: OrderedDict[str, tuple[str, HomeGrammar] | None] = OrderedDict()
 
     def transcribe(self, pcm: bytes, home: HomeVocabulary | None = None) -> Recognition:
         """The words in `pcm` (16 kHz 16-bit mono); with a home vocabulary, its command sentence when one fits."""
-        with self._lock:
-            free_text, free_score, frames = self._decode(_FREE_SEARCH, pcm)
-            grammar = self._grammar(home) if home else None
-            if grammar is None:
-                return Recognition(free_text)
-            search, compiled = grammar
-            text, score, _ = self._decode(search, pcm)
-            fit, complete = GrammarFit.of(score, free_score, frames), compiled.complete(text)
-            biased = complete and fit.accepted
-            return Recognition(text if biased else free_text, biased, text, complete, fit)
+        free_text, free_score, frames = self._decode(_FREE_SEARCH, pcm)
+        grammar = self._grammar(home) if home else None
+        if grammar is None:
+            return Recognition(free_text)
+        search, compiled = grammar
+        text, score, _ = self._decode(search, pcm)
+        fit, complete = GrammarFit.of(score, free_score, frames), compiled.complete(text)
+        biased = complete and fit.accepted
+        return Recognition(text if biased else free_text, biased, text, complete, fit)
+
 
     def _decode(self, search: str, pcm: bytes) -> tuple[str, float, int]:
         """(text, summed log acoustic score of its words, frames) under one search."""
@@ -101,7 +100,6 @@ class Recognizer:
             return False
         self._decoder.add_word(word, phones, True)
         return True
-
 
 
 # The child process of a `RecognizerProcess` (transcribe.py): its one decoder.

@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -83,11 +83,12 @@ class RecognizerProcess:
         """The request queued in the current child (a new one if it had died): its future and that child."""
         with self._lock:
             try:
-                return self._child.pool.submit(transcribe_in_child, pcm, home), self._child
+                future = self._child.pool.submit(transcribe_in_child, pcm, home)
             except BrokenProcessPool:  # the child died (on an earlier request): start another
                 log.warning("the speech recognizer's process had ended; starting it again")
                 self._child = _Child()
-                return self._child.pool.submit(transcribe_in_child, pcm, home), self._child
+                future = self._child.pool.submit(transcribe_in_child, pcm, home)
+            return future, self._child
 
     def replace_hung(self, child: "_Child") -> None:
         with self._lock:
@@ -138,7 +139,7 @@ class PendingRecognition:
         while True:
             try:
                 return self._future.result(self._seconds_left())
-            except BrokenProcessPool:
+            except (BrokenProcessPool, CancelledError):
                 if not self._retry_if_the_child_died():
                     raise RecognitionFailed("the speech recognizer's process ended twice on this request") from None
             except TimeoutError:
@@ -155,8 +156,12 @@ class PendingRecognition:
         return max(0.0, self._handed_at + self._recognizer.request_timeout_s - time.monotonic())
 
     def _retry_if_the_child_died(self) -> bool:
-        """Hand the request to a new child once, if its child died with it; whether it did."""
-        if self._retried or not self._future.done() or not isinstance(self._future.exception(), BrokenProcessPool):
+        """Hand the request to a new child once, if its child died with it (or was stopped as hung
+        with the request still queued: cancelled); whether it did."""
+        future = self._future
+        if self._retried or not future.done():
+            return False
+        if not (future.cancelled() or isinstance(future.exception(), BrokenProcessPool)):
             return False
         self._retried = True
         self._future, self._child = self._recognizer.hand_over(self._pcm, self._home)

@@ -15,7 +15,7 @@ from model_runtime.audio import load_audio, pcm16_to_float
 from model_runtime.engine import EngineOptions
 from model_runtime.lite import LiteEngine
 from model_runtime.lite import testset as ts
-from model_runtime.lite.transcribe import RecognizerProcess, shared_recognizer
+from model_runtime.lite.transcribe import RecognitionFailed, RecognizerProcess, shared_recognizer
 from server_support import COMMAND, Client, espeak, running_server
 
 
@@ -39,6 +39,21 @@ def test_requests_decode_in_a_child_that_is_replaced_when_it_dies(command):
     os.kill(second, signal.SIGKILL)  # with a request handed over: it is decoded again in a new child
     assert pending.result().text == COMMAND
     assert recognizer.child_pid() not in (first, second)
+
+
+def test_requests_queued_behind_a_hung_child_are_decoded_by_its_successor(command, monkeypatch):
+    """A child taken for hung is killed with requests still queued (some already sent to it, some
+    cancelled in its pool): each is handed to the new child, none fails with an odd error."""
+    recognizer = shared_recognizer()
+    audio = pcm16_to_float(command)
+    hung = recognizer.child_pid()
+    monkeypatch.setattr(RecognizerProcess, "request_timeout_s", 0.001)
+    first, *queued = [recognizer.submit(audio) for _ in range(4)]
+    with pytest.raises(RecognitionFailed, match="did not answer"):
+        first.result()
+    monkeypatch.undo()
+    assert [pending.result().text for pending in queued] == [COMMAND] * 3
+    assert recognizer.child_pid() != hung
 
 
 def _feed_in_pieces(stream, audio) -> list[tuple[int, list]]:

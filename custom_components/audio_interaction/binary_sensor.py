@@ -1,4 +1,4 @@
-"""Binary sensors: speech heard in the room, and the room's connection to the server."""
+"""Binary sensors: an alarm sounding in the room, speech heard there, and the room's connection to the server."""
 
 from __future__ import annotations
 
@@ -19,7 +19,43 @@ async def async_setup_entry(
     entry: AudioInteractionConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    add_room_entities(entry, async_add_entities, SpeechBinarySensor, ConnectivityBinarySensor)
+    add_room_entities(
+        entry,
+        async_add_entities,
+        SmokeAlarmBinarySensor,
+        CarbonMonoxideAlarmBinarySensor,
+        SpeechBinarySensor,
+        ConnectivityBinarySensor,
+    )
+
+
+class AlarmBinarySensor(RoomEntity, BinarySensorEntity):
+    """On while the server hears the room's smoke or CO alarm sound: from its `sound` start to its end.
+
+    The server ends an alarm a few seconds after its last beep. The sensor is unavailable
+    whenever the room cannot hear: not connected, or muted. (Off would say "no alarm", which
+    a room that hears nothing cannot know; and a stream that stops hearing never gets the end.)
+    """
+
+    label: str
+
+    @property
+    def available(self) -> bool:
+        return self.room.connected and not self.room.muted
+
+    @property
+    def is_on(self) -> bool:
+        return self.label in self.room.alarms
+
+
+class SmokeAlarmBinarySensor(AlarmBinarySensor):
+    _attr_device_class = BinarySensorDeviceClass.SMOKE
+    key = label = "smoke_alarm"
+
+
+class CarbonMonoxideAlarmBinarySensor(AlarmBinarySensor):
+    _attr_device_class = BinarySensorDeviceClass.CO
+    key = label = "co_alarm"
 
 
 class SpeechBinarySensor(RoomEntity, BinarySensorEntity):

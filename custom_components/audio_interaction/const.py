@@ -45,6 +45,7 @@ SOUND_LABELS: Final = (
     "speech",
     "loud_noise",
 )
+ALARM_LABELS: Final = ("smoke_alarm", "co_alarm")  # they sound for a while: a start event, then an end
 # -------------------------------------------------------------------------------
 
 # Audio sent to the server: 16-bit mono PCM at SAMPLE_RATE.

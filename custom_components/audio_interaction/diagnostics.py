@@ -33,6 +33,7 @@ async def async_get_config_entry_diagnostics(
                 "connected": room.connected,
                 "muted": room.muted,
                 "speech": room.speech,
+                "alarms_sounding": sorted(room.alarms),
                 "source": {
                     "running": room.source.running,
                     "failures": room.source.failures,

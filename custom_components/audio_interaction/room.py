@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-from wyoming.audio import AudioChunk
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.ping import Ping, Pong
 
@@ -101,6 +101,9 @@ class Room:
         self.connected = False
         self.muted = False
         self.speech = False
+        # Alarms sounding in the room now: their `sound` start heard, their end not yet. Only
+        # what the current stream heard: a new stream (a reconnect) or a mute starts empty.
+        self.alarms: set[str] = set()
         self.last_response: dict[str, Any] | None = None
         self.last_transcript: dict[str, Any] | None = None
         self.stats = RoomStats()
@@ -152,7 +155,13 @@ class Room:
         )
 
     async def async_set_muted(self, muted: bool) -> None:
-        """Muted: ffmpeg is stopped, so no audio is read from the source at all."""
+        """Muted: ffmpeg is stopped, so no audio is read from the source at all.
+
+        The server's stream ends at the mute (`audio-stop`: what it still judged comes back)
+        and a new one starts at the unmute (`audio-start`), so the engine never joins the audio
+        on either side of the gap: a beep before the mute and beeps after it are not one alarm,
+        and an alarm that sounded before it is heard afresh (or not at all) after it.
+        """
         if muted == self.muted:
             return
         self.muted = muted
@@ -162,9 +171,22 @@ class Room:
                 await asyncio.wait([self._source_task])
                 self._source_task = None
             self._clear_queue()
-        elif self._started:
-            self._start_source()
+            self.alarms.clear()
+            await self._write_to_server(AudioStop().event())
+        else:
+            self._pending.clear()
+            self.stream_samples = 0
+            await self._write_to_server(AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event())
+            if self._started:
+                self._start_source()
         self._update()
+
+    async def _write_to_server(self, event: Event) -> None:
+        """Send a stream event if connected; a dropped connection is the connection loop's to mend
+        (its new stream starts with `audio-start`)."""
+        if self._client is not None:
+            with contextlib.suppress(OSError):
+                await self._client.write_event(event)
 
     # --- audio to the server --------------------------------------------------
     @callback
@@ -248,6 +270,7 @@ class Room:
         self._pending.clear()
         self.stream_samples = 0
         self._open_sounds.clear()
+        self.alarms.clear()
         self._client = client
         self.connected = True
         self.stats.connects += 1
@@ -268,6 +291,7 @@ class Room:
             self._client = None
             self.connected = False
             self.speech = False
+            self.alarms.clear()
             self._update()
             await async_close(client)
 
@@ -353,6 +377,12 @@ class Room:
             _LOGGER.debug("Room %s: ignoring unknown sound label %r", self.name, label)
             return
         key = (label, data.get("start"))
+        if label in const.ALARM_LABELS:
+            if data.get("end") is None:
+                self.alarms.add(label)
+            else:
+                self.alarms.discard(label)
+            self._update()
         if data.get("end") is None:
             self._open_sounds.add(key)
         elif key in self._open_sounds:

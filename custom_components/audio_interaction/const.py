@@ -16,6 +16,7 @@ WYOMING_EVENT_PREFIX: Final = "audio-interaction-"
 WYOMING_LISTEN: Final = WYOMING_EVENT_PREFIX + "listen"  # data: {"room": str | None}
 WYOMING_INSTRUCT: Final = WYOMING_EVENT_PREFIX + "instruct"  # data: {"text": str}
 MODEL_DECISION_NAME: Final = "audio_interaction"
+WYOMING_ERROR_TOO_MANY_STREAMS: Final = "too-many-streams"  # the server is at its --max-streams
 DEFAULT_PORT: Final = 10500
 EVENT_DECISION: Final = "decision"
 EVENT_RESPONSE: Final = "response"
@@ -95,6 +96,10 @@ BACKOFF_MAX: Final = 4.0
 SOURCE_BACKOFF_MAX: Final = 30.0
 # An audio source that fails this many times in a row raises a repair issue.
 SOURCE_FAILURES_FOR_REPAIR: Final = 5
+# A server unreachable this long raises a repair issue (an add-on restart takes less).
+SERVER_UNREACHABLE_FOR_REPAIR: Final = 120.0
+# A server at its stream limit turned the room away: it asks again this often.
+SERVER_BUSY_RETRY: Final = 30.0
 
 # Dispatcher signal a room sends when its state changes: format with the subentry id.
 SIGNAL_ROOM_UPDATED: Final = f"{DOMAIN}_room_updated_{{}}"

@@ -23,6 +23,7 @@ from wyoming.ping import Ping, Pong
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from . import const
@@ -73,6 +74,10 @@ UPDATE_SOUND = "sound"
 UPDATE_RESPONSE = "response"
 
 
+class ServerBusy(Exception):
+    """The server turned the room's stream away: it serves as many streams as it may (its message says so)."""
+
+
 @dataclass
 class RoomStats:
     """Counters for diagnostics."""
@@ -84,6 +89,7 @@ class RoomStats:
     sounds: int = 0
     responses: int = 0
     commands: int = 0  # spoken requests handed to Assist (option "Carry out spoken commands")
+    refusals: int = 0  # streams the server turned away: it served as many as it may
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     notices: deque[str] = field(default_factory=lambda: deque(maxlen=5))  # told by the server, nothing wrong
 
@@ -123,6 +129,7 @@ class Room:
         self._open_sounds: set[tuple[str, Any]] = set()
         self._started = False
         self._was_connected = True  # log the first failure, and each loss after a success
+        self._busy = False  # the server turned the last stream away (too many streams)
         # Assist satellite rooms (satellite.py): audio comes from pipelines' wake-word stages.
         self.satellite: str | None = self.config.get(CONF_SATELLITE)
         self.wake_stages: set[WakeStage] = set()
@@ -143,6 +150,7 @@ class Room:
         self.entry.async_create_background_task(
             self.hass, self._connection_loop(), f"{const.DOMAIN} {self.name} connection"
         )
+        self.entry.async_on_unload(self._delete_issues)  # an unloaded room is not waiting for its server
         self._started = True
         if not self.muted:
             self._start_source()
@@ -229,6 +237,7 @@ class Room:
     async def _connection_loop(self) -> None:
         host, port = self.entry.data["host"], self.entry.data["port"]
         delay = const.BACKOFF_MIN
+        unreachable_since: float | None = None
         while True:
             try:
                 # The home's names (as they are now) bias the server's transcripts of requests.
@@ -237,15 +246,37 @@ class Room:
                 if self._was_connected:
                     _LOGGER.warning("Room %s cannot reach the server at %s:%s: %s", self.name, host, port, err)
                     self._was_connected = False
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since >= const.SERVER_UNREACHABLE_FOR_REPAIR:
+                    self._raise_issue(
+                        self._unreachable_issue_id, "server_unreachable", host=host, port=str(port),
+                        reason=str(err) or type(err).__name__, seconds=f"{const.SERVER_UNREACHABLE_FOR_REPAIR:.0f}",
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, const.BACKOFF_MAX)
                 continue
+            if unreachable_since is not None:
+                unreachable_since = None
+                ir.async_delete_issue(self.hass, const.DOMAIN, self._unreachable_issue_id)
             if not self._was_connected:
                 _LOGGER.info("Room %s is streaming to the server at %s:%s again", self.name, host, port)
             self._was_connected = True
             started = time.monotonic()
             try:
                 stalled = await self._stream(client)
+            except ServerBusy as busy:
+                # Not a fault that passes in seconds: the server serves as many streams as it is set to.
+                self.stats.refusals += 1
+                if not self._busy:
+                    _LOGGER.warning("Room %s: the server at %s:%s turned it away: %s; asking again every %.0f s",
+                                    self.name, host, port, busy, const.SERVER_BUSY_RETRY)
+                self._busy = True
+                self._raise_issue(
+                    self._busy_issue_id, "server_busy", host=host, port=str(port), reason=str(busy),
+                    retry=f"{const.SERVER_BUSY_RETRY:.0f}",
+                )
+                await asyncio.sleep(const.SERVER_BUSY_RETRY)
+                continue
             except Exception:
                 # A fault of ours must not end the room's listening: log it and reconnect.
                 _LOGGER.exception("Room %s: unexpected error while streaming; reconnecting", self.name)
@@ -265,7 +296,9 @@ class Room:
             delay = min(delay * 2, const.BACKOFF_MAX)
 
     async def _stream(self, client: StreamClient) -> bool:
-        """Send audio and receive events until the connection ends; True if it ended by the watchdog."""
+        """Send audio and receive events until the connection ends; True if it ended by the watchdog.
+
+        ServerBusy if the server turned the stream away."""
         self._clear_queue()  # only audio captured from now on goes to the new stream
         self._pending.clear()
         self.stream_samples = 0
@@ -278,6 +311,8 @@ class Room:
         sender = asyncio.create_task(self._send_audio(client))
         reader = asyncio.create_task(self._read_events(client))
         watchdog = asyncio.create_task(self._watch_server(client))
+        # A server that turns a stream away says so at once: one still open after a while was taken.
+        taken = asyncio.get_running_loop().call_later(STABLE_STREAM_SECONDS, self._stream_taken)
         try:
             done, _ = await asyncio.wait((sender, reader, watchdog), return_when=asyncio.FIRST_COMPLETED)
             for task in (sender, reader):
@@ -285,6 +320,7 @@ class Room:
                     task.result()  # a fault in our own sending or handling is raised, not left in the task
             return watchdog in done and watchdog.result()
         finally:
+            taken.cancel()
             for task in (sender, reader, watchdog):
                 task.cancel()
             await asyncio.wait([sender, reader, watchdog])
@@ -295,13 +331,47 @@ class Room:
             self._update()
             await async_close(client)
 
+    @callback
+    def _stream_taken(self) -> None:
+        if self._busy:
+            self._busy = False
+            _LOGGER.info("Room %s: the server took its stream", self.name)
+        ir.async_delete_issue(self.hass, const.DOMAIN, self._busy_issue_id)
+
+    @callback
+    def _delete_issues(self) -> None:
+        ir.async_delete_issue(self.hass, const.DOMAIN, self._busy_issue_id)
+        ir.async_delete_issue(self.hass, const.DOMAIN, self._unreachable_issue_id)
+
+    @property
+    def _busy_issue_id(self) -> str:
+        return f"server_busy_{self.subentry_id}"
+
+    @property
+    def _unreachable_issue_id(self) -> str:
+        return f"server_unreachable_{self.entry.entry_id}"  # (the server's: every room of it sees the same)
+
+    def _raise_issue(self, issue_id: str, translation_key: str, **placeholders: str) -> None:
+        ir.async_create_issue(
+            self.hass,
+            const.DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key=translation_key,
+            translation_placeholders={"room": self.name, **placeholders},
+        )
+
     async def _read_events(self, client: StreamClient) -> None:
         with contextlib.suppress(OSError):
             while (event := await client.read_event()) is not None:
                 if Pong.is_type(event.type):
                     self._pong.set()
                 elif parsed := engine_event(event):
-                    self._handle(*parsed)
+                    kind, data = parsed
+                    if kind == EVENT_ERROR and data.get("code") == const.WYOMING_ERROR_TOO_MANY_STREAMS:
+                        raise ServerBusy(data.get("message") or "too many streams")
+                    self._handle(kind, data)
 
     async def _watch_server(self, client: StreamClient) -> bool:
         """Ends (True) when a ping is not answered in time; False if the connection broke meanwhile."""

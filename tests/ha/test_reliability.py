@@ -22,10 +22,15 @@ from homeassistant.helpers import issue_registry as ir
 from custom_components.audio_interaction import const
 from custom_components.audio_interaction.api import StreamClient, async_close, engine_event
 from custom_components.audio_interaction.const import BUS_EVENT_SOUND, DOMAIN
-from ha_helpers import add_entry, ffmpeg_children, room, room_of, wait_for
+from conftest import AudioServer
+from ha_helpers import add_entry, ffmpeg_children, free_port, room, room_of, wait_for
 
 
-async def test_server_killed_and_restarted(hass: HomeAssistant, own_audio_server, smoke_alarm_wav) -> None:
+async def test_server_killed_and_restarted(
+    hass: HomeAssistant, own_audio_server, smoke_alarm_wav, monkeypatch
+) -> None:
+    """Unreachable for long (here 2 s: two minutes in a home), the server gets a repair issue; back, it goes."""
+    monkeypatch.setattr(const, "SERVER_UNREACHABLE_FOR_REPAIR", 2.0)
     hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
     entry = await add_entry(hass, own_audio_server, room("Kitchen", source=str(smoke_alarm_wav)))
     kitchen = room_of(entry, "Kitchen")
@@ -38,6 +43,12 @@ async def test_server_killed_and_restarted(hass: HomeAssistant, own_audio_server
     assert hass.states.get("sensor.kitchen_last_response").state == STATE_UNAVAILABLE
     assert hass.states.get("switch.kitchen_mute").state == STATE_OFF  # muting works offline
     assert len(ffmpeg_children()) == 1  # the source keeps running; its audio is dropped, not stored
+    issue_id = f"server_unreachable_{entry.entry_id}"
+    issues = ir.async_get(hass)
+    await wait_for(lambda: issues.async_get_issue(DOMAIN, issue_id), timeout=10)
+    issue = issues.async_get_issue(DOMAIN, issue_id)
+    assert issue.translation_key == "server_unreachable" and issue.severity is ir.IssueSeverity.ERROR
+    assert issue.translation_placeholders["port"] == str(own_audio_server.port)
 
     await hass.async_add_executor_job(own_audio_server.start)
     back = time.monotonic()
@@ -46,6 +57,7 @@ async def test_server_killed_and_restarted(hass: HomeAssistant, own_audio_server
     assert time.monotonic() - back < 10
     assert hass.states.get("event.kitchen_sound").state != STATE_UNAVAILABLE
     assert kitchen.stats.connects == 2
+    assert issues.async_get_issue(DOMAIN, issue_id) is None
     # Streaming resumed: the looping recording's alarm is heard again, each sound once.
     # (Its beeps are not loud_noise: that is for broadband sounds, so the alarm is the sound.)
     await wait_for(lambda: any(e.data["label"] == "smoke_alarm" for e in sounds), timeout=15)
@@ -237,3 +249,46 @@ async def test_the_model_loading_notice_is_no_error(hass: HomeAssistant, audio_s
     reported = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "server reports" in r.getMessage()]
     assert reported == ["Room Kitchen: the server reports: bad"]
     assert f"Room Kitchen: {loading}" in caplog.text
+
+
+async def test_a_busy_server_turns_a_room_away_with_a_repair_issue(
+    hass: HomeAssistant, smoke_alarm_wav, monkeypatch, caplog
+) -> None:
+    """A server at its --max-streams turns the second room away: that room is not shown as connected,
+    gets a repair issue saying what to do, sends no audio into a refused stream, and asks again;
+    once the first room's stream ends (muted) the second is taken and the issue goes."""
+    monkeypatch.setattr(const, "SERVER_BUSY_RETRY", 1.0)
+    monkeypatch.setattr("custom_components.audio_interaction.room.STABLE_STREAM_SECONDS", 2.0)
+    server = AudioServer(free_port(), "--engine", "lite", "--max-streams", "1")
+    await hass.async_add_executor_job(server.start)
+    try:
+        hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+        entry = await add_entry(
+            hass, server, room("Kitchen", source=str(smoke_alarm_wav)), room("Hall", source=str(smoke_alarm_wav))
+        )
+        rooms = [room_of(entry, "Kitchen"), room_of(entry, "Hall")]
+        await wait_for(lambda: any(r.stats.refusals for r in rooms), timeout=10)
+        refused, served = sorted(rooms, key=lambda r: -r.stats.refusals)  # whichever came second
+        refused_id, served_id = refused.name.lower(), served.name.lower()
+        issue_id = f"server_busy_{refused.subentry_id}"
+        issues = ir.async_get(hass)
+        issue = issues.async_get_issue(DOMAIN, issue_id)
+        assert issue.translation_key == "server_busy" and issue.severity is ir.IssueSeverity.ERROR
+        assert "1 streams already open" in issue.translation_placeholders["reason"]
+        await wait_for(lambda: refused.stats.refusals >= 3, timeout=10)  # it asks again
+        assert served.stats.refusals == 0
+        assert hass.states.get(f"binary_sensor.{refused_id}_server_connection").state == STATE_OFF
+        assert hass.states.get(f"binary_sensor.{refused_id}_smoke_alarm").state == STATE_UNAVAILABLE
+        assert hass.states.get(f"binary_sensor.{served_id}_server_connection").state == STATE_ON
+        turned_away = [r.message for r in caplog.records if refused.name in r.message and r.levelname == "WARNING"]
+        assert len(turned_away) == 1 and "turned it away" in turned_away[0]  # said once, not per retry
+        assert not [r for r in caplog.records if "audio-chunk before audio-start" in r.message]
+
+        # The served room muted: its stream ends on the server, whose one place the other then takes.
+        sounds = async_capture_events(hass, BUS_EVENT_SOUND)
+        await hass.services.async_call("switch", "turn_on", {"entity_id": f"switch.{served_id}_mute"}, blocking=True)
+        await wait_for(lambda: issues.async_get_issue(DOMAIN, issue_id) is None, timeout=15)
+        assert hass.states.get(f"binary_sensor.{refused_id}_server_connection").state == STATE_ON
+        await wait_for(lambda: [e for e in sounds if e.data["room"] == refused.name], timeout=20)  # it hears
+    finally:
+        await hass.async_add_executor_job(server.kill)

@@ -116,9 +116,15 @@ class StreamClient(AsyncTcpClient):
 
 
 async def async_open_stream(
-    host: str, port: int, room: str | None, *, live: bool = True, names: tuple[list[str], list[str]] | None = None
+    host: str,
+    port: int,
+    room: str | None,
+    *,
+    live: bool = True,
+    names: tuple[list[str], list[str]] | None = None,
+    start: bool = True,
 ) -> StreamClient:
-    """Connect and start a stream: `audio-interaction-listen` once, then `audio-start`.
+    """Connect and start a stream: `audio-interaction-listen` once, then `audio-start` (unless not `start`).
 
     `live=False` (a recording): the server never skips its audio when the
     engine falls behind; it stops reading instead, which paces our writes.
@@ -132,13 +138,17 @@ async def async_open_stream(
         listen["transcript_names"], listen["transcript_terms"] = names
     try:
         await client.write_event(Event(type=WYOMING_LISTEN, data=listen))
-        await client.write_event(
-            AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event()
-        )
+        if start:
+            await client.write_event(audio_start())
     except OSError:
         await async_close(client)
         raise
     return client
+
+
+def audio_start() -> Event:
+    """`audio-start` for the PCM we send."""
+    return AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event()
 
 
 async def async_close(client: AsyncTcpClient) -> None:

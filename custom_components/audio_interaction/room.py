@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.audio import AudioChunk, AudioStop
 from wyoming.event import Event
 from wyoming.ping import Ping, Pong
 
@@ -27,7 +27,7 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from . import const
-from .api import StreamClient, async_close, async_open_stream, engine_event
+from .api import StreamClient, async_close, async_open_stream, audio_start, engine_event
 from .const import (
     BUS_EVENT_RESPONSE,
     BUS_EVENT_SOUND,
@@ -184,7 +184,7 @@ class Room:
         else:
             self._pending.clear()
             self.stream_samples = 0
-            await self._write_to_server(AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event())
+            await self._write_to_server(audio_start())
             if self._started:
                 self._start_source()
         self._update()
@@ -241,7 +241,7 @@ class Room:
         while True:
             try:
                 # The home's names (as they are now) bias the server's transcripts of requests.
-                client = await async_open_stream(host, port, self.name, names=exposed_names(self.hass))
+                client = await async_open_stream(host, port, self.name, names=exposed_names(self.hass), start=False)
             except OSError as err:
                 if self._was_connected:
                     _LOGGER.warning("Room %s cannot reach the server at %s:%s: %s", self.name, host, port, err)
@@ -389,6 +389,8 @@ class Room:
 
     async def _send_audio(self, client: StreamClient) -> None:
         try:
+            if not self.muted:  # (a muted room holds no stream on the server: unmuting starts one)
+                await client.write_event(audio_start())
             while True:
                 chunk = await self._queue.get()
                 await client.write_event(

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable
 import logging
 
 from wyoming.asr import Transcript
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.audio import AudioChunk, AudioStop
 
 from homeassistant.components import stt
 from homeassistant.const import CONF_HOST, CONF_PORT
@@ -21,7 +21,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .api import StreamClient
+from .api import StreamClient, audio_start
 from .const import CHANNELS, DOMAIN, SAMPLE_RATE, SAMPLE_WIDTH
 from .models import AudioInteractionConfigEntry
 from .satellite import DETECTED_ROOM
@@ -85,7 +85,7 @@ class ServerSpeechToText(stt.SpeechToTextEntity):
         try:
             async with StreamClient(self._host, self._port) as client:
                 await client.write_event(transcribe_event(self.hass, metadata.language))
-                await client.write_event(AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event())
+                await client.write_event(audio_start())
                 async for audio in stream:
                     if room is not None:
                         room.hear(audio)

@@ -290,5 +290,12 @@ async def test_a_busy_server_turns_a_room_away_with_a_repair_issue(
         await wait_for(lambda: issues.async_get_issue(DOMAIN, issue_id) is None, timeout=15)
         assert hass.states.get(f"binary_sensor.{refused_id}_server_connection").state == STATE_ON
         await wait_for(lambda: [e for e in sounds if e.data["room"] == refused.name], timeout=20)  # it hears
+        assert served.connected  # (muted, it keeps its connection: only its stream ended)
+
+        # Unmuted, the first room asks for a stream again, and is now the one turned away.
+        await hass.services.async_call("switch", "turn_off", {"entity_id": f"switch.{served_id}_mute"}, blocking=True)
+        await wait_for(lambda: served.stats.refusals >= 1, timeout=10)
+        assert issues.async_get_issue(DOMAIN, f"server_busy_{served.subentry_id}") is not None
+        assert refused.connected and issues.async_get_issue(DOMAIN, issue_id) is None
     finally:
         await hass.async_add_executor_job(server.kill)

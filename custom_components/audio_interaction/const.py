@@ -17,6 +17,7 @@ WYOMING_LISTEN: Final = WYOMING_EVENT_PREFIX + "listen"  # data: {"room": str | 
 WYOMING_INSTRUCT: Final = WYOMING_EVENT_PREFIX + "instruct"  # data: {"text": str}
 MODEL_DECISION_NAME: Final = "audio_interaction"
 WYOMING_ERROR_TOO_MANY_STREAMS: Final = "too-many-streams"  # the server is at its --max-streams
+WYOMING_ERROR_ENGINE_FAILED: Final = "engine-failed"  # the engine raised: the stream hears nothing until audio-start
 DEFAULT_PORT: Final = 10500
 EVENT_DECISION: Final = "decision"
 EVENT_RESPONSE: Final = "response"

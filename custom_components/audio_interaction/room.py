@@ -90,6 +90,7 @@ class RoomStats:
     responses: int = 0
     commands: int = 0  # spoken requests handed to Assist (option "Carry out spoken commands")
     refusals: int = 0  # streams the server turned away: it served as many as it may
+    stream_restarts: int = 0  # streams started again after the engine failed on them
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     notices: deque[str] = field(default_factory=lambda: deque(maxlen=5))  # told by the server, nothing wrong
 
@@ -363,6 +364,7 @@ class Room:
         )
 
     async def _read_events(self, client: StreamClient) -> None:
+        engine_failures = 0  # on this connection
         with contextlib.suppress(OSError):
             while (event := await client.read_event()) is not None:
                 if Pong.is_type(event.type):
@@ -372,6 +374,14 @@ class Room:
                     if kind == EVENT_ERROR and data.get("code") == const.WYOMING_ERROR_TOO_MANY_STREAMS:
                         raise ServerBusy(data.get("message") or "too many streams")
                     self._handle(kind, data)
+                    if kind == EVENT_ERROR and data.get("code") == const.WYOMING_ERROR_ENGINE_FAILED:
+                        # The engine failed on our stream, which hears nothing more until the next
+                        # `audio-start`: start a new one (after a pause that grows if it keeps failing).
+                        self.stats.stream_restarts += 1
+                        await asyncio.sleep(min(const.BACKOFF_MIN * 2**engine_failures, const.BACKOFF_MAX))
+                        engine_failures += 1
+                        if not self.muted:
+                            await client.write_event(audio_start())
 
     async def _watch_server(self, client: StreamClient) -> bool:
         """Ends (True) when a ping is not answered in time; False if the connection broke meanwhile."""

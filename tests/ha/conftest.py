@@ -70,13 +70,16 @@ class AudioServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = Path(tempfile.gettempdir()) / f"audio-interaction-ha-test-{port}.log"
 
+    def command(self) -> list[str]:
+        return [runtime_python(), "-m", "model_runtime", "serve", "--uri", f"tcp://{self.host}:{self.port}",
+                *self.engine_args]
+
     def start(self, timeout: float = 60.0) -> None:
         """Start it and return once it listens, and once its model is loaded: with the big model the
         server listens at once while the model loads (only its safety net hears the rooms meanwhile)."""
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [runtime_python(), "-m", "model_runtime", "serve", "--uri", f"tcp://{self.host}:{self.port}",
-                 *self.engine_args],
+                self.command(),
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

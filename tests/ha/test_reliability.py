@@ -9,6 +9,7 @@ import signal
 import socket
 import struct
 import time
+from pathlib import Path
 
 import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events, mock_restore_cache
@@ -22,7 +23,7 @@ from homeassistant.helpers import issue_registry as ir
 from custom_components.audio_interaction import const
 from custom_components.audio_interaction.api import StreamClient, async_close, engine_event
 from custom_components.audio_interaction.const import BUS_EVENT_SOUND, DOMAIN
-from conftest import AudioServer
+from conftest import AudioServer, runtime_python
 from ha_helpers import add_entry, ffmpeg_children, free_port, room, room_of, wait_for
 
 
@@ -297,5 +298,30 @@ async def test_a_busy_server_turns_a_room_away_with_a_repair_issue(
         await wait_for(lambda: served.stats.refusals >= 1, timeout=10)
         assert issues.async_get_issue(DOMAIN, f"server_busy_{served.subentry_id}") is not None
         assert refused.connected and issues.async_get_issue(DOMAIN, issue_id) is None
+    finally:
+        await hass.async_add_executor_job(server.kill)
+
+
+class FailingEngineServer(AudioServer):
+    """A real lite server whose engine raises once, on the first loud audio (failing_engine_server.py)."""
+
+    def command(self) -> list[str]:
+        return [runtime_python(), str(Path(__file__).with_name("failing_engine_server.py")), str(self.port)]
+
+
+async def test_a_room_starts_a_new_stream_when_the_engine_fails_on_it(hass: HomeAssistant, smoke_alarm_wav) -> None:
+    """The engine failing on a room's stream (`engine-failed`: it hears nothing more until the next
+    audio-start) does not leave the room connected and deaf: it starts a new stream and hears the alarm."""
+    server = FailingEngineServer(free_port())
+    await hass.async_add_executor_job(server.start)
+    try:
+        hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+        sounds = async_capture_events(hass, BUS_EVENT_SOUND)
+        entry = await add_entry(hass, server, room("Kitchen", source=str(smoke_alarm_wav)))
+        kitchen = room_of(entry, "Kitchen")
+        await wait_for(lambda: kitchen.stats.stream_restarts == 1, timeout=15)
+        assert "failed on this stream (RuntimeError: a fault the test injected)" in kitchen.stats.errors[0]
+        await wait_for(lambda: [e for e in sounds if e.data["label"] == "smoke_alarm"], timeout=30)
+        assert kitchen.stats.connects == 1  # the same connection: a new stream on it
     finally:
         await hass.async_add_executor_job(server.kill)

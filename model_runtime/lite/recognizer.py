@@ -11,6 +11,7 @@ sentence is taken when it fits the audio (else the general model's words).
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from collections import OrderedDict
@@ -104,18 +105,36 @@ class Recognizer:
 
 # The child process of a `RecognizerProcess` (transcribe.py): its one decoder.
 _child_recognizer: Recognizer | None = None
+_child_load_error: str | None = None
+
+
+class RecognizerUnavailable(RuntimeError):
+    """PocketSphinx could not be loaded (a broken or missing install): no request can be decoded."""
 
 
 def load_in_child() -> None:
-    global _child_recognizer
-    _child_recognizer = Recognizer()
+    """Load the decoder; a failure is kept (and said to every request) instead of killing the child,
+    whose pool would otherwise break and be started again, and fail again, for each request."""
+    global _child_recognizer, _child_load_error
+    try:
+        _child_recognizer = Recognizer()
+        _child_load_error = None
+    except Exception as err:  # noqa: BLE001 - an import or model file error: reported, not fatal
+        _child_load_error = f"{type(err).__name__}: {err}"
 
 
-def ready_in_child() -> int:
-    assert _child_recognizer is not None
-    return os.getpid()
+def ready_in_child() -> tuple[int, str | None]:
+    """This child's pid, and why its decoder did not load (None: it did)."""
+    return os.getpid(), _child_load_error
 
 
 def transcribe_in_child(pcm: bytes, home: HomeVocabulary | None) -> Recognition:
-    assert _child_recognizer is not None
+    if _child_recognizer is None:
+        importlib.invalidate_caches()  # (a package reinstalled meanwhile is found)
+        load_in_child()  # once more: whatever stopped it may be mended by now
+    if _child_recognizer is None:
+        raise RecognizerUnavailable(
+            f"PocketSphinx could not be loaded ({_child_load_error}); reinstall the runtime "
+            "(pip install --force-reinstall pocketsphinx) and restart the server"
+        )
     return _child_recognizer.transcribe(pcm, home)

@@ -37,7 +37,7 @@ from ..audio import float_to_pcm16
 from ..constants import SAMPLE_RATE
 from ..events import Event
 from .home_phrases import HomeVocabulary
-from .recognizer import Recognition, load_in_child, ready_in_child, transcribe_in_child
+from .recognizer import Recognition, RecognizerUnavailable, load_in_child, ready_in_child, transcribe_in_child
 
 MAX_REQUEST_S = 8.0
 NO_SPEECH_S = 3.0
@@ -77,7 +77,12 @@ class RecognizerProcess:
         """The process id of the child decoding now (once it has loaded its decoder)."""
         with self._lock:
             child = self._child
-        return child.ready.result(timeout)
+        return child.ready.result(timeout)[0]
+
+    def close(self) -> None:
+        """Stop the child (the shared recognizer's lives as long as this process; one made apart, not)."""
+        with self._lock:
+            self._child.pool.shutdown(wait=True, cancel_futures=True)
 
     def hand_over(self, pcm: bytes, home: HomeVocabulary | None) -> tuple["Future[Recognition]", "_Child"]:
         """The request queued in the current child (a new one if it had died): its future and that child."""
@@ -106,15 +111,15 @@ class _Child:
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=load_in_child)
         # It starts and loads its decoder now, not at the first request; a failure to load is
-        # logged now and said again to each request (as a RecognitionFailed).
-        self.ready: Future[int] = self.pool.submit(ready_in_child)
+        # logged now, and each request tries the load again or fails with the reason (RecognitionFailed).
+        self.ready: Future[tuple[int, str | None]] = self.pool.submit(ready_in_child)
         self.ready.add_done_callback(_log_load_failure)
 
     def kill(self) -> None:
         """Stop a hung child (its pool then fails whatever it still held)."""
         if self.ready.done() and self.ready.exception() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.ready.result(), signal.SIGKILL)
+                os.kill(self.ready.result()[0], signal.SIGKILL)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -146,6 +151,8 @@ class PendingRecognition:
                 self._recognizer.replace_hung(self._child)
                 raise RecognitionFailed(
                     f"the speech recognizer did not answer in {self._recognizer.request_timeout_s:g} s") from None
+            except RecognizerUnavailable as err:
+                raise RecognitionFailed(str(err)) from None
             except Exception as err:  # noqa: BLE001 - the decoder's own error, said to the caller
                 raise RecognitionFailed(f"the speech recognizer failed: {type(err).__name__}: {err}") from None
 
@@ -183,9 +190,14 @@ def shared_recognizer() -> RecognizerProcess:
         return _shared
 
 
-def _log_load_failure(ready: "Future[int]") -> None:
-    if not ready.cancelled() and (err := ready.exception()) is not None:
-        log.error("the speech recognizer could not start: %s: %s", type(err).__name__, err)
+def _log_load_failure(ready: "Future[tuple[int, str | None]]") -> None:
+    if ready.cancelled():
+        return
+    if (err := ready.exception()) is not None:
+        log.error("the speech recognizer's process could not start: %s: %s", type(err).__name__, err)
+    elif (load_error := ready.result()[1]) is not None:
+        log.error("the speech recognizer could not load PocketSphinx (%s): requests after a wake word and "
+                  "speech-to-text get no transcript; reinstall pocketsphinx", load_error)
 
 
 @dataclass

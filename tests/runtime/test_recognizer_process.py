@@ -56,6 +56,40 @@ def test_requests_queued_behind_a_hung_child_are_decoded_by_its_successor(comman
     assert recognizer.child_pid() != hung
 
 
+def test_a_broken_pocketsphinx_is_said_to_each_request_and_mended_without_a_restart(command, tmp_path, monkeypatch):
+    """A child that cannot load PocketSphinx (a broken install: here a package that fails to import,
+    first on the child's path) stays up and tells each request why, instead of dying and being started
+    again (and failing again) for every request; once the install is mended the next request decodes."""
+    broken = tmp_path / "pocketsphinx"
+    broken.mkdir()
+    (broken / "__init__.py").write_text('raise ImportError("this pocketsphinx is broken")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))  # (a spawned child gets the parent's sys.path)
+    recognizer = RecognizerProcess()
+    audio = pcm16_to_float(command)
+    child = recognizer.child_pid()
+    try:
+        _broken_then_mended(recognizer, audio, child, broken)
+    finally:
+        recognizer.close()
+    assert _ends_within(child, 10)
+
+
+def _broken_then_mended(recognizer: RecognizerProcess, audio, child: int, broken) -> None:
+    for _ in range(2):
+        with pytest.raises(RecognitionFailed) as failed:
+            recognizer.transcribe(audio)
+        assert str(failed.value) == (
+            "PocketSphinx could not be loaded (ImportError: this pocketsphinx is broken); reinstall the runtime "
+            "(pip install --force-reinstall pocketsphinx) and restart the server"
+        )
+        assert recognizer.child_pid() == child  # the same child: nothing started again
+
+    (broken / "__init__.py").unlink()
+    broken.rmdir()  # mended: the real package is found next
+    assert recognizer.transcribe(audio).text == COMMAND
+    assert recognizer.child_pid() == child
+
+
 def _feed_in_pieces(stream, audio) -> list[tuple[int, list]]:
     """(index of the 0.1 s piece, its events) for every piece, then (len, the finish's events)."""
     pieces = range(0, len(audio), c.SAMPLE_RATE // 10)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import argparse
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -71,6 +71,14 @@ class EngineStream(abc.ABC):
     @abc.abstractmethod
     def finish(self) -> list[Event]:
         """End of stream: flush what is pending (the last partial chunk, open sounds)."""
+
+    def finish_later(self) -> tuple[list[Event], Callable[[], list[Event]] | None]:
+        """`finish()` in two parts: its events now, and a call that waits for the rest (None: no rest).
+
+        The rest is what is computed elsewhere and only waited for, such as a request's transcript
+        that the recognizer's process still decodes. A server whose streams share threads makes
+        the wait on a thread of its own, so the other streams are fed meanwhile."""
+        return self.finish(), None
 
     def close(self) -> None:
         """Free everything the stream holds."""

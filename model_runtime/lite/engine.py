@@ -9,6 +9,7 @@ tracker and loudness floor) are per stream.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -67,8 +68,13 @@ class LiteStream(EngineStream):
         self._request.home = home
 
     def finish(self) -> list[Event]:
+        found, rest = self.finish_later()
+        return by_time(found + (rest() if rest is not None else []))
+
+    def finish_later(self) -> tuple[list[Event], Callable[[], list[Event]] | None]:
         now = self._samples / SAMPLE_RATE
-        return by_time(self._net.finish() + self._request.finish(now))
+        found = by_time(self._net.finish() + self._request.finish(now))
+        return found, (self._request.transcripts_to_come if self._request.waiting else None)
 
     def close(self) -> None:
         self._wake.close()

@@ -245,10 +245,19 @@ class RequestCapture:
         return found
 
     def finish(self, now: float) -> list[Event]:
-        """The request under way ends here; every transcript still to come (waited for)."""
+        """The request under way ends here; the transcripts answered by now (the rest: `transcripts_to_come`)."""
         if self._chunks is not None and self._heard_speech:
             self._end(now)
         self._chunks = None
+        return self._answers()
+
+    @property
+    def waiting(self) -> bool:
+        """Requests handed over and not yet answered."""
+        return bool(self._handed_over)
+
+    def transcripts_to_come(self) -> list[Event]:
+        """Every transcript (or error) still to come, waited for (each for at most the recognizer's timeout)."""
         return self._answers(wait=True)
 
     def close(self) -> None:

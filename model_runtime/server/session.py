@@ -189,7 +189,7 @@ class StreamSession:
                 elif kind == _INSTRUCT:
                     events = await self._engine_call(self._stream.instruct, value)
                 else:
-                    events = await self._engine_call(self._stream.finish)
+                    events = await self._finish_engine_stream()
                 for event in events:
                     self.events_out += 1
                     await self._emit(shifted(event, behind))
@@ -208,10 +208,28 @@ class StreamSession:
         self._drained.set()
         return audio
 
-    async def _engine_call(self, fn, *args) -> list[Event]:
+    async def _finish_engine_stream(self) -> list[Event]:
+        """The stream's `finish()`: its events on the engine's thread, then the wait for the rest (a
+        transcript still decoding) on a thread of its own, so the streams sharing the engine's
+        threads are fed meanwhile (a decode takes up to a second; a hung recognizer a minute)."""
+        rest: Callable[[], list[Event]] | None = None
+
+        def finish_now() -> list[Event]:
+            nonlocal rest
+            found, rest = self._stream.finish_later()
+            return found
+
+        events = await self._engine_call(finish_now)
+        if rest is not None:
+            events += await self._engine_call(rest, on_engine_thread=False)
+        return events
+
+    async def _engine_call(self, fn, *args, on_engine_thread: bool = True) -> list[Event]:
         if self._failed:
             return []
         try:
+            if not on_engine_thread:  # (the loop's default executor)
+                return list(await asyncio.get_running_loop().run_in_executor(None, fn, *args))
             return list(await self._call(fn, *args))
         except UserError as err:  # e.g. an instruction the engine cannot follow: tell, go on
             await self._on_failure(c.WYOMING_ERROR_BAD_EVENT, str(err))

@@ -3,6 +3,7 @@ the streams, and a child that dies or hangs is replaced without losing the strea
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -16,7 +17,7 @@ from model_runtime.engine import EngineOptions
 from model_runtime.lite import LiteEngine
 from model_runtime.lite import testset as ts
 from model_runtime.lite.transcribe import RecognitionFailed, RecognizerProcess, shared_recognizer
-from server_support import COMMAND, Client, espeak, running_server
+from server_support import COMMAND, Client, burst, custom, espeak, listen, running_server, to_pcm16
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +174,24 @@ async def test_a_failed_transcription_is_an_error_and_the_connection_goes_on(com
         transcript, before = await client.read_until("transcript", timeout=30)
         assert transcript.data["text"] == COMMAND and before == []
         await client.close()
+
+
+async def test_a_stream_ending_while_its_request_decodes_does_not_hold_up_the_others(wake_clip, command):
+    """A room whose stream ends (audio-stop: a mute) right after a spoken request waits for that
+    transcript off the lite engine's one feed thread: another room's audio is heard meanwhile."""
+    recognizer = shared_recognizer()
+    async with running_server() as server:
+        kitchen, hall = await Client.connect(server), await Client.connect(server)
+        await kitchen.send(listen("kitchen"))
+        await hall.send(listen("hall"))
+        queued = [recognizer.submit(pcm16_to_float(command)) for _ in range(16)]  # busy for seconds
+        await kitchen.stream(to_pcm16(load_audio(wake_clip.path)))  # its request waits behind them
+        await asyncio.sleep(1.0)  # the kitchen's finish is waiting for its transcript by now
+        await hall.stream(to_pcm16(burst(2.0, loud_at=0.5)), stop=False)
+        await hall.read_until(c.WYOMING_EVENT_PREFIX + c.EVENT_SOUND, timeout=30)  # the door slam
+        assert not all(pending.ready() for pending in queued)  # heard while the recognizer was still busy
+        transcript, _ = await kitchen.read_until(c.WYOMING_EVENT_PREFIX + c.EVENT_TRANSCRIPT, timeout=60)
+        assert transcript.data["text"]
+        assert [pending.result().text for pending in queued] == [COMMAND] * len(queued)
+        for client in (kitchen, hall):
+            await client.close()

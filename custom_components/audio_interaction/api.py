@@ -160,12 +160,12 @@ async def async_close(client: AsyncTcpClient) -> None:
 def engine_event(event: Event) -> tuple[str, dict[str, Any]] | None:
     """`audio-interaction-sound` with data {...} -> ("sound", {...}); other events -> None.
 
-    Wyoming's own `error` {text, code} (what the server says we got wrong) is
-    read as our `error` {message, code}.
+    Wyoming's own `error` {text, code, ...} (what the server says we got wrong, or
+    could not do) is read as our `error` {message, code, ...}.
     """
     if Error.is_type(event.type):
         error = Error.from_event(event)
-        return EVENT_ERROR, {"message": error.text, "code": error.code}
+        return EVENT_ERROR, {**(event.data or {}), "message": error.text, "code": error.code}
     if not event.type.startswith(WYOMING_EVENT_PREFIX):
         return None
     return event.type.removeprefix(WYOMING_EVENT_PREFIX), dict(event.data or {})

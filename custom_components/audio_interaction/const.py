@@ -17,6 +17,7 @@ WYOMING_LISTEN: Final = WYOMING_EVENT_PREFIX + "listen"  # data: {"room": str | 
 WYOMING_INSTRUCT: Final = WYOMING_EVENT_PREFIX + "instruct"  # data: {"text": str}
 MODEL_DECISION_NAME: Final = "audio_interaction"
 WYOMING_ERROR_TOO_MANY_STREAMS: Final = "too-many-streams"  # the server is at its --max-streams
+WYOMING_ERROR_AUDIO_SKIPPED: Final = "audio-skipped"  # the engine fell behind: the waiting audio was dropped
 WYOMING_ERROR_ENGINE_FAILED: Final = "engine-failed"  # the engine raised: the stream hears nothing until audio-start
 DEFAULT_PORT: Final = 10500
 EVENT_DECISION: Final = "decision"
@@ -99,6 +100,10 @@ SOURCE_BACKOFF_MAX: Final = 30.0
 SOURCE_FAILURES_FOR_REPAIR: Final = 5
 # A server unreachable this long raises a repair issue (an add-on restart takes less).
 SERVER_UNREACHABLE_FOR_REPAIR: Final = 120.0
+# A server that skipped this much of a room's audio (it fell behind) within the window raises a
+# repair issue; it clears once a whole window passes without a skip.
+SKIPPED_SECONDS_FOR_REPAIR: Final = 20.0
+SKIPPED_WINDOW: Final = 600.0
 # A server at its stream limit turned the room away: it asks again this often.
 SERVER_BUSY_RETRY: Final = 30.0
 

@@ -21,10 +21,11 @@ from wyoming.event import Event
 from wyoming.ping import Ping, Pong
 
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.event import async_call_later
 
 from . import const
 from .api import StreamClient, async_close, async_open_stream, audio_start, engine_event
@@ -91,6 +92,7 @@ class RoomStats:
     commands: int = 0  # spoken requests handed to Assist (option "Carry out spoken commands")
     refusals: int = 0  # streams the server turned away: it served as many as it may
     stream_restarts: int = 0  # streams started again after the engine failed on them
+    skipped_seconds: float = 0.0  # of the room's audio, that the server skipped when it fell behind
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     notices: deque[str] = field(default_factory=lambda: deque(maxlen=5))  # told by the server, nothing wrong
 
@@ -131,6 +133,8 @@ class Room:
         self._started = False
         self._was_connected = True  # log the first failure, and each loss after a success
         self._busy = False  # the server turned the last stream away (too many streams)
+        self._skips: deque[tuple[float, float]] = deque()  # (when, seconds) the server skipped, in the window
+        self._behind_timer: CALLBACK_TYPE | None = None
         # Assist satellite rooms (satellite.py): audio comes from pipelines' wake-word stages.
         self.satellite: str | None = self.config.get(CONF_SATELLITE)
         self.wake_stages: set[WakeStage] = set()
@@ -341,8 +345,15 @@ class Room:
 
     @callback
     def _delete_issues(self) -> None:
-        ir.async_delete_issue(self.hass, const.DOMAIN, self._busy_issue_id)
-        ir.async_delete_issue(self.hass, const.DOMAIN, self._unreachable_issue_id)
+        if self._behind_timer is not None:
+            self._behind_timer()
+            self._behind_timer = None
+        for issue_id in (self._busy_issue_id, self._unreachable_issue_id, self._behind_issue_id):
+            ir.async_delete_issue(self.hass, const.DOMAIN, issue_id)
+
+    @property
+    def _behind_issue_id(self) -> str:
+        return f"server_behind_{self.subentry_id}"
 
     @property
     def _busy_issue_id(self) -> str:
@@ -450,7 +461,38 @@ class Room:
                 _LOGGER.info("Room %s: %s", self.name, message)
                 return
             self.stats.errors.append(message)
+            if data.get("code") == const.WYOMING_ERROR_AUDIO_SKIPPED:
+                self._fell_behind(message, float(data.get("skipped_seconds") or 0.0))
+                return
             _LOGGER.warning("Room %s: the server reports: %s", self.name, message)
+
+    def _fell_behind(self, message: str, seconds: float) -> None:
+        """The server skipped some of the room's audio: it cannot keep up (a model too slow for the
+        machine, too many rooms). Said once in the log per episode, and a repair issue once it
+        adds up; both end after a whole window without a skip."""
+        now = time.monotonic()
+        self.stats.skipped_seconds = round(self.stats.skipped_seconds + seconds, 3)
+        self._skips.append((now, seconds))
+        while self._skips and self._skips[0][0] < now - const.SKIPPED_WINDOW:
+            self._skips.popleft()
+        if len(self._skips) == 1:
+            _LOGGER.warning("Room %s: the server reports: %s", self.name, message)
+        skipped = sum(seconds for _, seconds in self._skips)
+        if skipped >= const.SKIPPED_SECONDS_FOR_REPAIR:
+            self._raise_issue(
+                self._behind_issue_id, "server_behind", seconds=f"{skipped:.0f}",
+                minutes=f"{const.SKIPPED_WINDOW / 60:.0f}", reason=message,
+            )
+        if self._behind_timer is not None:
+            self._behind_timer()
+        self._behind_timer = async_call_later(self.hass, const.SKIPPED_WINDOW, self._caught_up)
+
+    @callback
+    def _caught_up(self, _now: Any) -> None:
+        """A whole window without a skip."""
+        self._behind_timer = None
+        self._skips.clear()
+        ir.async_delete_issue(self.hass, const.DOMAIN, self._behind_issue_id)
 
     def _handle_sound(self, data: dict[str, Any]) -> None:
         """A sound fires once: on its start event, or on its end if its start was never seen."""

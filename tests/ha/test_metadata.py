@@ -63,7 +63,7 @@ def test_protocol_names_match_the_runtime() -> None:
         "DEFAULT_PORT", "EVENT_DECISION", "EVENT_RESPONSE", "EVENT_SOUND", "EVENT_SPEECH",
         "EVENT_TRANSCRIPT", "EVENT_ERROR", "WYOMING_ERROR_MODEL_LOADING", "SOUND_LABELS", "ALARM_LABELS",
         "MAX_TRANSCRIPT_NAMES", "MAX_TRANSCRIPT_NAME_CHARS", "WYOMING_ERROR_TOO_MANY_STREAMS",
-        "WYOMING_ERROR_ENGINE_FAILED",
+        "WYOMING_ERROR_ENGINE_FAILED", "WYOMING_ERROR_AUDIO_SKIPPED",
     ]
     for name in copied:
         assert getattr(const, name) == runtime[name], f"const.{name} drifted from model_runtime/constants.py"

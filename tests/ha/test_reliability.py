@@ -302,17 +302,21 @@ async def test_a_busy_server_turns_a_room_away_with_a_repair_issue(
         await hass.async_add_executor_job(server.kill)
 
 
-class FailingEngineServer(AudioServer):
-    """A real lite server whose engine raises once, on the first loud audio (failing_engine_server.py)."""
+class FaultyEngineServer(AudioServer):
+    """A real lite server with a fault in its engine (faulty_engine_server.py: `fail-once` or `slow`)."""
+
+    def __init__(self, port: int, mode: str) -> None:
+        super().__init__(port)
+        self.mode = mode
 
     def command(self) -> list[str]:
-        return [runtime_python(), str(Path(__file__).with_name("failing_engine_server.py")), str(self.port)]
+        return [runtime_python(), str(Path(__file__).with_name("faulty_engine_server.py")), str(self.port), self.mode]
 
 
 async def test_a_room_starts_a_new_stream_when_the_engine_fails_on_it(hass: HomeAssistant, smoke_alarm_wav) -> None:
     """The engine failing on a room's stream (`engine-failed`: it hears nothing more until the next
     audio-start) does not leave the room connected and deaf: it starts a new stream and hears the alarm."""
-    server = FailingEngineServer(free_port())
+    server = FaultyEngineServer(free_port(), "fail-once")
     await hass.async_add_executor_job(server.start)
     try:
         hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
@@ -323,5 +327,38 @@ async def test_a_room_starts_a_new_stream_when_the_engine_fails_on_it(hass: Home
         assert "failed on this stream (RuntimeError: a fault the test injected)" in kitchen.stats.errors[0]
         await wait_for(lambda: [e for e in sounds if e.data["label"] == "smoke_alarm"], timeout=30)
         assert kitchen.stats.connects == 1  # the same connection: a new stream on it
+    finally:
+        await hass.async_add_executor_job(server.kill)
+
+
+async def test_a_server_that_cannot_keep_up_raises_a_repair_issue(
+    hass: HomeAssistant, smoke_alarm_wav, monkeypatch, caplog
+) -> None:
+    """A server too slow for the room (here an engine at half speed) skips its backlog again and again:
+    said once in the log, a repair issue once it adds up (here 2 s; 20 s in 10 minutes in a home),
+    cleared after a whole window without a skip (here 3 s)."""
+    monkeypatch.setattr(const, "SKIPPED_SECONDS_FOR_REPAIR", 2.0)
+    monkeypatch.setattr(const, "SKIPPED_WINDOW", 3.0)
+    server = FaultyEngineServer(free_port(), "slow")
+    await hass.async_add_executor_job(server.start)
+    try:
+        hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+        entry = await add_entry(hass, server, room("Kitchen", source=str(smoke_alarm_wav)))
+        kitchen = room_of(entry, "Kitchen")
+        issue_id = f"server_behind_{kitchen.subentry_id}"
+        issues = ir.async_get(hass)
+        await wait_for(lambda: issues.async_get_issue(DOMAIN, issue_id), timeout=30)
+        issue = issues.async_get_issue(DOMAIN, issue_id)
+        assert issue.translation_key == "server_behind"
+        assert float(issue.translation_placeholders["seconds"]) >= 2
+        assert "fell behind" in issue.translation_placeholders["reason"]
+        assert kitchen.stats.skipped_seconds >= 2.0
+        skips = [r for r in caplog.records if "fell behind" in r.message and r.levelname == "WARNING"
+                 and r.name.startswith("custom_components")]
+        assert len(skips) == 1  # one warning for the episode, not one per skip
+
+        await hass.services.async_call("switch", "turn_on", {"entity_id": "switch.kitchen_mute"}, blocking=True)
+        await wait_for(lambda: issues.async_get_issue(DOMAIN, issue_id) is None, timeout=15)
+        assert kitchen.connected
     finally:
         await hass.async_add_executor_job(server.kill)

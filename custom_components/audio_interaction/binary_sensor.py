@@ -33,15 +33,16 @@ class AlarmBinarySensor(RoomEntity, BinarySensorEntity):
     """On while the server hears the room's smoke or CO alarm sound: from its `sound` start to its end.
 
     The server ends an alarm a few seconds after its last beep. The sensor is unavailable
-    whenever the room cannot hear: not connected, or muted. (Off would say "no alarm", which
-    a room that hears nothing cannot know; and a stream that stops hearing never gets the end.)
+    whenever the room cannot hear (`Room.hearing`): not connected, muted, or its source down or
+    delivering only silence. (Off would say "no alarm", which a room that hears nothing cannot
+    know; and a stream that stops hearing never gets the end.)
     """
 
     label: str
 
     @property
     def available(self) -> bool:
-        return self.room.connected and not self.room.muted
+        return self.room.hearing
 
     @property
     def is_on(self) -> bool:

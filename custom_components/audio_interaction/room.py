@@ -145,6 +145,15 @@ class Room:
         self._pipeline_answers = False
 
     @property
+    def hearing(self) -> bool:
+        """Whether the room's audio reaches the server: connected, not muted, and its source delivering
+        sound (not restarting, not only digital silence). An Assist satellite's audio comes with its
+        pipeline's stages: it counts as heard while the room is connected and not muted."""
+        if not self.connected or self.muted:
+            return False
+        return bool(self.satellite) or (self.source.running and not self.source.silent)
+
+    @property
     def signal(self) -> str:
         return SIGNAL_ROOM_UPDATED.format(self.subentry_id)
 

@@ -170,6 +170,7 @@ async def test_silent_source_raises_a_repair_issue(
     assert issue.translation_key == "source_silent"
     assert issue.translation_placeholders["room"] == "Garage"
     assert hass.states.get("binary_sensor.garage_server_connection").attributes["source_silent"] is True
+    assert hass.states.get("binary_sensor.garage_smoke_alarm").state == STATE_UNAVAILABLE  # it hears nothing
     # A real recording (quiet passages included) is never taken for a dead microphone.
     await wait_for(lambda: kitchen.stats.chunks_sent >= 50)
     assert not kitchen.source.silent

@@ -38,6 +38,9 @@ FFMPEG_OUTPUT = f"-f s16le -acodec pcm_s16le -ac {CHANNELS} -ar {SAMPLE_RATE} -"
 # off, a muted or unplugged capture device) this long is deaf: a repair issue says so.
 SILENT_SOURCE_SECONDS = 60.0
 FLAT_PEAK_TO_PEAK = 2  # in 16-bit steps: dither at most; a real room's noise floor is far above
+# A source that delivers no audio for this long has stalled (a camera that stops sending without
+# closing its connection leaves ffmpeg waiting forever): it is stopped and started again.
+STALL_SECONDS = 10.0
 # A run that delivered at least this much audio counts as healthy.
 HEALTHY_BYTES = SAMPLE_RATE * SAMPLE_WIDTH  # 1 s
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
@@ -100,7 +103,7 @@ async def async_ffmpeg_input(
 async def async_read_pcm(
     hass: HomeAssistant, input_args: str, on_audio: Callable[[bytes], Awaitable[None] | None]
 ) -> tuple[int, str]:
-    """Run ffmpeg once until it exits; return (PCM bytes delivered, why it stopped).
+    """Run ffmpeg once until it exits or stalls; return (PCM bytes delivered, why it stopped).
 
     A live room hands each chunk on at once. A file's reader may return an
     awaitable (a bounded queue's `put`): then ffmpeg is read no faster than the
@@ -121,9 +124,12 @@ async def async_read_pcm(
         stdout = await ffmpeg.get_reader()
         while True:
             try:
-                chunk = await stdout.readexactly(CHUNK_BYTES)
+                async with asyncio.timeout(STALL_SECONDS):
+                    chunk = await stdout.readexactly(CHUNK_BYTES)
             except asyncio.IncompleteReadError as end:
                 chunk = end.partial
+            except TimeoutError:  # (the finally below stops ffmpeg)
+                return delivered, f"no audio for {STALL_SECONDS:g} s: the source stalled, so it was stopped"
             if not chunk:
                 break
             delivered += len(chunk)

@@ -11,6 +11,7 @@ import struct
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events, mock_restore_cache
 from wyoming.audio import AudioChunk
@@ -363,3 +364,40 @@ async def test_a_server_that_cannot_keep_up_raises_a_repair_issue(
         assert kitchen.connected
     finally:
         await hass.async_add_executor_job(server.kill)
+
+
+async def test_a_stalled_source_is_restarted_and_reported(hass: HomeAssistant, audio_server, monkeypatch) -> None:
+    """A stream that stops sending without closing (a camera that hangs): ffmpeg would wait forever,
+    and the room would hear nothing while all looked well. It is stopped after STALL_SECONDS without
+    audio (here 1.5 s), started again, and a repair issue says so when it keeps happening."""
+    monkeypatch.setattr("custom_components.audio_interaction.source.STALL_SECONDS", 1.5)
+    monkeypatch.setattr(const, "SOURCE_FAILURES_FOR_REPAIR", 2)
+    rate, seconds = 16_000, 0.5  # under HEALTHY_BYTES: each run counts as a failure
+    pcm = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)).astype("<i2").tobytes()
+    header = b"RIFF" + struct.pack("<I", 0x7FFFFFFF) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    header += b"data" + struct.pack("<I", 0x7FFFFF00)
+    requests = 0
+    hang = asyncio.Event()
+
+    async def stalling_camera(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        requests += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\n\r\n" + header + pcm)
+        await writer.drain()
+        await hang.wait()  # sends nothing more, and never closes
+        writer.close()
+
+    camera = await asyncio.start_server(stalling_camera, "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{camera.sockets[0].getsockname()[1]}/audio.wav"
+        entry = await add_entry(hass, audio_server, room("Porch", source=url))
+        porch = room_of(entry, "Porch")
+        issues = ir.async_get(hass)
+        issue = await wait_for(lambda: issues.async_get_issue(DOMAIN, f"source_failing_{porch.subentry_id}"), timeout=30)
+        assert "the source stalled" in issue.translation_placeholders["reason"]
+        assert requests >= 2  # started again
+    finally:
+        hang.set()
+        camera.close()
+        await camera.wait_closed()

@@ -19,7 +19,15 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
 from .api import async_close, async_open_stream, engine_event
-from .const import CHANNELS, DOMAIN, EVENT_DECISION, SAMPLE_RATE, SAMPLE_WIDTH
+from .const import (
+    CHANNELS,
+    DOMAIN,
+    EVENT_DECISION,
+    EVENT_ERROR,
+    SAMPLE_RATE,
+    SAMPLE_WIDTH,
+    WYOMING_ERROR_TOO_MANY_STREAMS,
+)
 from .source import async_read_pcm
 
 MEDIA_SOURCE_PREFIX = "media-source://media_source/"
@@ -80,6 +88,12 @@ async def async_analyze_file(hass: HomeAssistant, host: str, port: int, path: Pa
                 if (parsed := engine_event(event)) is None:
                     continue
                 kind, data = parsed
+                if kind == EVENT_ERROR and data.get("code") == WYOMING_ERROR_TOO_MANY_STREAMS:
+                    raise HomeAssistantError(
+                        translation_domain=DOMAIN,
+                        translation_key="server_busy",
+                        translation_placeholders={"error": str(data.get("message"))},
+                    )
                 if kind != EVENT_DECISION or data.get("respond"):
                     events.append({"type": kind, **data})
 
@@ -98,9 +112,13 @@ async def async_analyze_file(hass: HomeAssistant, host: str, port: int, path: Pa
     sender = asyncio.create_task(send())
 
     async def enqueue(chunk: bytes | None) -> None:
-        """Wait for room in the queue; if the sender fails meanwhile (server gone), raise its error."""
+        """Wait for room in the queue; if the sender fails meanwhile (server gone), or the server
+        turned the stream away (busy), raise that error."""
         put = asyncio.ensure_future(audio.put(chunk))
-        await asyncio.wait((put, sender), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((put, sender, receiver), return_when=asyncio.FIRST_COMPLETED)
+        if receiver.done() and not receiver.cancelled() and receiver.exception() is not None:
+            put.cancel()
+            receiver.result()
         if not put.done():
             put.cancel()
             sender.result()

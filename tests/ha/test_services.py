@@ -20,7 +20,8 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.setup import async_setup_component
 
 from custom_components.audio_interaction.const import DOMAIN, SOUND_LABELS
-from ha_helpers import add_entry, room, room_of, wait_for
+from conftest import AudioServer
+from ha_helpers import add_entry, free_port, room, room_of, wait_for
 
 
 async def test_analyze_file(hass: HomeAssistant, audio_server, smoke_alarm_wav, tmp_path) -> None:
@@ -158,3 +159,26 @@ async def test_analyze_file_server_stalls_or_dies(
         async with asyncio.timeout(30):
             await task
     assert err.value.translation_key in ("analysis_failed", "cannot_connect"), (err.value.translation_key, err.value)
+
+
+async def test_analyze_file_on_a_busy_server_says_so(hass: HomeAssistant, tmp_path, smoke_alarm_wav) -> None:
+    """A server already at its --max-streams turns the analysis away: a clear error, at once."""
+    server = AudioServer(free_port(), "--engine", "lite", "--max-streams", "1")
+    await hass.async_add_executor_job(server.start)
+    try:
+        media = tmp_path / "media"
+        media.mkdir()
+        shutil.copy(smoke_alarm_wav, media / "alarm.wav")
+        hass.config.media_dirs = {"local": str(media)}
+        hass.config.allowlist_external_dirs = {str(smoke_alarm_wav.parent)}
+        await add_entry(hass, server, room("Kitchen", source=str(smoke_alarm_wav)))  # holds the one stream
+        await wait_for(lambda: hass.states.get("binary_sensor.kitchen_server_connection").state == STATE_ON)
+        with pytest.raises(HomeAssistantError) as err:
+            async with asyncio.timeout(20):
+                await hass.services.async_call(
+                    DOMAIN, "analyze_file", {"file": "alarm.wav"}, blocking=True, return_response=True
+                )
+        assert err.value.translation_key == "server_busy"
+        assert "1 streams already open" in str(err.value.translation_placeholders["error"])
+    finally:
+        await hass.async_add_executor_job(server.kill)

@@ -8,7 +8,8 @@ Flows (README "Wyoming protocol" has examples):
   client asked for (none asked = any), `not-detected` on `audio-stop` if none came.
 - Ours: `audio-interaction-listen` {room, live, transcript_names, transcript_terms} once
   (the names: the home's devices and areas, as in `transcribe`, for the requests the
-  lite engine transcribes after a wake word); each engine event of type X then
+  lite engine transcribes after a wake word; sent again on a stream under way, it
+  brings the home's new names to that stream's later requests); each engine event of type X then
   arrives as `audio-interaction-X` with the event's fields. Beside a model engine the
   server's safety net (the lite alarm, loudness, speech and music detectors) hears the
   same audio in a session of its own, so its events never wait behind the model's
@@ -167,6 +168,9 @@ class ClientHandler(AsyncEventHandler):
             except UserError as err:  # the names only bias transcripts: the room listens without them
                 self._home = None
                 raise ProtocolError(c.WYOMING_ERROR_BAD_EVENT, f"{err}; listening without the home's names") from None
+            finally:  # a listen again on a stream under way: the home's names changed (HA resends them)
+                for session in self._sessions():
+                    session.push_home(self._home)
         elif AudioStart.is_type(etype):
             await self._on_start(data)
         elif AudioStop.is_type(etype):

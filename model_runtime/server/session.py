@@ -41,7 +41,7 @@ from ..lite.home_phrases import HomeVocabulary
 
 _LOGGER = logging.getLogger(__name__)
 
-_AUDIO, _INSTRUCT, _FINISH = "audio", "instruct", "finish"
+_AUDIO, _INSTRUCT, _HOME, _FINISH = "audio", "instruct", "home", "finish"
 
 EmitEvent = Callable[[Event], Awaitable[None]]
 ReportSkip = Callable[[float, float], Awaitable[None]]  # (skipped now, skipped in total) seconds
@@ -128,6 +128,12 @@ class StreamSession:
     def instructions_waiting(self) -> int:
         return sum(1 for kind, _ in self._items if kind == _INSTRUCT)
 
+    def push_home(self, home: HomeVocabulary | None) -> None:
+        """New names of the listener's home (a device added, an area renamed): the stream's requests
+        from here on are biased to them (in order with the audio: the audio before keeps the old)."""
+        self._items.append((_HOME, home))
+        self._wakeup.set()
+
     def push_instruction(self, text: str) -> None:
         self._items.append((_INSTRUCT, text))
         self._wakeup.set()
@@ -188,6 +194,8 @@ class StreamSession:
                     events = await self._engine_call(self._stream.feed, audio)
                 elif kind == _INSTRUCT:
                     events = await self._engine_call(self._stream.instruct, value)
+                elif kind == _HOME:
+                    events = await self._engine_call(self._use_home, value)
                 else:
                     events = await self._finish_engine_stream()
                 for event in events:
@@ -207,6 +215,10 @@ class StreamSession:
         self._backlog -= audio.size
         self._drained.set()
         return audio
+
+    def _use_home(self, home: HomeVocabulary | None) -> list[Event]:
+        self._stream.use_home_vocabulary(home)
+        return []
 
     async def _finish_engine_stream(self) -> list[Event]:
         """The stream's `finish()`: its events on the engine's thread, then the wait for the rest (a

@@ -76,9 +76,10 @@ class Client:
         return events
 
     async def stream(self, pcm: bytes, rate: int = 16_000, width: int = 2, channels: int = 1,
-                     chunk_seconds: float = 0.1, stop: bool = True) -> None:
-        """audio-start, the audio in chunks, audio-stop."""
-        await self.send(AudioStart(rate=rate, width=width, channels=channels).event())
+                     chunk_seconds: float = 0.1, stop: bool = True, start: bool = True) -> None:
+        """audio-start, the audio in chunks, audio-stop (`start`/`stop` False: on a stream under way)."""
+        if start:
+            await self.send(AudioStart(rate=rate, width=width, channels=channels).event())
         step = int(rate * chunk_seconds) * width * channels
         for start in range(0, len(pcm), step):
             await self.send(AudioChunk(rate=rate, width=width, channels=channels, audio=pcm[start:start + step]).event())

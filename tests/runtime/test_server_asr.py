@@ -253,6 +253,36 @@ async def test_a_listening_rooms_request_is_biased_to_the_names_its_listen_gave(
     assert await heard(transcript_names=HOME_NAMES, transcript_terms=HOME_AREAS) == "turn on the kitchen light"
 
 
+async def test_a_listen_again_brings_the_homes_new_names_to_the_stream_under_way():
+    """HA sends `listen` again when the home's names change (a light added): the same stream's next
+    request is decoded with them, without a new stream."""
+    pause = bytes(2 * c.SAMPLE_RATE // 2)  # 0.5 s
+    request = pause + piper_pcm("okay nabu") + pause + piper_pcm("turn on the kitchen light") + pause * 4
+    transcript = c.WYOMING_EVENT_PREFIX + "transcript"
+
+    async def live_quiet(seconds: float) -> None:
+        """Quiet audio at the pace of a room: the transcript comes with a piece after its decode."""
+        for _ in range(int(seconds * 10)):
+            await room.stream(pause[: len(pause) // 5], start=False, stop=False)
+            await asyncio.sleep(0.1)
+
+    async with running_server() as server:
+        room = await Client.connect(server)
+        await room.send(WyomingEvent(c.WYOMING_LISTEN, {"room": "kitchen"}))
+        await room.stream(request, stop=False)
+        await live_quiet(3.0)
+        before, _ = await room.read_until(transcript, timeout=30)
+        assert before.data["text"] != "turn on the kitchen light"
+        await room.send(WyomingEvent(c.WYOMING_LISTEN, {"room": "kitchen", "transcript_names": HOME_NAMES,
+                                                        "transcript_terms": HOME_AREAS}))
+        await room.stream(request, start=False, stop=False)
+        await live_quiet(3.0)
+        after, _ = await room.read_until(transcript, timeout=30)
+        assert after.data["text"] == "turn on the kitchen light"
+        assert after.data["start"] > before.data["end"]  # the same stream's time: no new stream
+        await room.close()
+
+
 async def test_bad_names_in_listen_get_a_clear_error_and_the_room_still_listens():
     too_many = [f"lamp {i}" for i in range(c.MAX_TRANSCRIPT_NAMES + 1)]
     async with running_server() as server:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from homeassistant.const import CONF_HOST, CONF_PORT, Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.typing import ConfigType
 
 from .api import CannotConnect, NotOurServer, async_get_server_info
-from .const import DOMAIN, SUBENTRY_ROOM
+from .const import DOMAIN, NAMES_REFRESH_INTERVAL, SUBENTRY_ROOM
 from .models import AudioInteractionConfigEntry, AudioInteractionData
 from .room import Room
 from .services import async_register_services
+from .vocabulary import exposed_names
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR, Platform.STT, Platform.SWITCH, Platform.WAKE_WORD]
 
@@ -72,6 +76,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: AudioInteractionConfigEn
     # Entities exist (and the mute switch has restored its state): start listening.
     for room in data.rooms.values():
         room.async_start()
+
+    @callback
+    def refresh_names(_now: datetime) -> None:
+        """A device added or renamed, an area too: the rooms' streams get the home's names again."""
+        names = exposed_names(hass)
+        for room in data.rooms.values():
+            room.async_update_names(names)
+
+    entry.async_on_unload(async_track_time_interval(hass, refresh_names, NAMES_REFRESH_INTERVAL))
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     return True
 

@@ -133,17 +133,22 @@ async def async_open_stream(
     """
     client = StreamClient(host, port)
     await client.connect()
-    listen: dict[str, Any] = {"room": room, "live": live}
-    if names is not None:
-        listen["transcript_names"], listen["transcript_terms"] = names
     try:
-        await client.write_event(Event(type=WYOMING_LISTEN, data=listen))
+        await client.write_event(listen_event(room, live, names))
         if start:
             await client.write_event(audio_start())
     except OSError:
         await async_close(client)
         raise
     return client
+
+
+def listen_event(room: str | None, live: bool = True, names: tuple[list[str], list[str]] | None = None) -> Event:
+    """`audio-interaction-listen`: once before the stream, and again when the home's names change."""
+    listen: dict[str, Any] = {"room": room, "live": live}
+    if names is not None:
+        listen["transcript_names"], listen["transcript_terms"] = names
+    return Event(type=WYOMING_LISTEN, data=listen)
 
 
 def audio_start() -> Event:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Final
 
 DOMAIN: Final = "audio_interaction"
@@ -104,6 +105,9 @@ SERVER_UNREACHABLE_FOR_REPAIR: Final = 120.0
 # repair issue; it clears once a whole window passes without a skip.
 SKIPPED_SECONDS_FOR_REPAIR: Final = 20.0
 SKIPPED_WINDOW: Final = 600.0
+# How often the names exposed to Assist are compared with what the rooms' streams have (a change
+# is sent at once: the requests after a wake word are transcribed with the home's names).
+NAMES_REFRESH_INTERVAL: Final = timedelta(seconds=60)
 # A server at its stream limit turned the room away: it asks again this often.
 SERVER_BUSY_RETRY: Final = 30.0
 

@@ -28,7 +28,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_call_later
 
 from . import const
-from .api import StreamClient, async_close, async_open_stream, audio_start, engine_event
+from .api import StreamClient, async_close, async_open_stream, audio_start, engine_event, listen_event
 from .const import (
     BUS_EVENT_RESPONSE,
     BUS_EVENT_SOUND,
@@ -133,6 +133,7 @@ class Room:
         self._started = False
         self._was_connected = True  # log the first failure, and each loss after a success
         self._busy = False  # the server turned the last stream away (too many streams)
+        self._names: tuple[list[str], list[str]] | None = None  # the home's names the stream was given
         self._skips: deque[tuple[float, float]] = deque()  # (when, seconds) the server skipped, in the window
         self._behind_timer: CALLBACK_TYPE | None = None
         # Assist satellite rooms (satellite.py): audio comes from pipelines' wake-word stages.
@@ -203,6 +204,14 @@ class Room:
                 self._start_source()
         self._update()
 
+    @callback
+    def async_update_names(self, names: tuple[list[str], list[str]]) -> None:
+        """The names exposed to Assist now: if they changed, the server's stream gets them."""
+        if self._client is None or names == self._names:
+            return  # (not connected: the next connection sends the names as they are then)
+        self._names = names
+        self.entry.async_create_task(self.hass, self._write_to_server(listen_event(self.name, True, names)))
+
     async def _write_to_server(self, event: Event) -> None:
         """Send a stream event if connected; a dropped connection is the connection loop's to mend
         (its new stream starts with `audio-start`)."""
@@ -254,8 +263,10 @@ class Room:
         unreachable_since: float | None = None
         while True:
             try:
-                # The home's names (as they are now) bias the server's transcripts of requests.
-                client = await async_open_stream(host, port, self.name, names=exposed_names(self.hass), start=False)
+                # The home's names (as they are now; `async_update_names` sends changes) bias the
+                # server's transcripts of requests.
+                self._names = exposed_names(self.hass)
+                client = await async_open_stream(host, port, self.name, names=self._names, start=False)
             except OSError as err:
                 if self._was_connected:
                     _LOGGER.warning("Room %s cannot reach the server at %s:%s: %s", self.name, host, port, err)

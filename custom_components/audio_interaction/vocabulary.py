@@ -1,6 +1,7 @@
 """What a spoken command can name in this home, sent with each speech-to-text request
 and with each room's `audio-interaction-listen` (for the requests the lite engine
-transcribes after a wake word; the names as they are when the room connects).
+transcribes after a wake word; the names as they are when the room connects, and
+again whenever they change: compared every NAMES_REFRESH_INTERVAL).
 
 The server biases its recogniser to the home's commands over these names (as
 Speech-to-Phrase does): the names of the entities exposed to Assist and their

@@ -24,6 +24,7 @@ from pytest_homeassistant_custom_component.common import (
     MockModule,
     MockPlatform,
     async_capture_events,
+    async_fire_time_changed,
     async_mock_service,
     mock_config_flow,
     mock_integration,
@@ -47,12 +48,14 @@ from homeassistant.helpers import area_registry as ar, entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
 
 from custom_components.audio_interaction.const import (
     BUS_EVENT_SOUND,
     MAX_TRANSCRIPT_NAME_CHARS,
     MAX_TRANSCRIPT_NAMES,
     MODEL_DECISION_NAME,
+    NAMES_REFRESH_INTERVAL,
     SUBENTRY_ROOM,
 )
 from custom_components.audio_interaction.satellite import KEEP_SECONDS
@@ -495,3 +498,36 @@ async def test_a_command_with_assists_conversation_not_loaded_says_how_to_load_i
     assert "conversation" not in hass.config.components
     assert await async_carry_out(hass, "Kitchen", COMMAND, None) is None
     assert "conversation integration is not loaded" in caplog.text and "default_config:" in caplog.text
+
+
+async def test_a_light_added_later_is_heard_by_name_without_reconnecting(
+    hass: HomeAssistant, audio_server, spoken_command, tmp_path
+) -> None:
+    """The names exposed to Assist are compared every minute; a change reaches the room's stream at once
+    (`listen` again on it), so a command naming a light added after the room connected is transcribed
+    with it, word for word, on the same connection."""
+    recording = tmp_path / "command.wav"
+    with wave.open(str(recording), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000)
+        out.writeframes(spoken_command + silence(1.0))
+    hass.config.allowlist_external_dirs = {str(tmp_path)}
+    assert await async_setup_component(hass, "homeassistant", {})
+    entry = await add_entry(hass, audio_server, room("Study", source=str(recording)))
+    study = room_of(entry, "Study")
+    transcript = "sensor.study_last_transcript"
+    await wait_for(lambda: hass.states.get(transcript).state not in ("unknown", "unavailable"), timeout=30)
+    assert hass.states.get(transcript).state != COMMAND  # no kitchen light in this home yet
+    assert "Kitchen Light" not in exposed_names(hass)[0]
+
+    assert await async_setup_component(hass, "light", {"light": [{
+        "platform": "template",
+        "lights": {"kitchen_light": {
+            "friendly_name": "Kitchen Light", "value_template": "{{ false }}",
+            "turn_on": [], "turn_off": [],
+        }},
+    }]})
+    await hass.async_block_till_done()
+    assert "Kitchen Light" in exposed_names(hass)[0]
+    async_fire_time_changed(hass, dt_util.utcnow() + NAMES_REFRESH_INTERVAL)
+    await wait_for(lambda: hass.states.get(transcript).state == COMMAND, timeout=40, what="the command by name")
+    assert study.stats.connects == 1

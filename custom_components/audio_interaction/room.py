@@ -197,8 +197,7 @@ class Room:
             self.alarms.clear()
             await self._write_to_server(AudioStop().event())
         else:
-            self._pending.clear()
-            self.stream_samples = 0
+            self._restart_positions()
             await self._write_to_server(audio_start())
             if self._started:
                 self._start_source()
@@ -211,6 +210,14 @@ class Room:
             return  # (not connected: the next connection sends the names as they are then)
         self._names = names
         self.entry.async_create_task(self.hass, self._write_to_server(listen_event(self.name, True, names)))
+
+    def _restart_positions(self) -> None:
+        """A new stream on the server: satellite audio is counted from 0 again, and the wake-word
+        stages drop what they kept of the old stream (a detection's position is the new one's)."""
+        self._pending.clear()
+        self.stream_samples = 0
+        for stage in self.wake_stages:
+            stage.forget_audio()
 
     async def _write_to_server(self, event: Event) -> None:
         """Send a stream event if connected; a dropped connection is the connection loop's to mend
@@ -325,8 +332,7 @@ class Room:
 
         ServerBusy if the server turned the stream away."""
         self._clear_queue()  # only audio captured from now on goes to the new stream
-        self._pending.clear()
-        self.stream_samples = 0
+        self._restart_positions()
         self._open_sounds.clear()
         self.alarms.clear()
         self._client = client

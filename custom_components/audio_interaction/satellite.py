@@ -96,6 +96,11 @@ class WakeStage:
             return None
         return self._result()
 
+    def forget_audio(self) -> None:
+        """The room's stream started again (positions restart at 0): what was kept belongs to the old one."""
+        self._pieces.clear()
+        self._kept = 0
+
     def _keep(self, audio: bytes, timestamp: int, position: int) -> None:
         self._pieces.append((audio, timestamp, position))
         self._kept += len(audio)

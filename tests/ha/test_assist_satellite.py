@@ -471,6 +471,27 @@ async def test_a_long_wake_word_stage_keeps_little_and_a_muted_room_sends_nothin
     assert await entity.async_process_audio_stream(quiet(2), "okay_nabu") is None
     assert den.stream_samples == 30 * 16_000 and den.stats.chunks_sent == sent
 
+    # A new stream (an unmute, a reconnect) counts from 0 again: a stage drops what it kept of the
+    # old one, so STT is never handed audio from before it with a detection's position in the new.
+    await hass.services.async_call("switch", "turn_off", {"entity_id": "switch.den_mute"}, blocking=True)
+    kept_across: list[list[int]] = []
+
+    async def across_a_new_stream() -> AsyncIterator[tuple[bytes, int]]:
+        for n in range(20):
+            yield silence(0.1), n * 100
+            await asyncio.sleep(0)
+            if n == 9:
+                kept_across.append([stage._kept for stage in den.wake_stages])  # noqa: SLF001
+                for muted in (True, False):
+                    await hass.services.async_call(
+                        "switch", "turn_on" if muted else "turn_off", {"entity_id": "switch.den_mute"}, blocking=True
+                    )
+                kept_across.append([stage._kept for stage in den.wake_stages])  # noqa: SLF001
+
+    assert await entity.async_process_audio_stream(across_a_new_stream(), "okay_nabu") is None
+    assert kept_across == [[10 * 3200], [0]]
+    assert den.stream_samples == 10 * 1600  # the new stream's audio alone
+
 
 async def test_each_stt_request_names_what_assist_exposes(hass: HomeAssistant, home) -> None:
     """The names the server's command grammar is built over: exposed entities' names, areas and their aliases."""

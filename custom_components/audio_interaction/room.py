@@ -3,7 +3,8 @@
 The room keeps a TCP stream open to the server (reconnecting with backoff),
 hands it the source's PCM, and turns the server's events into HA things:
 dispatcher updates for the entities, bus events, spoken replies, urgent
-notifications. Entities only read the state kept here.
+notifications. Entities only read the state kept here. What keeps the room
+from hearing on the server's side becomes a repair issue (health.py).
 """
 
 from __future__ import annotations
@@ -21,11 +22,9 @@ from wyoming.event import Event
 from wyoming.ping import Ping, Pong
 
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
-from homeassistant.helpers.event import async_call_later
 
 from . import const
 from .api import StreamClient, async_close, async_open_stream, audio_start, engine_event, listen_event
@@ -54,6 +53,7 @@ from .const import (
     WYOMING_INSTRUCT,
 )
 from .commands import async_carry_out
+from .health import RoomHealth
 from .replies import async_announce, async_notify_urgent, async_speak
 from .satellite import WakeStage
 from .source import AudioSource
@@ -132,10 +132,8 @@ class Room:
         self._open_sounds: set[tuple[str, Any]] = set()
         self._started = False
         self._was_connected = True  # log the first failure, and each loss after a success
-        self._busy = False  # the server turned the last stream away (too many streams)
+        self.health = RoomHealth(hass, entry, subentry.subentry_id, subentry.title)
         self._names: tuple[list[str], list[str]] | None = None  # the home's names the stream was given
-        self._skips: deque[tuple[float, float]] = deque()  # (when, seconds) the server skipped, in the window
-        self._behind_timer: CALLBACK_TYPE | None = None
         # Assist satellite rooms (satellite.py): audio comes from pipelines' wake-word stages.
         self.satellite: str | None = self.config.get(CONF_SATELLITE)
         self.wake_stages: set[WakeStage] = set()
@@ -165,7 +163,7 @@ class Room:
         self.entry.async_create_background_task(
             self.hass, self._connection_loop(), f"{const.DOMAIN} {self.name} connection"
         )
-        self.entry.async_on_unload(self._delete_issues)  # an unloaded room is not waiting for its server
+        self.entry.async_on_unload(self.health.clear)
         self._started = True
         if not self.muted:
             self._start_source()
@@ -267,7 +265,6 @@ class Room:
     async def _connection_loop(self) -> None:
         host, port = self.entry.data["host"], self.entry.data["port"]
         delay = const.BACKOFF_MIN
-        unreachable_since: float | None = None
         while True:
             try:
                 # The home's names (as they are now; `async_update_names` sends changes) bias the
@@ -278,18 +275,11 @@ class Room:
                 if self._was_connected:
                     _LOGGER.warning("Room %s cannot reach the server at %s:%s: %s", self.name, host, port, err)
                     self._was_connected = False
-                unreachable_since = unreachable_since or time.monotonic()
-                if time.monotonic() - unreachable_since >= const.SERVER_UNREACHABLE_FOR_REPAIR:
-                    self._raise_issue(
-                        self._unreachable_issue_id, "server_unreachable", host=host, port=str(port),
-                        reason=str(err) or type(err).__name__, seconds=f"{const.SERVER_UNREACHABLE_FOR_REPAIR:.0f}",
-                    )
+                self.health.unreachable(host, port, str(err) or type(err).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, const.BACKOFF_MAX)
                 continue
-            if unreachable_since is not None:
-                unreachable_since = None
-                ir.async_delete_issue(self.hass, const.DOMAIN, self._unreachable_issue_id)
+            self.health.reached()
             if not self._was_connected:
                 _LOGGER.info("Room %s is streaming to the server at %s:%s again", self.name, host, port)
             self._was_connected = True
@@ -297,16 +287,8 @@ class Room:
             try:
                 stalled = await self._stream(client)
             except ServerBusy as busy:
-                # Not a fault that passes in seconds: the server serves as many streams as it is set to.
                 self.stats.refusals += 1
-                if not self._busy:
-                    _LOGGER.warning("Room %s: the server at %s:%s turned it away: %s; asking again every %.0f s",
-                                    self.name, host, port, busy, const.SERVER_BUSY_RETRY)
-                self._busy = True
-                self._raise_issue(
-                    self._busy_issue_id, "server_busy", host=host, port=str(port), reason=str(busy),
-                    retry=f"{const.SERVER_BUSY_RETRY:.0f}",
-                )
+                self.health.turned_away(host, port, str(busy))
                 await asyncio.sleep(const.SERVER_BUSY_RETRY)
                 continue
             except Exception:
@@ -343,7 +325,7 @@ class Room:
         reader = asyncio.create_task(self._read_events(client))
         watchdog = asyncio.create_task(self._watch_server(client))
         # A server that turns a stream away says so at once: one still open after a while was taken.
-        taken = asyncio.get_running_loop().call_later(STABLE_STREAM_SECONDS, self._stream_taken)
+        taken = asyncio.get_running_loop().call_later(STABLE_STREAM_SECONDS, self.health.stream_taken)
         try:
             done, _ = await asyncio.wait((sender, reader, watchdog), return_when=asyncio.FIRST_COMPLETED)
             for task in (sender, reader):
@@ -361,44 +343,6 @@ class Room:
             self.alarms.clear()
             self._update()
             await async_close(client)
-
-    @callback
-    def _stream_taken(self) -> None:
-        if self._busy:
-            self._busy = False
-            _LOGGER.info("Room %s: the server took its stream", self.name)
-        ir.async_delete_issue(self.hass, const.DOMAIN, self._busy_issue_id)
-
-    @callback
-    def _delete_issues(self) -> None:
-        if self._behind_timer is not None:
-            self._behind_timer()
-            self._behind_timer = None
-        for issue_id in (self._busy_issue_id, self._unreachable_issue_id, self._behind_issue_id):
-            ir.async_delete_issue(self.hass, const.DOMAIN, issue_id)
-
-    @property
-    def _behind_issue_id(self) -> str:
-        return f"server_behind_{self.subentry_id}"
-
-    @property
-    def _busy_issue_id(self) -> str:
-        return f"server_busy_{self.subentry_id}"
-
-    @property
-    def _unreachable_issue_id(self) -> str:
-        return f"server_unreachable_{self.entry.entry_id}"  # (the server's: every room of it sees the same)
-
-    def _raise_issue(self, issue_id: str, translation_key: str, **placeholders: str) -> None:
-        ir.async_create_issue(
-            self.hass,
-            const.DOMAIN,
-            issue_id,
-            is_fixable=False,
-            severity=ir.IssueSeverity.ERROR,
-            translation_key=translation_key,
-            translation_placeholders={"room": self.name, **placeholders},
-        )
 
     async def _read_events(self, client: StreamClient) -> None:
         engine_failures = 0  # on this connection
@@ -488,37 +432,11 @@ class Room:
                 return
             self.stats.errors.append(message)
             if data.get("code") == const.WYOMING_ERROR_AUDIO_SKIPPED:
-                self._fell_behind(message, float(data.get("skipped_seconds") or 0.0))
+                seconds = float(data.get("skipped_seconds") or 0.0)
+                self.stats.skipped_seconds = round(self.stats.skipped_seconds + seconds, 3)
+                self.health.fell_behind(message, seconds)
                 return
             _LOGGER.warning("Room %s: the server reports: %s", self.name, message)
-
-    def _fell_behind(self, message: str, seconds: float) -> None:
-        """The server skipped some of the room's audio: it cannot keep up (a model too slow for the
-        machine, too many rooms). Said once in the log per episode, and a repair issue once it
-        adds up; both end after a whole window without a skip."""
-        now = time.monotonic()
-        self.stats.skipped_seconds = round(self.stats.skipped_seconds + seconds, 3)
-        self._skips.append((now, seconds))
-        while self._skips and self._skips[0][0] < now - const.SKIPPED_WINDOW:
-            self._skips.popleft()
-        if len(self._skips) == 1:
-            _LOGGER.warning("Room %s: the server reports: %s", self.name, message)
-        skipped = sum(seconds for _, seconds in self._skips)
-        if skipped >= const.SKIPPED_SECONDS_FOR_REPAIR:
-            self._raise_issue(
-                self._behind_issue_id, "server_behind", seconds=f"{skipped:.0f}",
-                minutes=f"{const.SKIPPED_WINDOW / 60:.0f}", reason=message,
-            )
-        if self._behind_timer is not None:
-            self._behind_timer()
-        self._behind_timer = async_call_later(self.hass, const.SKIPPED_WINDOW, self._caught_up)
-
-    @callback
-    def _caught_up(self, _now: Any) -> None:
-        """A whole window without a skip."""
-        self._behind_timer = None
-        self._skips.clear()
-        ir.async_delete_issue(self.hass, const.DOMAIN, self._behind_issue_id)
 
     def _handle_sound(self, data: dict[str, Any]) -> None:
         """A sound fires once: on its start event, or on its end if its start was never seen."""

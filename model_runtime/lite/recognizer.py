@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -112,6 +114,12 @@ class RecognizerUnavailable(RuntimeError):
     """PocketSphinx could not be loaded (a broken or missing install): no request can be decoded."""
 
 
+def start_in_child(parent_pid: int) -> None:
+    """The pool's initializer: the child ends with its parent, and loads its decoder."""
+    _exit_with_parent(parent_pid)
+    load_in_child()
+
+
 def load_in_child() -> None:
     """Load the decoder; a failure is kept (and said to every request) instead of killing the child,
     whose pool would otherwise break and be started again, and fail again, for each request."""
@@ -121,6 +129,20 @@ def load_in_child() -> None:
         _child_load_error = None
     except Exception as err:  # noqa: BLE001 - an import or model file error: reported, not fatal
         _child_load_error = f"{type(err).__name__}: {err}"
+
+
+def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """End this child when its parent is gone. A pool's worker waits for its next request on a queue
+    whose pipe it holds both ends of, so a server killed outright (SIGKILL, the OOM killer) left it
+    waiting forever: every such restart of a server kept another ~120 MB child alive. (The parent's
+    pid comes from the parent: one killed while this child started is already gone here.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def ready_in_child() -> tuple[int, str | None]:

@@ -37,7 +37,7 @@ from ..audio import float_to_pcm16
 from ..constants import SAMPLE_RATE
 from ..events import Event
 from .home_phrases import HomeVocabulary
-from .recognizer import Recognition, RecognizerUnavailable, load_in_child, ready_in_child, transcribe_in_child
+from .recognizer import Recognition, RecognizerUnavailable, ready_in_child, start_in_child, transcribe_in_child
 
 MAX_REQUEST_S = 8.0
 NO_SPEECH_S = 3.0
@@ -109,7 +109,7 @@ class _Child:
     def __init__(self) -> None:
         # spawn: fork would copy the server's threads' locks (a loaded model's, the event loop's).
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=load_in_child)
+                                        initializer=start_in_child, initargs=(os.getpid(),))
         # It starts and loads its decoder now, not at the first request; a failure to load is
         # logged now, and each request tries the load again or fails with the reason (RecognitionFailed).
         self.ready: Future[tuple[int, str | None]] = self.pool.submit(ready_in_child)

@@ -153,3 +153,43 @@ def test_serve_with_a_model_that_fails_to_load_stops_with_its_error(tmp_path):
     text = log.read_text()
     assert code == 2, text
     assert "checkpoint folder not found" in text and "Traceback" not in text
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the live processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _alive(int(entry)):
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append((int(entry), cmdline))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not gone and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_servers_recognizer_process_ends_with_it(tmp_path):
+    """A server killed outright (SIGKILL: the OOM killer, a supervisor's last resort) cannot stop its
+    speech recognizer's process, which used to wait for requests forever (~120 MB each time): it
+    notices its parent is gone and exits."""
+    with serving(tmp_path, "--uri", f"tcp://127.0.0.1:{free_port()}") as (proc, _):
+        deadline = time.monotonic() + 30
+        while not (workers := [pid for pid, cmd in _children(proc.pid) if "spawn_main" in cmd]):
+            assert time.monotonic() < deadline, f"no recognizer process: {_children(proc.pid)}"
+            time.sleep(0.1)
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)

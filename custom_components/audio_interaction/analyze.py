@@ -18,16 +18,8 @@ from wyoming.ping import Ping, Pong
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
-from .api import async_close, async_open_stream, engine_event
-from .const import (
-    CHANNELS,
-    DOMAIN,
-    EVENT_DECISION,
-    EVENT_ERROR,
-    SAMPLE_RATE,
-    SAMPLE_WIDTH,
-    WYOMING_ERROR_TOO_MANY_STREAMS,
-)
+from .api import async_close, async_open_stream, engine_event, refusal
+from .const import CHANNELS, DOMAIN, EVENT_DECISION, SAMPLE_RATE, SAMPLE_WIDTH
 from .source import async_read_pcm
 
 MEDIA_SOURCE_PREFIX = "media-source://media_source/"
@@ -88,11 +80,9 @@ async def async_analyze_file(hass: HomeAssistant, host: str, port: int, path: Pa
                 if (parsed := engine_event(event)) is None:
                     continue
                 kind, data = parsed
-                if kind == EVENT_ERROR and data.get("code") == WYOMING_ERROR_TOO_MANY_STREAMS:
+                if (refused := refusal(kind, data)) is not None:
                     raise HomeAssistantError(
-                        translation_domain=DOMAIN,
-                        translation_key="server_busy",
-                        translation_placeholders={"error": str(data.get("message"))},
+                        translation_domain=DOMAIN, translation_key="server_busy", translation_placeholders={"error": refused}
                     )
                 if kind != EVENT_DECISION or data.get("respond"):
                     events.append({"type": kind, **data})

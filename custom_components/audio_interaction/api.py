@@ -24,6 +24,7 @@ from .const import (
     MODEL_DECISION_NAME,
     SAMPLE_RATE,
     SAMPLE_WIDTH,
+    WYOMING_ERROR_TOO_MANY_STREAMS,
     WYOMING_EVENT_PREFIX,
     WYOMING_LISTEN,
 )
@@ -160,6 +161,14 @@ async def async_close(client: AsyncTcpClient) -> None:
     """Close a stream; a connection the server already reset is closed too."""
     with contextlib.suppress(OSError):
         await client.disconnect()
+
+
+def refusal(kind: str, data: dict[str, Any]) -> str | None:
+    """The server's message when a parsed event (`engine_event`) turns our stream away: it already
+    serves its `--max-streams`; None for any other event."""
+    if kind == EVENT_ERROR and data.get("code") == WYOMING_ERROR_TOO_MANY_STREAMS:
+        return str(data.get("message") or "too many streams")
+    return None
 
 
 def engine_event(event: Event) -> tuple[str, dict[str, Any]] | None:

@@ -30,7 +30,7 @@ class RoomHealth:
     def __init__(self, hass: HomeAssistant, entry: ConfigEntry, subentry_id: str, room_name: str) -> None:
         self.hass = hass
         self.room_name = room_name
-        self.busy = False  # the server turned the room's last stream away
+        self._busy = False  # the server turned the room's last stream away
         self._unreachable_since: float | None = None
         self._skips: deque[tuple[float, float]] = deque()  # (when, seconds) the server skipped, in the window
         self._behind_timer: CALLBACK_TYPE | None = None
@@ -59,18 +59,18 @@ class RoomHealth:
     @callback
     def turned_away(self, host: str, port: int, reason: str) -> None:
         """The server refused the room's stream (too many streams): not a fault that passes in seconds."""
-        if not self.busy:
+        if not self._busy:
             _LOGGER.warning("Room %s: the server at %s:%s turned it away: %s; asking again every %.0f s",
                             self.room_name, host, port, reason, const.SERVER_BUSY_RETRY)
-        self.busy = True
+        self._busy = True
         self._raise(self._busy_issue, "server_busy", host=host, port=str(port), reason=reason,
                     retry=f"{const.SERVER_BUSY_RETRY:.0f}")
 
     @callback
     def stream_taken(self) -> None:
         """The room's stream stayed open long enough: the server took it."""
-        if self.busy:
-            self.busy = False
+        if self._busy:
+            self._busy = False
             _LOGGER.info("Room %s: the server took its stream", self.room_name)
         ir.async_delete_issue(self.hass, const.DOMAIN, self._busy_issue)
 

@@ -27,7 +27,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from . import const
-from .api import StreamClient, async_close, async_open_stream, audio_start, engine_event, listen_event
+from .api import StreamClient, async_close, async_open_stream, audio_start, engine_event, listen_event, refusal
 from .const import (
     BUS_EVENT_RESPONSE,
     BUS_EVENT_SOUND,
@@ -316,7 +316,6 @@ class Room:
         self._clear_queue()  # only audio captured from now on goes to the new stream
         self._restart_positions()
         self._open_sounds.clear()
-        self.alarms.clear()
         self._client = client
         self.connected = True
         self.stats.connects += 1
@@ -352,8 +351,8 @@ class Room:
                     self._pong.set()
                 elif parsed := engine_event(event):
                     kind, data = parsed
-                    if kind == EVENT_ERROR and data.get("code") == const.WYOMING_ERROR_TOO_MANY_STREAMS:
-                        raise ServerBusy(data.get("message") or "too many streams")
+                    if (refused := refusal(kind, data)) is not None:
+                        raise ServerBusy(refused)
                     self._handle(kind, data)
                     if kind == EVENT_ERROR and data.get("code") == const.WYOMING_ERROR_ENGINE_FAILED:
                         # The engine failed on our stream, which hears nothing more until the next

@@ -57,7 +57,6 @@ class Recognizer:
         biased = complete and fit.accepted
         return Recognition(text if biased else free_text, biased, text, complete, fit)
 
-
     def _decode(self, search: str, pcm: bytes) -> tuple[str, float, int]:
         """(text, summed log acoustic score of its words, frames) under one search."""
         decoder = self._decoder

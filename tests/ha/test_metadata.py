@@ -15,6 +15,7 @@ import tomllib
 from awesomeversion import AwesomeVersion
 from packaging.requirements import Requirement
 import yaml
+from PIL import Image
 
 import homeassistant
 from homeassistant.const import __version__ as HA_VERSION
@@ -106,6 +107,19 @@ def test_hacs_json() -> None:
     assert AwesomeVersion(hacs["homeassistant"]) <= AwesomeVersion(HA_VERSION)
     # HACS installs exactly one integration from custom_components/.
     assert [p.name for p in (REPO / "custom_components").iterdir() if p.is_dir() and p.name != "__pycache__"] == [DOMAIN]
+
+
+def test_brand_images() -> None:
+    # HA 2026.3+ and HACS show a custom integration's own brand/ images (drawn by
+    # scripts/draw-brand); HA's brand rules: a square icon of 256 px (@2x 512), a logo
+    # whose shorter side is 128-256 px (@2x 256-512), PNG with transparency.
+    with Image.open(COMPONENT / "brand" / "icon.png") as icon, Image.open(COMPONENT / "brand" / "icon@2x.png") as icon2x:
+        assert (icon.format, icon.mode, icon.size, icon2x.size) == ("PNG", "RGBA", (256, 256), (512, 512))
+    with Image.open(COMPONENT / "brand" / "logo.png") as logo, Image.open(COMPONENT / "brand" / "logo@2x.png") as logo2x:
+        assert (logo.format, logo.mode) == ("PNG", "RGBA")
+        assert 128 <= min(logo.size) <= 256 and 256 <= min(logo2x.size) <= 512
+        assert logo2x.size == (2 * logo.width, 2 * logo.height)
+        assert logo.getpixel((0, 0))[3] == 0  # transparent around the rounded badge
 
 
 def test_translations_complete() -> None:

@@ -326,7 +326,10 @@ UNIT_HARMONIC_DB = 6.0
 # each measured within a bin of k * f0: a fixed tone's harmonics are exact, a voice's pitch
 # wanders): what any of them hears at one time is one beep. Levels are compared within a
 # harmonic (a sounder's harmonics differ by 5-20 dB; each is as steady as the tone).
-HARMONIC_F0 = (450.0, 1000.0)
+# No unit sounds below the standard's 468 Hz, but a voice often does: TV speech seeds 35672,
+# 38420 and 39509 (as 11936 and 17540, seen in earlier sessions) raised CO alarms from a
+# 460-465 Hz voice's harmonics, its syllables keyed at T4's pace.
+HARMONIC_F0 = (LOW_SOUNDER_HZ[0], 1000.0)
 HARMONICS = 7
 HARMONIC_HZ = BIN_HZ  # a harmonic's measured pitch lies within a bin (the spectrum's resolution) of k * f0
 HARMONIC_F0_STEP_HZ, HARMONIC_F0_STEPS = 5.0, 4  # f0 tried this finely, this many steps either side of a fundamental's measured pitch (a bin: 31 Hz)
@@ -1062,6 +1065,7 @@ class AlarmDetector:
         # (Python sets and lists: on these few numbers numpy's calls cost more than the work.)
         steps = range(-HARMONIC_F0_STEPS, HARMONIC_F0_STEPS + 1)
         f0s = np.array(sorted({HARMONIC_F0_STEP_HZ * (round(f / HARMONIC_F0_STEP_HZ) + step) for f in fundamentals for step in steps}))
+        f0s = f0s[f0s >= HARMONIC_F0[0]]
         freqs = np.array([b.freq for b in pool])
         k = np.rint(freqs[:, None] / f0s)
         harmonics = np.array([sounder_harmonics(f0) for f0 in f0s.tolist()])

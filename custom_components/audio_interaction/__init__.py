@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
+import inspect
+from typing import Any
 
 from homeassistant.const import CONF_HOST, CONF_PORT, Platform
 from homeassistant.core import HomeAssistant, callback
@@ -46,7 +48,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: AudioInteractionConfigEn
 
     data = AudioInteractionData(server=server)
     devices = dr.async_get(hass)
-    devices.async_get_or_create(
+    server_device = devices.async_get_or_create(
         config_entry_id=entry.entry_id,
         identifiers={(DOMAIN, entry.entry_id)},
         name=entry.title,
@@ -67,7 +69,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: AudioInteractionConfigEn
             suggested_area=subentry.title,
             manufacturer=server.attribution,
             model="Listening room",
-            via_device=(DOMAIN, entry.entry_id),
+            **_via(devices, server_device),
         ).id
         data.rooms[subentry.subentry_id] = room
     entry.runtime_data = data
@@ -87,6 +89,14 @@ async def async_setup_entry(hass: HomeAssistant, entry: AudioInteractionConfigEn
     entry.async_on_unload(async_track_time_interval(hass, refresh_names, NAMES_REFRESH_INTERVAL))
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     return True
+
+
+def _via(devices: dr.DeviceRegistry, server_device: dr.DeviceEntry) -> dict[str, Any]:
+    """A room device hangs under its server's: by the server device's id where HA takes it
+    (2026.8 deprecated `via_device`, identifiers being unique per entry only), else by its identifiers."""
+    if "via_device_id" in inspect.signature(devices.async_get_or_create).parameters:
+        return {"via_device_id": server_device.id}
+    return {"via_device": next(iter(server_device.identifiers))}
 
 
 async def _async_reload(hass: HomeAssistant, entry: AudioInteractionConfigEntry) -> None:

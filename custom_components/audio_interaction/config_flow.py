@@ -117,7 +117,9 @@ class AudioInteractionConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason=error or "cannot_connect")
         self._async_adopt_server_id(host, port, server_id)
         await self.async_set_unique_id(server_id)
-        self._abort_if_unique_id_configured(updates={CONF_HOST: host, CONF_PORT: port})
+        # (The entry's update listener reloads it when the address changed: HA 2026.12 refuses
+        # a flow's reload on top of an update listener's.)
+        self._abort_if_unique_id_configured(updates={CONF_HOST: host, CONF_PORT: port}, reload_on_update=False)
         self._host, self._port, self._title = host, port, name or server.title
         self.context["title_placeholders"] = {"name": self._title}
         return await self.async_step_discovery_confirm()
@@ -159,9 +161,14 @@ class AudioInteractionConfigFlow(ConfigFlow, domain=DOMAIN):
                 self._async_abort_entries_match({CONF_HOST: host, CONF_PORT: port})  # another entry's server
             server, error = await _async_check_server(host, port)
             if server is not None:
-                return self.async_update_reload_and_abort(
+                # The entry's update listener reloads it when something changed (HA 2026.12
+                # refuses `async_update_reload_and_abort` next to an update listener); the same
+                # address again reconnects too.
+                if not self.hass.config_entries.async_update_entry(
                     entry, unique_id=unique_id, data={CONF_HOST: host, CONF_PORT: port}
-                )
+                ):
+                    self.hass.config_entries.async_schedule_reload(entry.entry_id)
+                return self.async_abort(reason="reconfigure_successful")
             errors["base"] = error  # type: ignore[assignment]
         return self.async_show_form(
             step_id="reconfigure",

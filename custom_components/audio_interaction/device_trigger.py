@@ -37,9 +37,10 @@ TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend({vol.Required(CONF_TYPE): vol
 async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[str, Any]]:
     """All triggers of a room device (the server's own device has none)."""
     device = dr.async_get(hass).async_get(device_id)
-    if device is None or not any(
-        subentries - {None} for subentries in device.config_entries_subentries.values()
-    ):
+    # A room's device is named by its room subentry's id (`DeviceEntry`'s subentry fields
+    # changed in HA 2026.10; the identifiers did not).
+    names = {name for domain, name in device.identifiers if domain == DOMAIN} if device else set()
+    if not any(names & entry.subentries.keys() for entry in hass.config_entries.async_entries(DOMAIN)):
         return []
     return [
         {CONF_PLATFORM: "device", CONF_DOMAIN: DOMAIN, CONF_DEVICE_ID: device_id, CONF_TYPE: trigger_type}

@@ -99,6 +99,7 @@ async def test_device_triggers_listed(hass: HomeAssistant, audio_server) -> None
     types = {t["type"] for t in triggers[hall.device_id] if t["domain"] == DOMAIN}
     assert types == {f"{label}_detected" for label in SOUND_LABELS} | {"responded", "urgent_response"}
     assert not [t for t in triggers[server_device.id] if t["domain"] == DOMAIN]
+    assert dr.async_get(hass).async_get(hall.device_id).via_device_id == server_device.id  # the room hangs under its server
 
 
 async def test_diagnostics(hass: HomeAssistant, hass_client, audio_server) -> None:

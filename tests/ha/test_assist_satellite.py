@@ -246,9 +246,11 @@ async def test_spoken_command_turns_on_the_light(hass: HomeAssistant, home, audi
     assert hass.states.get("light.kitchen_light").state == STATE_ON
     reply = satellite.output(PipelineEventType.INTENT_END)["intent_output"]["response"]["speech"]["plain"]["speech"]
     assert reply  # HA's own answer, e.g. "Turned on the light"
-    tts_output = satellite.output(PipelineEventType.TTS_END)["tts_output"]
-    extension, audio = await tts.async_get_media_source_audio(hass, tts_output["media_id"])
-    assert extension == "mp3" and len(audio) > 1000
+    # The reply's audio, read from its TTS stream (newer HA's media id is a stream's, which
+    # `tts.async_get_media_source_audio` does not take).
+    stream = tts.async_get_stream(hass, satellite.output(PipelineEventType.TTS_END)["tts_output"]["token"])
+    audio = b"".join([chunk async for chunk in stream.async_stream_result()])
+    assert stream.extension == "mp3" and len(audio) > 1000
     assert PipelineEventType.ERROR not in satellite.types()
     assert hass.states.get(wake_word).state not in (None, "unknown")  # when it last detected
     # The room heard it all: the wake word stage and the command both went into its stream.

@@ -1087,11 +1087,26 @@ class AlarmDetector:
             if found is None:
                 continue
             group, heard = found
+            if sounder_harmonics(f0) == 1 and self._ran_into(group, pool):
+                continue
             key = (int(f0), round(group[0].on, 2))
             if key not in self._harmonic_candidates:
                 intervals = [b.on - a.on for a, b in zip(group, group[1:])]
                 opens = group[-1].on + float(np.mean(intervals)) + T4.confirm_after
                 self._harmonic_candidates[key] = (group, opens, opens + 1.0, heard)
+
+    @staticmethod
+    def _ran_into(group: list[Beep], pool: list[Beep]) -> bool:
+        """Whether a beep just before a one-harmonic timeline's group, at its pitch as a fixed tone's but a bin off its f0, left it no pause.
+
+        A timeline hears only what lies within a bin of its f0, and f0 is tried in 5 Hz steps:
+        one a bin off a wavering tone's last few beeps leaves out the beep before them. A note
+        whistled with vibrato in a lively room swells and fades at T4's pace, its pitch moving
+        between two bins: the f0 that left out the beep before (3527 Hz, against 3490) made a
+        CO alarm of the last four of a run (negative mix whistle_tune-kitchen-0.5-11).
+        """
+        before = [b for b in pool if b.off <= group[0].on and abs(b.freq - group[0].freq) <= fixed_tone_tolerance(group[0].freq) and T4.fits_length(b)]
+        return bool(before) and no_pause_before(max(before, key=lambda b: b.off), group, T4)
 
     def _harmonic_group(self, timeline: list[Beep]) -> tuple[list[Beep], dict[int, tuple[float, float, float]]] | None:
         """The timeline's latest T4 group that the sounder's harmonics heard together, with its pause so far.
@@ -1280,17 +1295,24 @@ class AlarmDetector:
         """The channel's latest beeps of one sounder, if they form `pattern` followed by no beep of it (yet)."""
         group = None
         if len(st.beeps) >= pattern.beeps:
-            group = AlarmDetector._latest_group(st, pattern, AlarmDetector._mend(st.beeps, pattern))
+            group = AlarmDetector._latest_group(pattern, AlarmDetector._mend(st.beeps, pattern), st.beeps)
         if group is None and pattern is T4 and any(b.parts for b in islice(reversed(st.beeps), LAST_TRIES)):
             # A lively room's tails may have joined the beeps: their direct-sound parts, then.
-            group = AlarmDetector._latest_group(st, pattern, direct_sound(st.beeps))
+            # (Its pause is judged on the parts too: a part of the same beep after the group's
+            # last is the tone going on. A note held with vibrato in a lively room swells and
+            # fades at T4's pace, ~5.5 times a second, and its parts keep T4's time: whistled
+            # tunes raised CO alarms in 6 of 1,728 fresh negative mixes.)
+            parts = direct_sound(st.beeps)
+            group = AlarmDetector._latest_group(pattern, parts, parts)
+            if group is not None and group[0].part_of is not None and group[0].on - group[0].part_of > MIN_BEEP_S:
+                group = None  # the tone sounded on into the group's first beep: no pause before it
             if group is not None and len({b.part_of for b in group}) == 1 and group[0].part_of is not None:
                 if group[-1].off - group[0].on < T4_ONE_BEEP_SPAN_S:
                     group = None  # one beep that a tune's notes chopped into pieces (a smoke alarm's, say)
         return group
 
     @staticmethod
-    def _latest_group(st: _ChannelState, pattern: Pattern, beeps: list[Beep]) -> list[Beep] | None:
+    def _latest_group(pattern: Pattern, beeps: list[Beep], heard: Iterable[Beep]) -> list[Beep] | None:
         """The latest of `beeps` (the channel's, mended or cut into their direct-sound parts) that form `pattern`, with no pause broken yet."""
         # Only beeps as long as the pattern's count; shorter or longer ones (a click,
         # a note, a sweep's split-off tail) are other sounds sharing the channel.
@@ -1299,13 +1321,14 @@ class AlarmDetector:
         # the beep's length may follow it in the channel (a note under the alarm's tone),
         # so the one or two before are tried as the group's end too.
         for end in range(len(fitting), max(pattern.beeps - 1, len(fitting) - LAST_TRIES), -1):
-            group = AlarmDetector._group_ending(st, pattern, fitting[:end])
+            group = AlarmDetector._group_ending(pattern, fitting[:end], heard)
             if group is not None:
                 return group
         return None
 
     @staticmethod
-    def _group_ending(st: _ChannelState, pattern: Pattern, fitting: list[Beep]) -> list[Beep] | None:
+    def _group_ending(pattern: Pattern, fitting: list[Beep], heard: Iterable[Beep]) -> list[Beep] | None:
+        """The group of `fitting`'s last beeps that forms `pattern`, if nothing in `heard` (the channel's beeps, or their parts) broke its pause yet."""
         last = fitting[-1]
         sounder = [b for b in fitting if same_sounder(b.freq, last.freq) and b.peak >= last.peak - ECHO_DB]
         if sweeps(last) and len(sounder) >= pattern.beeps and not alarm_like(sounder[-pattern.beeps :], pattern):
@@ -1321,7 +1344,7 @@ class AlarmDetector:
         # weaker than the group (by PAUSE_BREAK_DB) counts only if it could be a next beep:
         # not a scrap of the last beep's tail that a voice or a note split off (it starts
         # sooner than the pattern's gap) nor a short bit of a harmonic near the tone.
-        for b in st.beeps:
+        for b in heard:
             if b.on > last.off and breaks_pause(b, last, pattern, pitch, tolerance):
                 return None
         before = sounder[-pattern.beeps - 1] if len(sounder) > pattern.beeps else None

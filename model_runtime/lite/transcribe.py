@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import threading
@@ -187,6 +188,12 @@ def shared_recognizer() -> RecognizerProcess:
     with _shared_lock:
         if _shared is None:
             _shared = RecognizerProcess()
+            # A multiprocessing child (a benchmark's worker) joins its own children as it exits,
+            # before the pool's own exit hook could stop this one: stop it first, or that exit
+            # waits forever (`bench lite` hung on its first concurrent run). First of all: the
+            # pool's queues close at exit priority 10, and a closed queue never delivers the
+            # child its stop.
+            multiprocessing.util.Finalize(_shared, _shared.close, exitpriority=100)
         return _shared
 
 

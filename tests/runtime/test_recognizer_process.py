@@ -4,6 +4,7 @@ the streams, and a child that dies or hangs is replaced without losing the strea
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import time
@@ -195,3 +196,26 @@ async def test_a_stream_ending_while_its_request_decodes_does_not_hold_up_the_ot
         assert [pending.result().text for pending in queued] == [COMMAND] * len(queued)
         for client in (kitchen, hall):
             await client.close()
+
+
+def _use_the_shared_recognizer(out) -> None:
+    out.put(shared_recognizer().child_pid())
+
+
+def test_a_multiprocessing_child_that_used_the_recognizer_exits():
+    # A multiprocessing child (as `bench lite`'s workers are) joins its own children as it
+    # exits: the shared recognizer's must be stopped first, or the exit waits on it forever.
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    process = context.Process(target=_use_the_shared_recognizer, args=(out,))
+    process.start()
+    try:
+        recognizer_pid = out.get(timeout=120)
+        process.join(30)
+        assert process.exitcode == 0, "the process did not exit"
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{recognizer_pid}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{recognizer_pid}")

@@ -1105,8 +1105,12 @@ class AlarmDetector:
         between two bins: the f0 that left out the beep before (3527 Hz, against 3490) made a
         CO alarm of the last four of a run (negative mix whistle_tune-kitchen-0.5-11).
         """
-        before = [b for b in pool if b.off <= group[0].on and abs(b.freq - group[0].freq) <= fixed_tone_tolerance(group[0].freq) and T4.fits_length(b)]
-        return bool(before) and no_pause_before(max(before, key=lambda b: b.off), group, T4)
+        first, tolerance = group[0], fixed_tone_tolerance(group[0].freq)
+        before = max(
+            (b for b in pool if b.off <= first.on and abs(b.freq - first.freq) <= tolerance and T4.fits_length(b)),
+            key=lambda b: b.off, default=None,
+        )
+        return before is not None and no_pause_before(before, group, T4)
 
     def _harmonic_group(self, timeline: list[Beep]) -> tuple[list[Beep], dict[int, tuple[float, float, float]]] | None:
         """The timeline's latest T4 group that the sounder's harmonics heard together, with its pause so far.
@@ -1304,10 +1308,10 @@ class AlarmDetector:
             # tunes raised CO alarms in 6 of 1,728 fresh negative mixes.)
             parts = direct_sound(st.beeps)
             group = AlarmDetector._latest_group(pattern, parts, parts)
-            if group is not None and group[0].part_of is not None and group[0].on - group[0].part_of > MIN_BEEP_S:
-                group = None  # the tone sounded on into the group's first beep: no pause before it
-            if group is not None and len({b.part_of for b in group}) == 1 and group[0].part_of is not None:
-                if group[-1].off - group[0].on < T4_ONE_BEEP_SPAN_S:
+            if group is not None and group[0].part_of is not None:
+                if group[0].on - group[0].part_of > MIN_BEEP_S:
+                    group = None  # the tone sounded on into the group's first beep: no pause before it
+                elif len({b.part_of for b in group}) == 1 and group[-1].off - group[0].on < T4_ONE_BEEP_SPAN_S:
                     group = None  # one beep that a tune's notes chopped into pieces (a smoke alarm's, say)
         return group
 

@@ -19,10 +19,13 @@
    Under a TV or music, other sounds share the alarm's pitch: what is clearly
    weaker than the alarm's beeps (a voice's harmonic, a note) is neither
    mended into a beep, nor a beep that breaks the pause, nor the end of a group.
+   Nor is a held tone's turn in a channel that another held tone shares: most of
+   a fixed tone's beeps begin with their tone.
    A fixed-tone sounder is held to its own pitch (within 1.5 bins): a note a
    few percent off is another sound, and a group of fading (struck) or
    swelling notes or of notes of mixed pitch is no alarm; nor a T3 group whose pitch moved in
-   some beeps only (two notes taking turns), where a sweeping sounder's beeps all sweep. A T4
+   some beeps only (two notes taking turns), where a sweeping sounder's beeps all sweep, bin by
+   bin (a channel stepping from one note's partial to the next jumps a few bins at a time). A T4
    group with another tone bursting twice as fast over it is a phone's trill in a reverberant room.
    A low sounder (450-1000 Hz) is also heard in its harmonics. Under a voice
    each harmonic loses different beeps of a T4 group, so the sounder's
@@ -72,6 +75,21 @@ END_FRAMES = 3  # off this many frames (30 ms) ends a beep
 # sound beginning over it: a new beep. (A piano's note at a piezo's pitch, struck just before the
 # alarm's beep, carried on into it and made one long beep of both; a beep's own rise takes ~40 ms.)
 SPLIT_RISE_DB, SPLIT_AFTER_S = 6.0, 0.1
+# Two held tones in one channel take it from each other in turn as their levels wander (partials
+# beating, a note struck beside one), and each turn cuts a "beep" out of a tone that never began
+# (music seed 28557: a 2,963 Hz partial held 0.6 s, cut into four at T4's pace by a 1,975 Hz one
+# beside it). A beep that took the channel from another tone while its own tone sounded already,
+# and never rose more than HELD_LEVEL_DB above that, began before it (`Beep.sounded_before`); the
+# partials' turns rose 0-2.6 dB. A sounder's beep begins with a rise at its pitch: under music
+# at -5 dB, a unit's harmonic sharing a bin with a note's partial rose 1.4 dB in one beep of four.
+# Over the 1,840 alarm groups found first in the same sets as SWEEP_MIN_MOVES_PER_BIN's, no fixed tone's had
+# more than one such beep. (Fixed tones only: a sweep under music passes through notes' partials.)
+HELD_LEVEL_DB = 3.0
+# A sweeping T3 sounder's beeps moved 0.86 times per bin they crossed or more (a group's median,
+# over the 375 sweeping smoke alarms found first in `bench lite`'s sets and its nine more
+# reverberant seeds and three-cycle draw), 0.68 under music at 0 dB; music's steps from one
+# partial to the next 0.33-0.44 (`sweeps_bin_by_bin`).
+SWEEP_MIN_BINS, SWEEP_MIN_MOVES_PER_BIN = 3, 0.55
 MIN_BEEP_S = 0.04
 # In a lively room (RT60 0.5-1 s) a 0.1 s beep's tail fills the next 0.1 s gap to a plateau only
 # 7-9 dB under the beeps (the room's sum builds up over the group), so DECAY_DB does not end it
@@ -134,6 +152,18 @@ def sweeps_alike(group: list["Beep"]) -> bool:
     fixed = fixed_tone_tolerance(median([b.freq for b in group]))
     moves = [b.freq_off - b.freq_on for b in group]
     return all(m > fixed for m in moves) or all(m < -fixed for m in moves)
+
+
+def sweeps_bin_by_bin(group: list["Beep"]) -> bool:
+    """Whether the beeps' pitch moved through the bins it crossed about one at a time, as a sweep's does.
+
+    A channel's loudest bin follows a sweep bin by bin (one move per bin crossed, more where
+    noise jostles it), but steps from one note's partial to the next a few bins away
+    (music seeds 29993 and 30238: three "beeps" each stepping 1,594 -> 1,312 Hz in 3-4 moves
+    over 9 bins). Judged on the beeps that crossed at least SWEEP_MIN_BINS bins, by their median.
+    """
+    rates = [b.pitch_moves / (b.pitch_range / BIN_HZ) for b in group if b.pitch_range >= SWEEP_MIN_BINS * BIN_HZ]
+    return len(rates) < 2 or median(rates) >= SWEEP_MIN_MOVES_PER_BIN
 
 
 def lengths_alike(beeps: list["Beep"], slack: float = 0.0) -> bool:
@@ -402,6 +432,9 @@ class Beep:
     fade: float = 0.0  # dB its level fell from start to end (`level_fade`; negative: rose): a sounder's holds
     parts: tuple = ()  # (on, off, peak, sag) of its direct-sound parts where they differ from the beep (`direct_parts`)
     part_of: float | None = None  # a direct-sound part: the onset of the beep it was cut from
+    pitch_moves: int = 0  # how many times its pitch moved from frame to frame
+    pitch_range: float = 0.0  # Hz between its lowest and highest frame's pitch
+    sounded_before: bool = False  # its tone sounded as loud before it began: it only took the channel from another tone (`HELD_LEVEL_DB`)
 
     @property
     def duration(self) -> float:
@@ -498,9 +531,13 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
     if sweeping_sounder:
         if pattern is T3 and not sweeps_alike(group):
             return False  # (T3 only: a 0.1 s beep's sweep moves its pitch a bin or three, not clearly)
+        if pattern is T3 and not sweeps_bin_by_bin(group):
+            return False  # a staircase: notes' partials taking a channel in turn
         if not repeat_one_sweep(group, pitch):
             return False  # glides through different pitches: a voice's harmonics, not one sounder's sweep
     else:  # a fixed tone holds its level through each beep
+        if 2 * sum(b.sounded_before for b in group) > len(group):
+            return False  # pieces of a held tone that other tones took the channel from in turn
         if median([b.sag for b in group]) > ALARM_MAX_SAG_DB:
             return False  # a struck note repeated, not a sounder
         if pattern is T3:  # (half-second beeps: enough frames to judge their trend, spacing and edges)
@@ -737,6 +774,10 @@ class _ChannelState:
     last_freq: float = 0.0
     first_freq: float = 0.0
     dominance: float = -200.0
+    pitch_moves: int = 0
+    low_freq: float = 0.0
+    high_freq: float = 0.0
+    level_before: float = -np.inf  # dB its tone sounded at before the beep took the channel from another tone (-inf: it did not)
     levels: list = field(default_factory=list)  # (time, level) of the on-frames: to place the onset, and the fade
     beeps: deque = field(default_factory=lambda: deque(maxlen=KEEP_BEEPS))
 
@@ -776,6 +817,8 @@ class AlarmDetector:
         # The band's level per frame over the last seconds (per batch: times, dB), for
         # telling a beeper's silent gaps from a trill's or a tune's filled ones.
         self._band_history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=BAND_HISTORY_BATCHES)
+        # Every bin's salience and level in the last frame processed (`_level_before`)
+        self._last_bins = (np.full(self._tracker.n_bins, -99.0), np.full(self._tracker.n_bins, -120.0))
 
     # --- streaming -------------------------------------------------------------
 
@@ -859,6 +902,9 @@ class AlarmDetector:
                     if beep is not None:
                         found.append((c, beep))
                     st.trough = -np.inf
+                    level_before = self._level_before(frames, i, freq[i])  # (the tone taking over may have sounded already)
+                else:
+                    level_before = -np.inf
                 if st.active and lev[i] >= st.peak + SPLIT_RISE_DB and t - st.start >= SPLIT_AFTER_S and sal[i] >= ON_DB:
                     # A louder sound began over the one the channel was hearing (a sounder's beep over a note at its pitch).
                     st.off_since = t - FRAME_SECONDS
@@ -883,6 +929,9 @@ class AlarmDetector:
                         st.freq_sum += freq[i]
                         st.sal_sum += sal[i]
                         st.lev_sum += lev[i]
+                        if freq[i] != st.last_freq:
+                            st.pitch_moves += 1
+                            st.low_freq, st.high_freq = min(st.low_freq, freq[i]), max(st.high_freq, freq[i])
                         st.last_freq = freq[i]
                         st.dominance = max(st.dominance, lev[i] - band[i])
                         if t - st.start <= MAX_BEEP_S:  # (a longer one is no beep: a tone held for hours keeps no list)
@@ -893,8 +942,16 @@ class AlarmDetector:
                     st.trough = min(st.trough, lev[i])
                     if sal[i] >= ON_DB and lev[i] >= st.trough + RISE_DB:
                         self._open(st, t, freq[i], sal[i], lev[i], band[i])
+                        st.level_before = level_before
         found.sort(key=lambda cb: cb[1].off)
+        self._last_bins = (frames.bin_salience[-1], frames.bin_level[-1])
         return found
+
+    def _level_before(self, frames: TonalFrames, i: int, hz: float) -> float:
+        """The level (dB) of a tone clearly sounding at `hz` in the frame before frame `i`; -inf if none did."""
+        salience, level = (frames.bin_salience[i - 1], frames.bin_level[i - 1]) if i else self._last_bins
+        col = frames.column(hz)
+        return float(level[col]) if salience[col] >= ON_DB else -np.inf
 
     @staticmethod
     def _open(st: _ChannelState, t: float, freq: float, sal: float, lev: float, band: float) -> None:
@@ -904,7 +961,9 @@ class AlarmDetector:
         st.levels = [(t, lev)]
         st.first_freq = freq
         st.last_freq = freq
+        st.pitch_moves, st.low_freq, st.high_freq = 0, freq, freq
         st.dominance = lev - band
+        st.level_before = -np.inf
 
     @staticmethod
     def _close(st: _ChannelState, level: float) -> Beep | None:
@@ -918,6 +977,7 @@ class AlarmDetector:
         beep = Beep(
             start, st.off_since, st.freq_sum / st.n, st.sal_sum / st.n, st.peak, st.peak - st.lev_sum / st.n, st.dominance,
             st.first_freq, st.last_freq, fade=level_fade(st.levels, start, st.off_since),
+            pitch_moves=st.pitch_moves, pitch_range=st.high_freq - st.low_freq, sounded_before=st.peak <= st.level_before + HELD_LEVEL_DB,
         )
         if st.beeps and is_echo(beep, st.beeps[-1]):
             return None
@@ -1376,6 +1436,8 @@ class AlarmDetector:
                     prev.on, b.off, (prev.freq + b.freq) / 2, max(prev.salience, b.salience), max(prev.peak, b.peak),
                     max(prev.sag, b.sag), max(prev.dominance, b.dominance), prev.freq_on, b.freq_off,
                     fade=fmean([prev.fade, b.fade]),  # (each piece's own: the dropout between is not the beep's level)
+                    pitch_moves=prev.pitch_moves + b.pitch_moves, pitch_range=max(prev.pitch_range, b.pitch_range, abs(b.freq_off - prev.freq_on)),
+                    sounded_before=prev.sounded_before,
                 ))
                 break
             else:

@@ -77,6 +77,15 @@ class TonalFrames:
     level: np.ndarray  # dB (full scale) of the channel's most salient bin
     freq: np.ndarray  # Hz of the channel's most salient bin
     band_level: np.ndarray  # dB (full scale) of all the band's power, per frame (one column)
+    # Every analysed bin's salience and level (dB; columns from `first_bin` up): where a channel's
+    # loudest tone changes, whether the tone it had goes on, and whether the new one was there before.
+    bin_salience: np.ndarray
+    bin_level: np.ndarray
+    first_bin: int
+
+    def column(self, hz: float) -> int:
+        """The column of `bin_salience` and `bin_level` for the bin at `hz` (a channel's `freq` is a bin's centre)."""
+        return int(round(hz / BIN_HZ)) - self.first_bin
 
 
 class TonalTracker:
@@ -96,6 +105,7 @@ class TonalTracker:
         self._blocks: deque[tuple[int, np.ndarray]] = deque([(1, np.full(self._hi - self._lo, -120.0))])
         self._power_tail: np.ndarray | None = None  # last frames' power, for smoothing
         self._bins_hz = np.arange(self._lo, self._hi) * SAMPLE_RATE / N_FFT
+        self.n_bins = self._hi - self._lo  # analysed bins
         self._channel_bins = [(ch.lo_bin - self._lo, ch.hi_bin - self._lo) for ch in self.channels]
         # Keyed channels as index arrays (columns, and their one bin each): handled all at once
         self._keyed_columns = np.array([c for c, ch in enumerate(self.channels) if ch.keyed], dtype=np.int64)
@@ -152,6 +162,9 @@ class TonalTracker:
             level=db[rows, best],
             freq=self._bins_hz[best],
             band_level=10.0 * np.log10(np.sum(smooth, axis=1) + 1e-12),
+            bin_salience=salience,
+            bin_level=db,
+            first_bin=self._lo,
         )
 
     def _argmax_per_channel(self, salience: np.ndarray) -> np.ndarray:

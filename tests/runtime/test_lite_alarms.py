@@ -498,8 +498,15 @@ def test_a_door_slam_is_one_loud_noise_and_beeps_are_none(negative_clips, alarm_
 # (`Pattern._centres_keep_time`).
 # 831 and 3880 (a pure 1094 Hz partial, one of its three "beeps" swelling 20-23 dB) until no beep of a
 # fixed tone's group could swell or fade more than ALARM_MAX_BEEP_FADE_DB.
+# 28557, 28737, 28805, 28919, 30224 and 30630 (a 2,963 Hz partial held through a beat, cut into
+# four "beeps" at T4's pace as a 1,975 Hz partial and it took a channel from each other in turn)
+# raised CO alarms until most of a fixed tone's beeps had to begin with their tone, not take the
+# channel from another while it sounded as loud already (`Beep.sounded_before`). 29824, 29993 and
+# 30238 (three "beeps" each stepping down from one note's partial to the next, 1,594 -> 1,312 Hz,
+# taken for a falling sweep) raised smoke alarms until a sweep had to cross its bins one by one
+# (`alarms.sweeps_bin_by_bin`).
 # `bench lite` counts later seeds, which still raise some.
-@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132, 0, 42, 111, 137, 141, 252, 599, 615, 133, 203, 685, 303, 351, 462, 329, 179, 575, 877, 2309, 2562, 1505, 4351, 831, 3880])
+@pytest.mark.parametrize("seed", [30, 31, 49, 56, 85, 132, 0, 42, 111, 137, 141, 252, 599, 615, 133, 203, 685, 303, 351, 462, 329, 179, 575, 877, 2309, 2562, 1505, 4351, 831, 3880, 28557, 28737, 28805, 28919, 30224, 30630, 29824, 29993, 30238])
 def test_music_alone_raises_no_alarm(seed):
     raised = [e.data["label"] for e in sound_starts(feed_detector(AlarmDetector(), ts.music_alone(seed))) if e.data["label"] in c.ALARM_LABELS]
     assert not raised
@@ -618,3 +625,17 @@ def test_a_sweeping_sounders_beeps_share_a_pitch():
     # each within 12 % of their median pitch and in T4's time, but the second lies 281 Hz below the first.
     voice = [(2062.5, 1937.5), (1656.25, 1625.0), (1906.25, 1875.0), (2281.25, 1343.75)]
     assert not alarm_like([_glide(on, a, b) for on, (a, b) in zip(onsets, voice)], T4)
+
+
+def test_a_sweep_moves_bin_by_bin_and_notes_step():
+    """A sweeping sounder's pitch crosses its bins about one move each; a channel stepping between notes' partials moves a few bins at a time."""
+    # Music seed 29993 alone: three "beeps" at T3's time, each stepping down 1,594 -> 1,312 Hz (9 bins) in 3-4 moves.
+    beeps = [(0.02, 0.64, 1392.6, 1594, 1312), (0.95, 1.52, 1546.1, 1594, 1344), (1.86, 2.48, 1396.2, 1562, 1312)]
+    def group(moves: list[int]) -> list[Beep]:
+        return [
+            Beep(on, off, freq, 12.8, -33.5, 3.2, freq_on=first, freq_off=last, pitch_moves=n, pitch_range=first - last)
+            for (on, off, freq, first, last), n in zip(beeps, moves)
+        ]
+    assert not alarm_like(group([3, 4, 4]), T3)
+    # the same beeps had their pitch moved a bin at a time (8 or 9 moves), as a sweep's does
+    assert alarm_like(group([9, 8, 8]), T3)

@@ -95,7 +95,8 @@ MIN_BEEP_S = 0.04
 # 7-9 dB under the beeps (the room's sum builds up over the group), so DECAY_DB does not end it
 # and two or three of a T4 group's beeps measure as one. The direct sound still starts and stops
 # sharply: cut at T4_CUT_DB under each part's peak, the beep falls into its direct-sound parts
-# (`direct_parts`), which T4 is matched on as well.
+# (`direct_parts`), which T4 is matched on as well: its tone's, which may lie just beyond the
+# channel (`AlarmDetector._tone_levels`).
 T4_CUT_DB = 6.0
 # All of a group's parts cut from one beep span a whole T4 group (0.7 s, -10 %): a T3 beep (0.5 s,
 # +10 %) that a tune's notes chopped into pieces at T4's pace is no CO alarm.
@@ -779,6 +780,7 @@ class _ChannelState:
     high_freq: float = 0.0
     level_before: float = -np.inf  # dB its tone sounded at before the beep took the channel from another tone (-inf: it did not)
     levels: list = field(default_factory=list)  # (time, level) of the on-frames: to place the onset, and the fade
+    beyond_levels: list = field(default_factory=list)  # (time, `TonalFrames.beyond_level`) of the same frames
     beeps: deque = field(default_factory=lambda: deque(maxlen=KEEP_BEEPS))
 
 
@@ -893,7 +895,7 @@ class AlarmDetector:
                     st.trough = -np.inf if np.any(sal < STAY_DB) else min(st.trough, float(np.min(lev)))
                 continue
             # Python floats: this loop runs per frame, where numpy scalars cost several times more.
-            sal, lev, freq = sal.tolist(), lev.tolist(), frames.freq[:, c].tolist()
+            sal, lev, freq, beyond = sal.tolist(), lev.tolist(), frames.freq[:, c].tolist(), frames.beyond_level[:, c].tolist()
             for i, t in enumerate(times):
                 if st.active and sal[i] >= ON_DB and abs(freq[i] - st.last_freq) > max(FREQ_STEP_HZ, FREQ_STEP * st.last_freq):
                     # Another tone took over the channel (a note, a second sounder): they are different beeps.
@@ -936,6 +938,7 @@ class AlarmDetector:
                         st.dominance = max(st.dominance, lev[i] - band[i])
                         if t - st.start <= MAX_BEEP_S:  # (a longer one is no beep: a tone held for hours keeps no list)
                             st.levels.append((t, lev[i]))
+                            st.beyond_levels.append((t, beyond[i]))
                 elif sal[i] < STAY_DB:
                     st.trough = -np.inf  # the tone is gone: the next one is a fresh beep
                 else:
@@ -959,11 +962,26 @@ class AlarmDetector:
         st.active, st.start, st.peak = True, t - FRAME_SECONDS, lev
         st.off_frames, st.n, st.freq_sum, st.sal_sum, st.lev_sum = 0, 1, freq, sal, lev
         st.levels = [(t, lev)]
+        st.beyond_levels = [(t, -np.inf)]
         st.first_freq = freq
         st.last_freq = freq
         st.pitch_moves, st.low_freq, st.high_freq = 0, freq, freq
         st.dominance = lev - band
         st.level_before = -np.inf
+
+    @staticmethod
+    def _tone_levels(st: _ChannelState) -> list[tuple[float, float]]:
+        """The levels of the beep's tone: its bin's, or the bin's beyond the channel's edge where that was the louder at the beep's peak.
+
+        A narrow channel's edge bin hears the skirt of a tone just beyond it, and a whistled note's
+        vibrato (~5.5 Hz) swings that skirt 6-7 dB at T4's pace while the note holds its level within
+        1 dB: its one beep fell into four direct-sound parts even in a dry room (negative mixes,
+        seeds 30-41: a note at 2,093 Hz over a fan, a kitchen, music and TV speech). Per beep, not per
+        frame: a unit sounding at an edge bin itself keeps that bin's dips between its beeps, which
+        the bin beyond, louder in a lively room's gaps, would fill.
+        """
+        peak = max(range(len(st.levels)), key=lambda k: st.levels[k][1])
+        return st.beyond_levels if st.beyond_levels[peak][1] > st.levels[peak][1] else st.levels
 
     @staticmethod
     def _close(st: _ChannelState, level: float) -> Beep | None:
@@ -982,7 +1000,7 @@ class AlarmDetector:
         if st.beeps and is_echo(beep, st.beeps[-1]):
             return None
         if beep.duration <= T4_SPAN_S and AlarmDetector._may_be_alarm_beep(beep):
-            cut = direct_parts(st.levels, start)
+            cut = direct_parts(AlarmDetector._tone_levels(st), start)
             if len(cut) > 1 or (cut and cut[0][1] < beep.off - END_FRAMES * FRAME_SECONDS):
                 beep = replace(beep, parts=tuple(cut))
         st.beeps.append(beep)

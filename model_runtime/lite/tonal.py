@@ -75,6 +75,9 @@ class TonalFrames:
     times: np.ndarray  # stream time (s) of each frame's end
     salience: np.ndarray  # dB a tone stands out (min of spectral and temporal contrast)
     level: np.ndarray  # dB (full scale) of the channel's most salient bin
+    # dB of the bin just beyond the channel where that bin is one of its edges (-inf elsewhere):
+    # the channel may be hearing the skirt of a tone beside it.
+    beyond_level: np.ndarray
     freq: np.ndarray  # Hz of the channel's most salient bin
     band_level: np.ndarray  # dB (full scale) of all the band's power, per frame (one column)
     # Every analysed bin's salience and level (dB; columns from `first_bin` up): where a channel's
@@ -107,6 +110,9 @@ class TonalTracker:
         self._bins_hz = np.arange(self._lo, self._hi) * SAMPLE_RATE / N_FFT
         self.n_bins = self._hi - self._lo  # analysed bins
         self._channel_bins = [(ch.lo_bin - self._lo, ch.hi_bin - self._lo) for ch in self.channels]
+        # Each channel's edge bins (columns; -1 for a keyed channel's one bin, which is its tone by design)
+        self._edge_low = np.array([-1 if ch.keyed else a for ch, (a, _) in zip(self.channels, self._channel_bins)])
+        self._edge_high = np.array([-1 if ch.keyed else b - 1 for ch, (_, b) in zip(self.channels, self._channel_bins)])
         # Keyed channels as index arrays (columns, and their one bin each): handled all at once
         self._keyed_columns = np.array([c for c, ch in enumerate(self.channels) if ch.keyed], dtype=np.int64)
         self._keyed_bins = np.array([ch.lo_bin - self._lo for ch in self.channels if ch.keyed], dtype=np.int64)
@@ -160,12 +166,18 @@ class TonalTracker:
             times=end_samples / SAMPLE_RATE,
             salience=channel_salience,
             level=db[rows, best],
+            beyond_level=self._beyond_level(db, best),
             freq=self._bins_hz[best],
             band_level=10.0 * np.log10(np.sum(smooth, axis=1) + 1e-12),
             bin_salience=salience,
             bin_level=db,
             first_bin=self._lo,
         )
+
+    def _beyond_level(self, db: np.ndarray, best: np.ndarray) -> np.ndarray:
+        """`TonalFrames.beyond_level`."""
+        rows = np.arange(len(db))[:, None]
+        return np.where(best == self._edge_low, db[rows, best - 1], np.where(best == self._edge_high, db[rows, best + 1], -np.inf))
 
     def _argmax_per_channel(self, salience: np.ndarray) -> np.ndarray:
         """Index (into analysed bins) of the most salient bin of each channel, per frame."""

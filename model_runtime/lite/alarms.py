@@ -82,8 +82,9 @@ SPLIT_RISE_DB, SPLIT_AFTER_S = 6.0, 0.1
 # and never rose more than HELD_LEVEL_DB above that, began before it (`Beep.sounded_before`); the
 # partials' turns rose 0-2.6 dB. A sounder's beep begins with a rise at its pitch: under music
 # at -5 dB, a unit's harmonic sharing a bin with a note's partial rose 1.4 dB in one beep of four.
-# Over the 1,840 alarm groups found first in the same sets as SWEEP_MIN_MOVES_PER_BIN's, no fixed tone's had
-# more than one such beep. (Fixed tones only: a sweep under music passes through notes' partials.)
+# Over the 1,840 alarm groups found first in `bench lite`'s sets, its nine more reverberant seeds
+# and its three-cycle draw, no fixed tone's group had more than one such beep. (Fixed tones only:
+# a sweep under music passes through notes' partials.)
 HELD_LEVEL_DB = 3.0
 # A sweeping T3 sounder's beeps moved 0.86 times per bin they crossed or more (a group's median,
 # over the 375 sweeping smoke alarms found first in `bench lite`'s sets and its nine more
@@ -95,8 +96,8 @@ MIN_BEEP_S = 0.04
 # 7-9 dB under the beeps (the room's sum builds up over the group), so DECAY_DB does not end it
 # and two or three of a T4 group's beeps measure as one. The direct sound still starts and stops
 # sharply: cut at T4_CUT_DB under each part's peak, the beep falls into its direct-sound parts
-# (`direct_parts`), which T4 is matched on as well: its tone's, which may lie just beyond the
-# channel (`AlarmDetector._tone_levels`).
+# (`direct_parts`), which T4 is matched on as well. The levels cut are the beep's tone's, which may
+# lie just beyond the channel (`AlarmDetector._tone_levels`).
 T4_CUT_DB = 6.0
 # All of a group's parts cut from one beep span a whole T4 group (0.7 s, -10 %): a T3 beep (0.5 s,
 # +10 %) that a tune's notes chopped into pieces at T4's pace is no CO alarm.

@@ -579,13 +579,20 @@ def low_unit_harmonics(a: float, b: float) -> bool:
     return False
 
 
-def no_pause_before(before: Beep, group: list[Beep], pattern: Pattern) -> bool:
-    """Whether the beep `before` the group leaves it no pause: part of a longer run (a beeper, music), not this alarm."""
-    return (
-        group[0].on - before.off < pattern.min_pause
-        and before.peak >= group[-1].peak - PRE_PAUSE_DB
-        and lengths_alike([before, *group])
-    )
+def no_pause_before(before: list[Beep], group: list[Beep], pattern: Pattern) -> bool:
+    """Whether a beep of the sounder `before` the group (by onset) leaves it no pause: part of a longer run (a beeper, music), not this alarm.
+
+    Any one within the pattern's pause, not only the latest: a note held with vibrato in a
+    lively room swells at T4's pace, and a weaker, shorter swell just before the four that
+    formed a group left the one before it, as loud and as long as theirs, unheard (negative
+    mixes: a whistled tune's note at 2,093 Hz in a room of RT60 0.5 s).
+    """
+    for b in reversed(before):
+        if b.on + MAX_BEEP_S <= group[0].on - pattern.min_pause:
+            break  # (by onset: none earlier ends within the pause)
+        if group[0].on - b.off < pattern.min_pause and b.peak >= group[-1].peak - PRE_PAUSE_DB and lengths_alike([b, *group]):
+            return True
+    return False
 
 
 def previous_slot_filled(beeps: deque, group: list[Beep], pattern: Pattern, pitch: float, tolerance: float) -> bool:
@@ -1090,8 +1097,7 @@ class AlarmDetector:
             group = sounder[-T3.beeps :]
             if len(group) < T3.beeps or not alarm_like(group, T3):
                 continue
-            before = sounder[-T3.beeps - 1] if len(sounder) > T3.beeps else None
-            if before is not None and no_pause_before(before, group, T3):
+            if no_pause_before(sounder[: -T3.beeps], group, T3):
                 continue
             if self._sweep_heard_again(group):
                 continue
@@ -1189,7 +1195,7 @@ class AlarmDetector:
             (b for b in pool if b.off <= first.on and abs(b.freq - first.freq) <= tolerance and T4.fits_length(b)),
             key=lambda b: b.off, default=None,
         )
-        return before is not None and no_pause_before(before, group, T4)
+        return before is not None and no_pause_before([before], group, T4)
 
     def _harmonic_group(self, timeline: list[Beep]) -> tuple[list[Beep], dict[int, tuple[float, float, float]]] | None:
         """The timeline's latest T4 group that the sounder's harmonics heard together, with its pause so far.
@@ -1209,8 +1215,7 @@ class AlarmDetector:
                 continue
             if not alarm_like(group, pattern, joined=several):
                 continue
-            before = fitting[end - pattern.beeps - 1] if end > pattern.beeps else None
-            if before is not None and no_pause_before(before, group, pattern):
+            if no_pause_before(fitting[: end - pattern.beeps], group, pattern):
                 continue
             heard = harmonics_heard(group)
             if any(loudest - weakest > (GROUP_LEVEL_DB if several else SINGLE_HARMONIC_LEVEL_DB) for _, loudest, weakest in heard.values()):
@@ -1430,8 +1435,7 @@ class AlarmDetector:
         for b in heard:
             if b.on > last.off and breaks_pause(b, last, pattern, pitch, tolerance):
                 return None
-        before = sounder[-pattern.beeps - 1] if len(sounder) > pattern.beeps else None
-        if before is not None and no_pause_before(before, group, pattern):
+        if no_pause_before(sounder[: -pattern.beeps], group, pattern):
             return None
         return group
 

@@ -105,7 +105,8 @@ class TonalTracker:
         # a running minimum over blocks costs a fraction of a sliding one over frames.
         # A new stream has no floor yet: start it at silence, so an alarm already
         # sounding when the stream opens still counts from its first beep.
-        self._blocks: deque[tuple[int, np.ndarray]] = deque([(1, np.full(self._hi - self._lo, -120.0))])
+        self._silence = (1, np.full(self._hi - self._lo, -120.0))
+        self._blocks: deque[tuple[int, np.ndarray]] = deque([self._silence])
         self._power_tail: np.ndarray | None = None  # last frames' power, for smoothing
         self._bins_hz = np.arange(self._lo, self._hi) * SAMPLE_RATE / N_FFT
         self.n_bins = self._hi - self._lo  # analysed bins
@@ -148,6 +149,7 @@ class TonalTracker:
         # Temporal contrast: the bin against its own minimum over the last ~FLOOR_SECONDS
         # (the stored blocks, then this block's frames up to each frame).
         floor = np.minimum(np.minimum.accumulate(db, axis=0), np.min([row for _, row in self._blocks], axis=0))
+        keyed_floor = self._keyed_floor(db) if self._blocks[0] is self._silence else floor[:, self._keyed_bins]
         self._blocks.append((n_frames, db.min(axis=0)))
         while sum(n for n, _ in self._blocks) > self._floor_frames:
             self._blocks.popleft()
@@ -159,7 +161,7 @@ class TonalTracker:
         channel_salience = salience[rows, best]
         j = self._keyed_bins
         peak = (db[:, j] >= db[:, j - 1]) & (db[:, j] >= db[:, j + 1])
-        channel_salience[:, self._keyed_columns] = np.where(peak, temporal[:, j], salience[:, j])
+        channel_salience[:, self._keyed_columns] = np.where(peak, db[:, j] - keyed_floor, salience[:, j])
         self._frames_done += n_frames
         end_samples = (self._frames_done - n_frames + np.arange(1, n_frames + 1)) * HOP + (N_FFT - HOP)
         return TonalFrames(
@@ -173,6 +175,18 @@ class TonalTracker:
             bin_level=db,
             first_bin=self._lo,
         )
+
+    def _keyed_floor(self, db: np.ndarray) -> np.ndarray:
+        """Keyed bins' floor while the stream's floor still starts at silence: the lowest level heard so far.
+
+        A keyed channel's salience is its bin's temporal contrast alone, with no spectral contrast to
+        bound it, so against silence every spectral peak of its bin would stand out by ~80 dB: a piano
+        note struck three times in a stream's first 2.5 s was a smoke alarm (music seeds 31588, 33552,
+        34600). An alarm already sounding when a stream opens is still heard in the other channels.
+        """
+        heard = np.minimum.accumulate(db[:, self._keyed_bins], axis=0)
+        before = [row[self._keyed_bins] for block in self._blocks if block is not self._silence for row in block[1:]]
+        return np.minimum(heard, np.min(before, axis=0)) if before else heard
 
     def _beyond_level(self, db: np.ndarray, best: np.ndarray) -> np.ndarray:
         """`TonalFrames.beyond_level`."""

@@ -63,7 +63,7 @@ import numpy as np
 
 from .. import events
 from ..events import Event
-from .tonal import BIN_HZ, FRAME_SECONDS, TonalFrames, TonalTracker
+from .tonal import BIN_HZ, FRAME_SECONDS, KEYED_BIN_HZ, TonalFrames, TonalTracker
 
 # Beep segmentation (dB).
 ON_DB = 8.0  # salience that starts a beep
@@ -924,7 +924,8 @@ class AlarmDetector:
                     self._open(st, t, freq[i], sal[i], lev[i], band[i])
                     continue
                 if st.active:
-                    st.peak = max(st.peak, lev[i])
+                    if lev[i] > st.peak:  # (comparisons, not max(): this loop runs per frame and channel)
+                        st.peak = lev[i]
                     if sal[i] < STAY_DB or lev[i] < st.peak - DECAY_DB:
                         if st.off_frames == 0:
                             st.off_since = t - FRAME_SECONDS
@@ -943,14 +944,16 @@ class AlarmDetector:
                             st.pitch_moves += 1
                             st.low_freq, st.high_freq = min(st.low_freq, freq[i]), max(st.high_freq, freq[i])
                         st.last_freq = freq[i]
-                        st.dominance = max(st.dominance, lev[i] - band[i])
+                        if lev[i] - band[i] > st.dominance:
+                            st.dominance = lev[i] - band[i]
                         if t - st.start <= MAX_BEEP_S:  # (a longer one is no beep: a tone held for hours keeps no list)
                             st.levels.append((t, lev[i]))
                             st.beyond_levels.append((t, beyond[i]))
                 elif sal[i] < STAY_DB:
                     st.trough = -np.inf  # the tone is gone: the next one is a fresh beep
                 else:
-                    st.trough = min(st.trough, lev[i])
+                    if lev[i] < st.trough:
+                        st.trough = lev[i]
                     if sal[i] >= ON_DB and lev[i] >= st.trough + RISE_DB:
                         self._open(st, t, freq[i], sal[i], lev[i], band[i])
                         st.level_before = level_before
@@ -1285,10 +1288,12 @@ class AlarmDetector:
 
         A low-frequency unit's own harmonics begin with its beeps too, but with most of them, each
         at one pitch and a steady level (UNIT_HARMONIC_DB): a tone at a harmonic's ratio that does
-        not is a note's.
+        not is a note's. A keyed channel's tone is placed to its own bin (KEYED_BIN_HZ), half a
+        searched channel's: a voice's scrap at 500 Hz, a bin of the 32 ms spectrum off half a 1,047 Hz
+        unit harmonic's pitch, was a note's partial, and the level of that unit's fundamental.
         """
-        heard = [b for st in self._channels for b in st.beeps]
-        heard += [self._sounding_now(st) for st in self._channels if st.active]
+        placed = [(b, KEYED_BIN_HZ if keyed else BIN_HZ) for st, keyed in zip(self._channels, self._keyed) for b in st.beeps]
+        placed += [(self._sounding_now(st), KEYED_BIN_HZ if keyed else BIN_HZ) for st, keyed in zip(self._channels, self._keyed) if st.active]
 
         def began_with(o: Beep, beep: Beep) -> bool:
             """A tone (not a scrap) that began with the beep."""
@@ -1297,21 +1302,21 @@ class AlarmDetector:
         def partials(beep: Beep) -> list[Beep]:
             low, high = sorted((beep.freq_on, beep.freq_off))
             return [
-                o for o in heard
+                o for o, bin_hz in placed
                 if began_with(o, beep)
                 and o.peak >= beep.peak - (NOTE_BELOW_DB if o.freq < beep.freq else NOTE_ABOVE_DB)
                 and not low - BIN_HZ <= o.freq <= high + BIN_HZ  # (a sweep's own pieces begin with it)
-                and any(abs(o.freq - j / k * beep.freq) <= BIN_HZ * max(1.0, j / k) for j, k in NOTE_RATIOS)
+                and any(abs(o.freq - j / k * beep.freq) <= bin_hz * max(1.0, j / k) for j, k in NOTE_RATIOS)
             ]
 
         def level_begun_with(beep: Beep, hz: float) -> float | None:
             """The level of a tone at `hz` that began with `beep`, if one did.
 
-            As a fixed tone's pitch (within 1.5 bins: a harmonic between two bins measures at either),
-            and the loudest channel's (one whose edge cuts it hears less of it).
+            As a fixed tone's pitch (within 1.5 bins of the channel that heard it: a harmonic between
+            two bins measures at either), and the loudest channel's (one whose edge cuts it hears less of it).
             """
-            near = fixed_tone_tolerance(hz)
-            return max((o.peak for o in heard if abs(o.freq - hz) <= near and began_with(o, beep)), default=None)
+            near_bins = fixed_tone_tolerance(hz) / BIN_HZ
+            return max((o.peak for o, bin_hz in placed if abs(o.freq - hz) <= near_bins * bin_hz and began_with(o, beep)), default=None)
 
         def unit_harmonic(beep: Beep, tone: Beep) -> bool:
             """Whether `tone` (begun with `beep`) may be a low unit's own harmonic: one that begins with most of the group's beeps, as loud."""
@@ -1331,6 +1336,8 @@ class AlarmDetector:
         first = group[0]
         pitch, tolerance = sounder_pitch(group)
         for c, st in enumerate(self._channels):
+            if c != channel and self._keyed[c]:
+                continue  # (its one fine bin hears a note just off the pitch, played in the slot, as a beep of its own)
             if c != channel and not any(abs(b.on - first.on) <= SAME_BEEP_S and abs(b.freq - pitch) <= tolerance for b in st.beeps):
                 continue
             if previous_slot_filled(st.beeps, group, pattern, pitch, tolerance):

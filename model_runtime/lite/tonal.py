@@ -14,7 +14,8 @@ semitones either side fill the neighbours a salient bin must stand above, so und
 music a 520 Hz unit's beep is salient for a frame or two only, yet its own bin still
 rises 20-25 dB at each beep and falls back in each gap. A keyed channel's salience is
 its bin's temporal contrast wherever the bin is a spectral peak (above both adjacent
-bins), else the usual salience.
+bins), else the usual salience. Keyed channels hear a 64 ms spectrum of their own, whose
+15.6 Hz bins part a unit's tone from a note a semitone away.
 
 `TonalTracker.process(audio)` returns, per complete frame, each channel's
 salience (dB), level (dB) and the frequency of its most salient bin.
@@ -35,6 +36,11 @@ FRAME_SECONDS = HOP / SAMPLE_RATE
 BIN_HZ = SAMPLE_RATE / N_FFT
 BAND_HZ = (450.0, 3700.0)
 KEYED_HZ = (450.0, 1100.0)  # one-bin keyed channels: low units' fundamentals and 2nd harmonics
+# Keyed channels' bins come from a 64 ms spectrum (15.6 Hz bins): a 520 Hz unit lies between two of
+# the 31 Hz bins, and a chord's note a semitone or two above fills the nearer one. (They find T3
+# groups only, whose 0.5 s beeps a longer window does not blur.)
+KEYED_N_FFT = 1024
+KEYED_BIN_HZ = SAMPLE_RATE / KEYED_N_FFT
 # Neighbours a peak is compared with: beyond the Hann main lobe (+-2 bins).
 NEIGHBOUR_NEAR, NEIGHBOUR_FAR = 3, 8
 FLOOR_SECONDS = 1.6  # a bin's floor = its lowest level over this long (spans any alarm gap)
@@ -43,7 +49,7 @@ SMOOTH_FRAMES = 3  # average power over 30 ms before taking levels
 
 @dataclass(frozen=True)
 class Channel:
-    lo_bin: int
+    lo_bin: int  # (a keyed channel's: of the KEYED_N_FFT spectrum)
     hi_bin: int  # exclusive
     narrow: bool = False  # a 1/4-octave channel: it hears one harmonic of a sounder, not several
     keyed: bool = False  # one bin, salient by its on/off keying alone (see the module's docstring)
@@ -63,7 +69,8 @@ def make_channels() -> list[Channel]:
             a, b = _bin(f), min(_bin(f * 2**width) + 1, _bin(hi) + 1)
             channels.append(Channel(a, max(b, a + 2), narrow=width < 1.0))
             f *= 2**hop
-    channels += [Channel(b, b + 1, keyed=True) for b in range(_bin(KEYED_HZ[0]), _bin(KEYED_HZ[1]) + 1)]
+    fine = [int(round(hz * KEYED_N_FFT / SAMPLE_RATE)) for hz in KEYED_HZ]
+    channels += [Channel(b, b + 1, keyed=True) for b in range(fine[0], fine[1] + 1)]
     channels.append(Channel(_bin(lo), _bin(hi) + 1))
     return channels
 
@@ -91,33 +98,91 @@ class TonalFrames:
         return int(round(hz / BIN_HZ)) - self.first_bin
 
 
+class _Spectrum:
+    """One resolution's power spectrum over bins [lo, hi), smoothed over SMOOTH_FRAMES frames across calls."""
+
+    def __init__(self, n_fft: int, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+        self._window = np.hanning(n_fft).astype(np.float32)
+        self._power_scale = 4.0 / float(np.sum(self._window)) ** 2  # a full-scale sine's peak bin at 0 dB
+        self._tail: np.ndarray | None = None  # last frames' power, for smoothing
+
+    def power(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Smoothed power and its dB, per frame (rows) and bin (columns)."""
+        spec = np.fft.rfft(frames * self._window, axis=1)[:, self.lo : self.hi]
+        power = (spec.real**2 + spec.imag**2) * self._power_scale
+        tail = self._tail if self._tail is not None else np.repeat(power[:1], SMOOTH_FRAMES - 1, axis=0)
+        joined = np.concatenate([tail, power])
+        self._tail = joined[-(SMOOTH_FRAMES - 1) :]
+        smooth = sum(joined[k : len(joined) - SMOOTH_FRAMES + 1 + k] for k in range(SMOOTH_FRAMES)) / SMOOTH_FRAMES
+        return smooth, 10.0 * np.log10(smooth + 1e-12)
+
+
+def _spectral_contrast(smooth: np.ndarray, db: np.ndarray) -> np.ndarray:
+    """Each bin against the mean power of its neighbours on each side (the louder side); -99 where a side is out of range."""
+    csum = np.concatenate([np.zeros((len(smooth), 1)), np.cumsum(smooth, axis=1)], axis=1)
+    width = NEIGHBOUR_FAR - NEIGHBOUR_NEAR + 1
+    idx = np.arange(NEIGHBOUR_FAR, smooth.shape[1] - NEIGHBOUR_FAR)
+    left = (csum[:, idx - NEIGHBOUR_NEAR + 1] - csum[:, idx - NEIGHBOUR_FAR]) / width
+    right = (csum[:, idx + NEIGHBOUR_FAR + 1] - csum[:, idx + NEIGHBOUR_NEAR]) / width
+    spectral = np.full_like(db, -99.0)
+    spectral[:, idx] = db[:, idx] - 10.0 * np.log10(np.maximum(left, right) + 1e-12)
+    return spectral
+
+
+class _Floor:
+    """Each bin's lowest level over the last ~FLOOR_SECONDS: one minimum row per processed block (not per frame).
+
+    A running minimum over blocks costs a fraction of a sliding one over frames. A new
+    stream has no floor yet: `floor` starts it at silence, so an alarm already sounding
+    when the stream opens still counts from its first beep; `heard` starts it from what
+    the stream has heard.
+    """
+
+    def __init__(self, n_bins: int) -> None:
+        self._frames = int(FLOOR_SECONDS / FRAME_SECONDS)
+        self._silence = (1, np.full(n_bins, -120.0))  # (-120 dB: the lowest level `_Spectrum` gives)
+        self._blocks: deque[tuple[int, np.ndarray]] = deque([self._silence])
+
+    def update(self, db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(floor, heard) at each of the block's frames (up to and including it); then the block is remembered."""
+        heard = np.minimum.accumulate(db, axis=0)
+        earlier = [block[1] for block in self._blocks if block is not self._silence]
+        if earlier:
+            heard = np.minimum(heard, np.min(earlier, axis=0))
+        floor = np.full_like(db, -120.0) if self._blocks[0] is self._silence else heard
+        self._blocks.append((len(db), db.min(axis=0)))
+        while sum(n for n, _ in self._blocks) > self._frames:
+            self._blocks.popleft()
+        return floor, heard
+
+
 class TonalTracker:
     def __init__(self) -> None:
         self.channels = make_channels()
-        self._lo = min(ch.lo_bin for ch in self.channels) - NEIGHBOUR_FAR
-        self._hi = max(ch.hi_bin for ch in self.channels) + NEIGHBOUR_FAR
-        self._window = np.hanning(N_FFT).astype(np.float32)
-        self._power_scale = 4.0 / float(np.sum(self._window)) ** 2
+        searched = [ch for ch in self.channels if not ch.keyed]
+        self._lo = min(ch.lo_bin for ch in searched) - NEIGHBOUR_FAR
+        self._hi = max(ch.hi_bin for ch in searched) + NEIGHBOUR_FAR
+        self._spectrum = _Spectrum(N_FFT, self._lo, self._hi)
+        self._floor = _Floor(self._hi - self._lo)
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames_done = 0
-        self._floor_frames = int(FLOOR_SECONDS / FRAME_SECONDS)
-        # The floor's history as one minimum row per processed block (not per frame):
-        # a running minimum over blocks costs a fraction of a sliding one over frames.
-        # A new stream has no floor yet: start it at silence, so an alarm already
-        # sounding when the stream opens still counts from its first beep.
-        self._silence = (1, np.full(self._hi - self._lo, -120.0))
-        self._blocks: deque[tuple[int, np.ndarray]] = deque([self._silence])
-        self._power_tail: np.ndarray | None = None  # last frames' power, for smoothing
         self._bins_hz = np.arange(self._lo, self._hi) * SAMPLE_RATE / N_FFT
         self.n_bins = self._hi - self._lo  # analysed bins
         self._channel_bins = [(ch.lo_bin - self._lo, ch.hi_bin - self._lo) for ch in self.channels]
-        # Each channel's edge bins (columns; -1 for a keyed channel's one bin, which is its tone by design)
+        # Each channel's edge bins (columns; -1 for a keyed channel, whose one bin is its tone by design)
         self._edge_low = np.array([-1 if ch.keyed else a for ch, (a, _) in zip(self.channels, self._channel_bins)])
         self._edge_high = np.array([-1 if ch.keyed else b - 1 for ch, (_, b) in zip(self.channels, self._channel_bins)])
-        # Keyed channels as index arrays (columns, and their one bin each): handled all at once
-        self._keyed_columns = np.array([c for c, ch in enumerate(self.channels) if ch.keyed], dtype=np.int64)
-        self._keyed_bins = np.array([ch.lo_bin - self._lo for ch in self.channels if ch.keyed], dtype=np.int64)
         self._searched = [(c, a, b) for c, ((a, b), ch) in enumerate(zip(self._channel_bins, self.channels)) if not ch.keyed]
+        # Keyed channels (columns) and their bins in the finer spectrum, which they alone hear.
+        self._keyed_columns = np.array([c for c, ch in enumerate(self.channels) if ch.keyed], dtype=np.int64)
+        keyed_bins = [ch.lo_bin for ch in self.channels if ch.keyed]
+        fine_lo, fine_hi = min(keyed_bins) - NEIGHBOUR_FAR, max(keyed_bins) + NEIGHBOUR_FAR + 1
+        self._fine = _Spectrum(KEYED_N_FFT, fine_lo, fine_hi)
+        self._fine_floor = _Floor(fine_hi - fine_lo)
+        self._keyed_bins = np.array(keyed_bins, dtype=np.int64) - fine_lo
+        self._keyed_hz = np.array(keyed_bins) * KEYED_BIN_HZ
+        self._history = np.zeros(KEYED_N_FFT - N_FFT, dtype=np.float32)  # the samples a fine frame reaches back before `_pending`
 
     def process(self, audio: np.ndarray) -> TonalFrames | None:
         buf = np.concatenate([self._pending, audio.astype(np.float32, copy=False)])
@@ -125,68 +190,53 @@ class TonalTracker:
         if n_frames == 0:
             self._pending = buf
             return None
+        reach = np.concatenate([self._history, buf])  # (each fine frame ends where its frame does)
+        self._history = reach[n_frames * HOP : n_frames * HOP + len(self._history)]
         self._pending = buf[n_frames * HOP :]
         frames = np.lib.stride_tricks.sliding_window_view(buf, N_FFT)[::HOP][:n_frames]
-        spec = np.fft.rfft(frames * self._window, axis=1)[:, self._lo : self._hi]
-        power = (spec.real**2 + spec.imag**2) * self._power_scale
-
-        # Temporal smoothing over SMOOTH_FRAMES, continuing across calls.
-        tail = self._power_tail if self._power_tail is not None else np.repeat(power[:1], SMOOTH_FRAMES - 1, axis=0)
-        joined = np.concatenate([tail, power])
-        self._power_tail = joined[-(SMOOTH_FRAMES - 1) :]
-        smooth = sum(joined[k : len(joined) - SMOOTH_FRAMES + 1 + k] for k in range(SMOOTH_FRAMES)) / SMOOTH_FRAMES
-        db = 10.0 * np.log10(smooth + 1e-12)
-
-        # Spectral contrast: the bin against the mean power of its neighbours on each side (the louder side).
-        csum = np.concatenate([np.zeros((len(smooth), 1)), np.cumsum(smooth, axis=1)], axis=1)
-        width = NEIGHBOUR_FAR - NEIGHBOUR_NEAR + 1
-        idx = np.arange(NEIGHBOUR_FAR, smooth.shape[1] - NEIGHBOUR_FAR)
-        left = (csum[:, idx - NEIGHBOUR_NEAR + 1] - csum[:, idx - NEIGHBOUR_FAR]) / width
-        right = (csum[:, idx + NEIGHBOUR_FAR + 1] - csum[:, idx + NEIGHBOUR_NEAR]) / width
-        spectral = np.full_like(db, -99.0)
-        spectral[:, idx] = db[:, idx] - 10.0 * np.log10(np.maximum(left, right) + 1e-12)
-
-        # Temporal contrast: the bin against its own minimum over the last ~FLOOR_SECONDS
-        # (the stored blocks, then this block's frames up to each frame).
-        floor = np.minimum(np.minimum.accumulate(db, axis=0), np.min([row for _, row in self._blocks], axis=0))
-        keyed_floor = self._keyed_floor(db) if self._blocks[0] is self._silence else floor[:, self._keyed_bins]
-        self._blocks.append((n_frames, db.min(axis=0)))
-        while sum(n for n, _ in self._blocks) > self._floor_frames:
-            self._blocks.popleft()
-        temporal = db - floor
-
-        salience = np.minimum(spectral, temporal)
+        smooth, db = self._spectrum.power(frames)
+        # Salience: spectral contrast (a narrow peak above its neighbours) and temporal
+        # contrast (the bin against its own floor), whichever is the less.
+        floor, _ = self._floor.update(db)
+        salience = np.minimum(_spectral_contrast(smooth, db), db - floor)
         best = self._argmax_per_channel(salience)
         rows = np.arange(n_frames)[:, None]
-        channel_salience = salience[rows, best]
-        j = self._keyed_bins
-        peak = (db[:, j] >= db[:, j - 1]) & (db[:, j] >= db[:, j + 1])
-        channel_salience[:, self._keyed_columns] = np.where(peak, db[:, j] - keyed_floor, salience[:, j])
+        channel_salience, level, freq = salience[rows, best], db[rows, best], self._bins_hz[best]
+        self._hear_keyed(np.lib.stride_tricks.sliding_window_view(reach, KEYED_N_FFT)[::HOP][:n_frames], channel_salience, level, freq)
         self._frames_done += n_frames
         end_samples = (self._frames_done - n_frames + np.arange(1, n_frames + 1)) * HOP + (N_FFT - HOP)
         return TonalFrames(
             times=end_samples / SAMPLE_RATE,
             salience=channel_salience,
-            level=db[rows, best],
+            level=level,
             beyond_level=self._beyond_level(db, best),
-            freq=self._bins_hz[best],
+            freq=freq,
             band_level=10.0 * np.log10(np.sum(smooth, axis=1) + 1e-12),
             bin_salience=salience,
             bin_level=db,
             first_bin=self._lo,
         )
 
-    def _keyed_floor(self, db: np.ndarray) -> np.ndarray:
-        """Keyed bins' floor while the stream's floor still starts at silence: the lowest level heard so far.
+    def _hear_keyed(self, fine_frames: np.ndarray, salience: np.ndarray, level: np.ndarray, freq: np.ndarray) -> None:
+        """Fill the keyed channels' columns of `salience`, `level` and `freq` from the finer spectrum.
 
-        A keyed channel's salience is its bin's temporal contrast alone, with no spectral contrast to
-        bound it, so against silence every spectral peak of its bin would stand out by ~80 dB: a piano
-        note struck three times in a stream's first 2.5 s was a smoke alarm (music seeds 31588, 33552,
-        34600). An alarm already sounding when a stream opens is still heard in the other channels.
+        A keyed channel's salience is its bin's temporal contrast wherever the bin is a spectral
+        peak, else the bin's usual salience. Its floor starts from what the stream has heard, not
+        silence: with no spectral contrast to bound it, every spectral peak of its bin would stand
+        out by ~80 dB until the floor was known (a 1,094 Hz note struck three times in a stream's
+        first 2.5 s was a smoke alarm: music seeds 31588, 33552, 34600). An alarm already sounding
+        when a stream opens is still heard in the other channels.
         """
-        heard = np.minimum.accumulate(db[:, self._keyed_bins], axis=0)
-        before = [row[self._keyed_bins] for block in self._blocks if block is not self._silence for row in block[1:]]
-        return np.minimum(heard, np.min(before, axis=0)) if before else heard
+        smooth, db = self._fine.power(fine_frames)
+        _, heard = self._fine_floor.update(db)
+        temporal = db - heard
+        j = self._keyed_bins
+        peak = (db[:, j] >= db[:, j - 1]) & (db[:, j] >= db[:, j + 1])
+        usual = np.minimum(_spectral_contrast(smooth, db)[:, j], temporal[:, j])
+        columns = self._keyed_columns
+        salience[:, columns] = np.where(peak, temporal[:, j], usual)
+        level[:, columns] = db[:, j]
+        freq[:, columns] = self._keyed_hz
 
     def _beyond_level(self, db: np.ndarray, best: np.ndarray) -> np.ndarray:
         """`TonalFrames.beyond_level`."""
@@ -198,5 +248,5 @@ class TonalTracker:
         out = np.empty((salience.shape[0], len(self.channels)), dtype=np.int64)
         for c, a, b in self._searched:
             out[:, c] = a + salience[:, a:b].argmax(axis=1)  # (the method: np.argmax's wrapper costs as much)
-        out[:, self._keyed_columns] = self._keyed_bins  # (a keyed channel's one bin)
+        out[:, self._keyed_columns] = 0  # (a keyed channel's columns are filled from the finer spectrum)
         return out

@@ -350,6 +350,11 @@ LOW_SOUNDER_HZ = (468.0, 572.0)
 # the next (music's 1656 Hz partial repeated at T3's pace had a 1121 Hz note begin with one beep
 # and a 3312 Hz one, 9 dB apart, with two: the harmonics of a 552 Hz unit, had they been steady).
 UNIT_HARMONIC_DB = 6.0
+# Keyed channels find groups only where a low unit's fundamental or 2nd harmonic sounds; between, they
+# hear notes (`_overtone_of_notes` needs them: a vacuum under music raised a smoke alarm on a 1,573 Hz
+# partial whose note's 781 Hz one only they heard) but no unit (a beeper's sweep under music: three 0.5-0.7 s
+# tones at 891 Hz in one keyed channel were a smoke alarm).
+KEYED_GROUP_HZ = ((450.0, 600.0), (900.0, 1100.0))
 
 # A low-frequency sounder (~450-1000 Hz: the standard's 520 Hz square-ish wave) is heard in
 # its harmonics too. Under a voice each harmonic loses different beeps (the voice's own
@@ -821,6 +826,9 @@ class AlarmDetector:
         self._harmonic_candidates: dict[tuple[int, float], tuple[list[Beep], float, float, dict[int, tuple[float, float, float]]]] = {}
         self._narrow = [c for c, ch in enumerate(self._tracker.channels) if ch.narrow]
         self._keyed = [ch.keyed for ch in self._tracker.channels]
+        self._finds_groups = [
+            not ch.keyed or any(low <= ch.lo_bin * KEYED_BIN_HZ <= high for low, high in KEYED_GROUP_HZ) for ch in self._tracker.channels
+        ]
         self._harmonic_beeps: deque[Beep] = deque()  # the narrow channels' beeps a harmonic may have heard, the last seconds'
         self._sweep_pieces: deque[Beep] = deque()  # the narrow channels' rising pieces, the last seconds' (`sweep_chains`)
         self._sweep_candidates: dict[float, tuple[list[Beep], float, float]] = {}  # T3 groups of sweep chains, by first onset
@@ -853,7 +861,8 @@ class AlarmDetector:
         new_beeps = self._segment(frames)
         self._now = float(frames.times[-1])
         for channel in sorted({channel for channel, _ in new_beeps}):
-            self._find_candidates(channel)
+            if self._finds_groups[channel]:
+                self._find_candidates(channel)
         narrow = [b for c, b in new_beeps if self._tracker.channels[c].narrow]
         harmonic = [b for b in narrow if self._may_be_harmonic(b)]
         if harmonic:

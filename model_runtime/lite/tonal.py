@@ -69,8 +69,8 @@ def make_channels() -> list[Channel]:
             a, b = _bin(f), min(_bin(f * 2**width) + 1, _bin(hi) + 1)
             channels.append(Channel(a, max(b, a + 2), narrow=width < 1.0))
             f *= 2**hop
-    fine = [int(round(hz * KEYED_N_FFT / SAMPLE_RATE)) for hz in KEYED_HZ]
-    channels += [Channel(b, b + 1, keyed=True) for b in range(fine[0], fine[1] + 1)]
+    low, high = (int(round(hz * KEYED_N_FFT / SAMPLE_RATE)) for hz in KEYED_HZ)
+    channels += [Channel(b, b + 1, keyed=True) for b in range(low, high + 1)]
     channels.append(Channel(_bin(lo), _bin(hi) + 1))
     return channels
 

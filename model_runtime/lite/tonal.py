@@ -133,28 +133,26 @@ def _spectral_contrast(smooth: np.ndarray, db: np.ndarray) -> np.ndarray:
 class _Floor:
     """Each bin's lowest level over the last ~FLOOR_SECONDS: one minimum row per processed block (not per frame).
 
-    A running minimum over blocks costs a fraction of a sliding one over frames. A new
-    stream has no floor yet: `floor` starts it at silence, so an alarm already sounding
-    when the stream opens still counts from its first beep; `heard` starts it from what
-    the stream has heard.
+    A running minimum over blocks costs a fraction of a sliding one over frames. A new stream
+    has no floor yet: `from_silence` starts it at silence, so an alarm already sounding when
+    the stream opens still counts from its first beep; otherwise it starts from what the
+    stream has heard.
     """
 
-    def __init__(self, n_bins: int) -> None:
+    def __init__(self, n_bins: int, from_silence: bool) -> None:
         self._frames = int(FLOOR_SECONDS / FRAME_SECONDS)
-        self._silence = (1, np.full(n_bins, -120.0))  # (-120 dB: the lowest level `_Spectrum` gives)
-        self._blocks: deque[tuple[int, np.ndarray]] = deque([self._silence])
+        # (-120 dB: the lowest level `_Spectrum` gives)
+        self._blocks: deque[tuple[int, np.ndarray]] = deque([(1, np.full(n_bins, -120.0))] if from_silence else [])
 
-    def update(self, db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(floor, heard) at each of the block's frames (up to and including it); then the block is remembered."""
-        heard = np.minimum.accumulate(db, axis=0)
-        earlier = [block[1] for block in self._blocks if block is not self._silence]
-        if earlier:
-            heard = np.minimum(heard, np.min(earlier, axis=0))
-        floor = np.full_like(db, -120.0) if self._blocks[0] is self._silence else heard
+    def update(self, db: np.ndarray) -> np.ndarray:
+        """The floor at each of the block's frames (up to and including it); then the block is remembered."""
+        floor = np.minimum.accumulate(db, axis=0)
+        if self._blocks:
+            floor = np.minimum(floor, np.min([row for _, row in self._blocks], axis=0))
         self._blocks.append((len(db), db.min(axis=0)))
         while sum(n for n, _ in self._blocks) > self._frames:
             self._blocks.popleft()
-        return floor, heard
+        return floor
 
 
 class TonalTracker:
@@ -164,7 +162,7 @@ class TonalTracker:
         self._lo = min(ch.lo_bin for ch in searched) - NEIGHBOUR_FAR
         self._hi = max(ch.hi_bin for ch in searched) + NEIGHBOUR_FAR
         self._spectrum = _Spectrum(N_FFT, self._lo, self._hi)
-        self._floor = _Floor(self._hi - self._lo)
+        self._floor = _Floor(self._hi - self._lo, from_silence=True)
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames_done = 0
         self._bins_hz = np.arange(self._lo, self._hi) * SAMPLE_RATE / N_FFT
@@ -179,7 +177,7 @@ class TonalTracker:
         keyed_bins = [ch.lo_bin for ch in self.channels if ch.keyed]
         fine_lo, fine_hi = min(keyed_bins) - NEIGHBOUR_FAR, max(keyed_bins) + NEIGHBOUR_FAR + 1
         self._fine = _Spectrum(KEYED_N_FFT, fine_lo, fine_hi)
-        self._fine_floor = _Floor(fine_hi - fine_lo)
+        self._fine_floor = _Floor(fine_hi - fine_lo, from_silence=False)
         self._keyed_bins = np.array(keyed_bins, dtype=np.int64) - fine_lo
         self._keyed_hz = np.array(keyed_bins) * KEYED_BIN_HZ
         self._history = np.zeros(KEYED_N_FFT - N_FFT, dtype=np.float32)  # the samples a fine frame reaches back before `_pending`
@@ -197,7 +195,7 @@ class TonalTracker:
         smooth, db = self._spectrum.power(frames)
         # Salience: spectral contrast (a narrow peak above its neighbours) and temporal
         # contrast (the bin against its own floor), whichever is the less.
-        floor, _ = self._floor.update(db)
+        floor = self._floor.update(db)
         salience = np.minimum(_spectral_contrast(smooth, db), db - floor)
         best = self._argmax_per_channel(salience)
         rows = np.arange(n_frames)[:, None]
@@ -228,8 +226,7 @@ class TonalTracker:
         when a stream opens is still heard in the other channels.
         """
         smooth, db = self._fine.power(fine_frames)
-        _, heard = self._fine_floor.update(db)
-        temporal = db - heard
+        temporal = db - self._fine_floor.update(db)
         j = self._keyed_bins
         peak = (db[:, j] >= db[:, j - 1]) & (db[:, j] >= db[:, j + 1])
         usual = np.minimum(_spectral_contrast(smooth, db)[:, j], temporal[:, j])

@@ -56,7 +56,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from itertools import islice
+from itertools import islice, takewhile
 from statistics import fmean, median  # (on a group's 3-8 numbers: numpy's call costs ~20x more)
 
 import numpy as np
@@ -355,6 +355,23 @@ UNIT_HARMONIC_DB = 6.0
 # partial whose note's 781 Hz one only they heard) but no unit (a beeper's sweep under music: three 0.5-0.7 s
 # tones at 891 Hz in one keyed channel were a smoke alarm).
 KEYED_GROUP_HZ = ((450.0, 600.0), (900.0, 1100.0))
+# Keyed channels find T4 groups too: a low unit's CO beeps, 0.1 s long, under music or a voice at
+# -5 dB, are often heard whole only in its own fine bin (the 32 ms spectrum shares the unit's bins
+# with a note a semitone away). But one 15.6 Hz bin also hears a tone gliding through it as a beep:
+# a voice's harmonic, a note's vibrato. Such "beeps" dwell there 0.04-0.09 s and rise as far as the
+# glide passes the bin's centre, so four of them differ in level and are short (TV speech seeds
+# 489, 632, 724 and 728: 3.9-9.4 dB apart; 57949 and 58536, and music over a kitchen, negative mix
+# seed 55: within 3 dB, their median 0.06-0.07 s). A unit's tone stays in its bin: the keyed T4
+# groups that raised CO alarms on `bench lite`'s sets were within 1.6 dB, their median beep
+# 0.10-0.15 s (the 64 ms window lengthens a 0.1 s beep).
+KEYED_T4_LEVEL_DB = 3.0
+KEYED_T4_MIN_BEEP_S = 0.09
+# And a voice's harmonic begins with its syllable's other harmonics, louder ones among them in other
+# keyed bins, where a unit's tone begins alone but for its own octave (TV speech seed 63981: a 1,094 Hz
+# harmonic keyed four times within 1.9 dB, 0.08-0.11 s each, every time begun with harmonics 5-8 dB
+# louder at 450-1,000 Hz). A note's onset under a unit's beep is chance, not the rule for most of them.
+KEYED_SIBLING_S = 0.03  # begun together: onsets this close
+KEYED_SIBLING_DB = 3.0  # louder: by more than this
 
 # A low-frequency sounder (~450-1000 Hz: the standard's 520 Hz square-ish wave) is heard in
 # its harmonics too. Under a voice each harmonic loses different beeps (the voice's own
@@ -557,6 +574,12 @@ def alarm_like(group: list[Beep], pattern: Pattern, joined: bool = False) -> boo
             if any(off_pitch(b.freq_on, pitch, tolerance) and off_pitch(b.freq_off, pitch, tolerance) for b in group):
                 return False  # a beep that begins and ends at another pitch is another sound's (a note over it)
     return True
+
+
+def keyed_unit_beeps(group: list[Beep]) -> bool:
+    """Whether a keyed channel's T4 group is a unit's tone keyed in its bin, not a tone gliding through it (KEYED_T4_LEVEL_DB)."""
+    peaks = [b.peak for b in group]
+    return max(peaks) - min(peaks) <= KEYED_T4_LEVEL_DB and median([b.duration for b in group]) >= KEYED_T4_MIN_BEEP_S
 
 
 def glide_octaves(beep: Beep) -> float:
@@ -1370,13 +1393,30 @@ class AlarmDetector:
                     return True
         return False
 
+    def _begun_with_louder_harmonics(self, group: list[Beep], channel: int) -> bool:
+        """Whether most of a keyed channel's beeps began with a louder tone in another keyed bin, not their own octave (KEYED_SIBLING_S)."""
+        pitch = group[0].freq
+        begun_with = 0
+        for beep in group:
+            for c, st in enumerate(self._channels):
+                if c == channel or not self._keyed[c]:
+                    continue
+                hz = self._tracker.channels[c].lo_bin * KEYED_BIN_HZ
+                if abs(hz - pitch) <= 2 * KEYED_BIN_HZ or min(abs(hz - pitch / 2), abs(hz - 2 * pitch)) <= KEYED_BIN_HZ:
+                    continue  # the beep's own skirt, or the unit's fundamental or 2nd harmonic
+                recent = takewhile(lambda other: other.on >= group[0].on - KEYED_SIBLING_S, reversed(st.beeps))
+                if any(abs(other.on - beep.on) <= KEYED_SIBLING_S and other.peak > beep.peak + KEYED_SIBLING_DB for other in recent):
+                    begun_with += 1
+                    break
+        return 2 * begun_with > len(group)
+
     def _find_candidates(self, channel: int) -> None:
         st = self._channels[channel]
         for k, pattern in enumerate(PATTERNS):
-            # A keyed channel finds T3 groups only: a voice's syllables key a harmonic on and off at
-            # T4's pace, and one bin hears a harmonic's wandering pitch as one (TV speech seeds
-            # 0-999 raised 12 CO alarms in keyed channels, at 438-531 Hz; none a smoke alarm).
-            group = None if self._keyed[channel] and pattern is T4 else self._pattern_group(st, pattern)
+            group = self._pattern_group(st, pattern)
+            if group is not None and pattern is T4 and self._keyed[channel]:
+                if not keyed_unit_beeps(group) or self._begun_with_louder_harmonics(group, channel):
+                    group = None  # a voice's harmonic, gliding through the keyed bin or keyed by its syllables
             if group is not None and pattern is T3 and self._run_before(group, pattern, channel):
                 group = None  # (T3: a truck's reversing beeper beeps at its rate; no T4-rate run has fooled it so far)
             if group is None:

@@ -37,8 +37,8 @@ BIN_HZ = SAMPLE_RATE / N_FFT
 BAND_HZ = (450.0, 3700.0)
 KEYED_HZ = (450.0, 1100.0)  # one-bin keyed channels: low units' fundamentals and 2nd harmonics
 # Keyed channels' bins come from a 64 ms spectrum (15.6 Hz bins): a 520 Hz unit lies between two of
-# the 31 Hz bins, and a chord's note a semitone or two above fills the nearer one. (They find T3
-# groups only, whose 0.5 s beeps a longer window does not blur.)
+# the 31 Hz bins, and a chord's note a semitone or two above fills the nearer one. (A CO alarm's
+# 0.1 s beeps and gaps outlast the window: its beeps measure 0.1-0.15 s there, its gaps stay gaps.)
 KEYED_N_FFT = 1024
 KEYED_BIN_HZ = SAMPLE_RATE / KEYED_N_FFT
 # Neighbours a peak is compared with: beyond the Hann main lobe (+-2 bins).

@@ -366,10 +366,13 @@ KEYED_GROUP_HZ = ((450.0, 600.0), (900.0, 1100.0))
 # 0.10-0.15 s (the 64 ms window lengthens a 0.1 s beep).
 KEYED_T4_LEVEL_DB = 3.0
 KEYED_T4_MIN_BEEP_S = 0.09
-# And a voice's harmonic begins with its syllable's other harmonics, louder ones among them in other
-# keyed bins, where a unit's tone begins alone but for its own octave (TV speech seed 63981: a 1,094 Hz
-# harmonic keyed four times within 1.9 dB, 0.08-0.11 s each, every time begun with harmonics 5-8 dB
-# louder at 450-1,000 Hz). A note's onset under a unit's beep is chance, not the rule for most of them.
+# And a voice's harmonic begins with its syllable's other harmonics, a note's partial with its chord's
+# other notes, louder ones among them in other keyed bins, where a unit's tone begins alone but for its
+# own octave. TV speech seed 63981: a 1,094 Hz harmonic keyed four times within 1.9 dB, 0.08-0.11 s
+# each, every time begun with harmonics 5-8 dB louder at 450-1,000 Hz (a CO alarm). Music seeds 41472
+# and 43617: a 969 Hz partial held 0.5-0.7 s three times at T3's pace, each time (or two of three) begun
+# with chord notes 6-13 dB louder at 500-800 Hz (smoke alarms). For T3 and T4 groups alike: a note's or
+# a syllable's onset under a unit's beep is chance, not the rule for most of its beeps.
 KEYED_SIBLING_S = 0.03  # begun together: onsets this close
 KEYED_SIBLING_DB = 3.0  # louder: by more than this
 
@@ -1393,7 +1396,7 @@ class AlarmDetector:
                     return True
         return False
 
-    def _begun_with_louder_harmonics(self, group: list[Beep], channel: int) -> bool:
+    def _begun_with_louder_tones(self, group: list[Beep], channel: int) -> bool:
         """Whether most of a keyed channel's beeps began with a louder tone in another keyed bin, not their own octave (KEYED_SIBLING_S)."""
         pitch = group[0].freq
         begun_with = 0
@@ -1414,9 +1417,11 @@ class AlarmDetector:
         st = self._channels[channel]
         for k, pattern in enumerate(PATTERNS):
             group = self._pattern_group(st, pattern)
-            if group is not None and pattern is T4 and self._keyed[channel]:
-                if not keyed_unit_beeps(group) or self._begun_with_louder_harmonics(group, channel):
-                    group = None  # a voice's harmonic, gliding through the keyed bin or keyed by its syllables
+            if group is not None and self._keyed[channel]:
+                if self._begun_with_louder_tones(group, channel):
+                    group = None  # a chord's note or a syllable's harmonic
+                elif pattern is T4 and not keyed_unit_beeps(group):
+                    group = None  # a tone gliding through the keyed bin (a voice's harmonic)
             if group is not None and pattern is T3 and self._run_before(group, pattern, channel):
                 group = None  # (T3: a truck's reversing beeper beeps at its rate; no T4-rate run has fooled it so far)
             if group is None:

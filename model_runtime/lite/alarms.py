@@ -852,8 +852,9 @@ class AlarmDetector:
         self._harmonic_candidates: dict[tuple[int, float], tuple[list[Beep], float, float, dict[int, tuple[float, float, float]]]] = {}
         self._narrow = [c for c, ch in enumerate(self._tracker.channels) if ch.narrow]
         self._keyed = [ch.keyed for ch in self._tracker.channels]
+        self._keyed_hz = {c: ch.lo_bin * KEYED_BIN_HZ for c, ch in enumerate(self._tracker.channels) if ch.keyed}  # each keyed channel's bin
         self._finds_groups = [
-            not ch.keyed or any(low <= ch.lo_bin * KEYED_BIN_HZ <= high for low, high in KEYED_GROUP_HZ) for ch in self._tracker.channels
+            c not in self._keyed_hz or any(low <= self._keyed_hz[c] <= high for low, high in KEYED_GROUP_HZ) for c in range(len(self._channels))
         ]
         self._harmonic_beeps: deque[Beep] = deque()  # the narrow channels' beeps a harmonic may have heard, the last seconds'
         self._sweep_pieces: deque[Beep] = deque()  # the narrow channels' rising pieces, the last seconds' (`sweep_chains`)
@@ -1398,19 +1399,17 @@ class AlarmDetector:
 
     def _begun_with_louder_tones(self, group: list[Beep], channel: int) -> bool:
         """Whether most of a keyed channel's beeps began with a louder tone in another keyed bin, not their own octave (KEYED_SIBLING_S)."""
-        pitch = group[0].freq
-        begun_with = 0
-        for beep in group:
-            for c, st in enumerate(self._channels):
-                if c == channel or not self._keyed[c]:
-                    continue
-                hz = self._tracker.channels[c].lo_bin * KEYED_BIN_HZ
-                if abs(hz - pitch) <= 2 * KEYED_BIN_HZ or min(abs(hz - pitch / 2), abs(hz - 2 * pitch)) <= KEYED_BIN_HZ:
-                    continue  # the beep's own skirt, or the unit's fundamental or 2nd harmonic
-                recent = takewhile(lambda other: other.on >= group[0].on - KEYED_SIBLING_S, reversed(st.beeps))
-                if any(abs(other.on - beep.on) <= KEYED_SIBLING_S and other.peak > beep.peak + KEYED_SIBLING_DB for other in recent):
-                    begun_with += 1
-                    break
+        pitch, since = group[0].freq, group[0].on - KEYED_SIBLING_S
+        others = [
+            list(takewhile(lambda other: other.on >= since, reversed(self._channels[c].beeps)))
+            for c, hz in self._keyed_hz.items()
+            # not the beep's own skirt, nor the unit's fundamental or 2nd harmonic
+            if c != channel and abs(hz - pitch) > 2 * KEYED_BIN_HZ and min(abs(hz - pitch / 2), abs(hz - 2 * pitch)) > KEYED_BIN_HZ
+        ]
+        begun_with = sum(
+            any(abs(other.on - beep.on) <= KEYED_SIBLING_S and other.peak > beep.peak + KEYED_SIBLING_DB for beeps in others for other in beeps)
+            for beep in group
+        )
         return 2 * begun_with > len(group)
 
     def _find_candidates(self, channel: int) -> None:

@@ -238,7 +238,7 @@ def test_a_low_frequency_unit_under_chords_is_heard_by_its_bins_keying(testset_d
         ("co_alarm-520_pulse-music--5dB-low3", "low"),
     ],
 )
-def test_a_low_units_co_alarm_under_music_is_heard_by_its_bins_keying(testset_dir, name, draw):
+def test_a_low_units_co_alarm_under_music_or_tv_is_heard_by_its_bins_keying(testset_dir, name, draw):
     specs = {"tonal": ts.tonal_background_draw, "tonal3": lambda: ts.tonal_background_draw(cycles=3), "low": ts.low_unit_draw}[draw]()
     assert draw_clip_found_in_time(testset_dir, name, specs)
 
